@@ -1,0 +1,45 @@
+# Two commands for a new user: `make run` and `make test`.
+# Both create .venv (Python 3.10) if missing and install exactly what requirements.lock pins.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# pyenv reads .python-version; without pyenv, PYTHON must name a Python 3.10 interpreter.
+PYTHON ?= python3.10
+INSTALLED := $(VENV)/.installed-from-lock
+RUN_ARGS ?=
+PYTEST_ARGS ?=
+
+.PHONY: run test setup lock lint clean
+
+run: $(INSTALLED)
+	$(PY) run_local.py $(RUN_ARGS)
+
+test: $(INSTALLED)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: $(INSTALLED)
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null || { echo "error: '$(PYTHON)' not found. TFX 1.16 needs Python 3.10: install it (e.g. 'pyenv install 3.10.13') or run 'make PYTHON=/path/to/python3.10 ...'." >&2; exit 1; }
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' || { echo "error: '$(PYTHON)' is $$($(PYTHON) --version 2>&1); TFX 1.16 needs Python 3.10. Run 'make PYTHON=/path/to/python3.10 ...'." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): requirements.lock pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --upgrade "pip==24.2"
+	$(PY) -m pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
+	touch $@
+
+# Maintainers only: re-resolve the whole tree after changing pyproject.toml or constraints.txt.
+lock:
+	uv pip compile pyproject.toml --extra dev -c constraints.txt --python-version 3.10 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes --no-emit-package tfx-reference-pipeline \
+	  -o requirements.lock
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf outputs
