@@ -1,0 +1,198 @@
+"""The pipeline definition: one `create_pipeline()`, with no orchestrator choice in it."""
+
+from __future__ import annotations
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+
+from components import features, model
+from pipeline.config import PipelineConfig
+from pipeline.fingerprint import code_fingerprint
+
+# Node ids, as they appear in ML Metadata, the console and the Kubeflow spec.
+LABELED_EXAMPLE_GEN = "CsvExampleGen"
+UNLABELED_EXAMPLE_GEN = "UnlabeledExampleGen"
+CURATED_SCHEMA = "CuratedSchemaImporter"
+BLESSED_MODEL_RESOLVER = "LatestBlessedModelResolver"
+UNLABELED_SPLIT = "unlabeled"
+
+
+def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """TFMA settings: metrics overall and per slice, an absolute AUC/accuracy floor, and a
+    maximum AUC regression against the latest blessed model."""
+    higher_is_better = tfma.MetricDirection.HIGHER_IS_BETTER
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=model.SERVING_SIGNATURE,
+                prediction_key=model.PREDICTION_KEY,
+                label_key=features.TRANSFORMED_LABEL_KEY,
+                preprocessing_function_names=[model.TRANSFORM_SIGNATURE],
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()]
+        + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURE_KEYS],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(
+                        class_name="AUC",
+                        threshold=tfma.MetricThreshold(
+                            value_threshold=tfma.GenericValueThreshold(
+                                lower_bound={"value": config.min_auc}
+                            ),
+                            change_threshold=tfma.GenericChangeThreshold(
+                                direction=higher_is_better,
+                                absolute={"value": -config.max_auc_regression},
+                            ),
+                        ),
+                    ),
+                    tfma.MetricConfig(
+                        class_name="BinaryAccuracy",
+                        threshold=tfma.MetricThreshold(
+                            value_threshold=tfma.GenericValueThreshold(
+                                lower_bound={"value": config.min_binary_accuracy}
+                            )
+                        ),
+                    ),
+                    tfma.MetricConfig(class_name="Precision"),
+                    tfma.MetricConfig(class_name="Recall"),
+                    tfma.MetricConfig(class_name="Calibration"),
+                    tfma.MetricConfig(class_name="MeanLabel"),
+                    tfma.MetricConfig(class_name="MeanPrediction"),
+                    tfma.MetricConfig(class_name="CalibrationPlot"),
+                ]
+            )
+        ],
+    )
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+    curated_schema_file: str | None = None,
+) -> tfx.dsl.Pipeline:
+    """The whole chain, from CSV ingestion to a pushed model and batch predictions.
+
+    `curated_schema_file` overrides `config.curated_schema_file` (local runs pass a
+    content-addressed copy so that editing the schema invalidates the import's cache).
+    """
+    split_config = tfx.proto.SplitConfig(
+        splits=[
+            tfx.proto.SplitConfig.Split(name="train", hash_buckets=config.train_buckets),
+            tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
+        ]
+    )
+    example_gen = tfx.components.CsvExampleGen(
+        input_base=str(config.labeled_data_dir),
+        output_config=tfx.proto.Output(split_config=split_config),
+    ).with_id(LABELED_EXAMPLE_GEN)
+
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    inferred_schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False
+    )
+    curated_schema = tfx.components.ImportSchemaGen(
+        schema_file=curated_schema_file or str(config.curated_schema_file)
+    ).with_id(CURATED_SCHEMA)
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=curated_schema.outputs["schema"]
+    )
+
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=curated_schema.outputs["schema"],
+        preprocessing_fn=config.preprocessing_fn,
+        # StatisticsGen already describes the raw data; Transform's own statistics double its cost.
+        disable_statistics=True,
+        custom_config={"code_fingerprint": code_fingerprint(config.preprocessing_fn)},
+    )
+
+    tuner = tfx.components.Tuner(
+        tuner_fn=config.tuner_fn,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        custom_config={
+            "max_trials": config.tuner_trials,
+            "seed": config.seed,
+            "code_fingerprint": code_fingerprint(config.tuner_fn),
+        },
+    )
+
+    trainer = tfx.components.Trainer(
+        run_fn=config.run_fn,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=curated_schema.outputs["schema"],
+        hyperparameters=tuner.outputs["best_hyperparameters"],
+        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        custom_config={"seed": config.seed, "code_fingerprint": code_fingerprint(config.run_fn)},
+    )
+
+    blessed_model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(BLESSED_MODEL_RESOLVER)
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=blessed_model_resolver.outputs["model"],
+        eval_config=eval_config(config),
+    )
+
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(
+                base_directory=str(config.serving_model_dir)
+            )
+        ),
+    )
+
+    unlabeled_example_gen = tfx.components.CsvExampleGen(
+        input_base=str(config.unlabeled_data_dir),
+        output_config=tfx.proto.Output(
+            split_config=tfx.proto.SplitConfig(
+                splits=[tfx.proto.SplitConfig.Split(name=UNLABELED_SPLIT, hash_buckets=1)]
+            )
+        ),
+    ).with_id(UNLABELED_EXAMPLE_GEN)
+
+    bulk_inferrer = tfx.components.BulkInferrer(
+        examples=unlabeled_example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        data_spec=tfx.proto.DataSpec(example_splits=[UNLABELED_SPLIT]),
+        model_spec=tfx.proto.ModelSpec(model_signature_name=[model.SERVING_SIGNATURE]),
+    )
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=config.pipeline_name,
+        pipeline_root=str(config.pipeline_root),
+        components=[
+            example_gen,
+            statistics_gen,
+            inferred_schema_gen,
+            curated_schema,
+            example_validator,
+            transform,
+            tuner,
+            trainer,
+            blessed_model_resolver,
+            evaluator,
+            pusher,
+            unlabeled_example_gen,
+            bulk_inferrer,
+        ],
+        enable_cache=config.enable_cache,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=list(config.beam_args),
+    )

@@ -1,0 +1,105 @@
+"""Checks that run before the pipeline starts, so that bad settings fail in one clear sentence."""
+
+from __future__ import annotations
+
+import importlib
+import tempfile
+from pathlib import Path
+
+from pipeline.config import PipelineConfig
+
+
+class SetupError(Exception):
+    """A problem with the inputs or settings that the user must fix before a run can start."""
+
+
+def check_output_dir(output_dir: Path) -> None:
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output_dir, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        raise SetupError(
+            f"Cannot write to the output directory {output_dir} ({e.strerror or e}). "
+            "Choose a writable directory with --output-dir, or fix its permissions."
+        ) from e
+
+
+def _check_csv_folder(folder: Path, role: str) -> None:
+    if not folder.is_dir():
+        raise SetupError(
+            f"The {role} data folder {folder} does not exist. A data directory needs "
+            "'labeled/' (CSV files with the label column) and 'unlabeled/' (CSV files to score); "
+            "point --data-dir at one, or run `python scripts/prepare_taxi_data.py` to rebuild data/."
+        )
+    csv_files = sorted(folder.glob("*.csv"))
+    if not csv_files:
+        raise SetupError(f"The {role} data folder {folder} holds no .csv file; add at least one.")
+    for csv_file in csv_files:
+        try:
+            with csv_file.open("r", encoding="utf-8", newline="") as f:
+                header = f.readline().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise SetupError(
+                f"Cannot read the CSV file {csv_file}: {e}. Check its permissions and that it is "
+                "UTF-8 text."
+            ) from e
+        if not header:
+            raise SetupError(
+                f"The CSV file {csv_file} is empty: it needs a header row naming the columns, "
+                "then one row per example."
+            )
+
+
+def check_data_dir(config: PipelineConfig) -> None:
+    if not config.data_dir.is_dir():
+        raise SetupError(
+            f"The data directory {config.data_dir} does not exist. Point --data-dir at a folder "
+            "with 'labeled/' and 'unlabeled/' CSV folders, or run "
+            "`python scripts/prepare_taxi_data.py` to rebuild data/."
+        )
+    _check_csv_folder(config.labeled_data_dir, "labeled")
+    _check_csv_folder(config.unlabeled_data_dir, "unlabeled")
+
+
+def check_user_code(config: PipelineConfig) -> None:
+    """Imports every user function the pipeline will call, as the components will."""
+    for setting, dotted_path in (
+        ("preprocessing_fn", config.preprocessing_fn),
+        ("tuner_fn", config.tuner_fn),
+        ("run_fn", config.run_fn),
+    ):
+        module_name, _, function_name = dotted_path.rpartition(".")
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as e:  # noqa: BLE001 - any import-time error is the user's to see
+            raise SetupError(
+                f"The module {module_name} (the {setting} '{dotted_path}') fails to import: "
+                f"{type(e).__name__}: {e}. Fix the module; nothing was run."
+            ) from e
+        if not callable(getattr(module, function_name, None)):
+            raise SetupError(
+                f"The module {module_name} has no function {function_name} (the {setting} "
+                f"'{dotted_path}')."
+            )
+
+
+def check_curated_schema(schema_file: Path) -> None:
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    try:
+        text_format.Parse(schema_file.read_text(), schema_pb2.Schema())
+    except OSError as e:
+        raise SetupError(f"Cannot read the curated schema {schema_file}: {e}.") from e
+    except text_format.ParseError as e:
+        raise SetupError(
+            f"The curated schema {schema_file} is not a valid Schema text proto: {e}."
+        ) from e
+
+
+def run_all(config: PipelineConfig) -> None:
+    check_output_dir(config.output_dir)
+    check_data_dir(config)
+    check_curated_schema(config.curated_schema_file)
+    check_user_code(config)

@@ -1,0 +1,119 @@
+"""What a finished run did, read back from ML Metadata and its artifacts, in human terms."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+
+from pipeline import metadata_reader as mr
+from pipeline.pipeline import UNLABELED_SPLIT
+
+
+
+@dataclasses.dataclass
+class RunSummary:
+    run_id: str
+    executions: list[mr.NodeExecution]
+    blessed: bool | None = None
+    blessing_reasons: list[str] = dataclasses.field(default_factory=list)
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    pushed_version: str | None = None
+    pushed_path: str | None = None
+    predictions: int | None = None
+    predictions_uri: str | None = None
+
+
+def overall_metrics(evaluation_uri: str) -> tuple[dict[str, float], dict[str, float]]:
+    """Candidate metrics on the overall slice, and their differences against the baseline."""
+    values: dict[str, float] = {}
+    diffs: dict[str, float] = {}
+    for per_slice in tfma.load_metrics(evaluation_uri):
+        if per_slice.slice_key.single_slice_keys:
+            continue
+        for entry in per_slice.metric_keys_and_values:
+            key, value = entry.key, entry.value
+            if key.model_name not in ("", "candidate") or not value.HasField("double_value"):
+                continue
+            (diffs if key.is_diff else values)[key.name] = value.double_value.value
+    return values, diffs
+
+
+def blessing_reasons(evaluation_uri: str) -> list[str]:
+    """Each failed threshold as a sentence; empty when every threshold passed."""
+    reasons = []
+    result = tfma.load_validation_result(evaluation_uri)
+    for per_slice in result.metric_validations_per_slice:
+        slice_name = _slice_name(per_slice.slice_key)
+        for failure in per_slice.failures:
+            kind = "change vs baseline" if failure.metric_key.is_diff else "value"
+            reasons.append(
+                f"{failure.metric_key.name} {kind} {failure.metric_value.double_value.value:.4f} "
+                f"on {slice_name} fails its threshold ({_threshold_text(failure.metric_threshold)})"
+            )
+    if result.missing_thresholds:
+        reasons.append("a metric that has a threshold was not computed")
+    for missing in result.missing_slices:
+        reasons.append(f"no evaluation data for slice {_slice_name(missing)}")
+    if result.rubber_stamp:
+        reasons.append("no baseline yet: change thresholds were not applied (first blessed model)")
+    return reasons
+
+
+def _slice_name(slice_key) -> str:
+    parts = [f"{k.column}={k.int64_value or k.float_value or k.bytes_value.decode()}" for k in slice_key.single_slice_keys]
+    return ", ".join(parts) or "all data"
+
+
+def _threshold_text(threshold) -> str:
+    if threshold.HasField("value_threshold"):
+        t = threshold.value_threshold
+        bounds = []
+        if t.HasField("lower_bound"):
+            bounds.append(f">= {t.lower_bound.value:g}")
+        if t.HasField("upper_bound"):
+            bounds.append(f"<= {t.upper_bound.value:g}")
+        return " and ".join(bounds)
+    t = threshold.change_threshold
+    return f"change >= {t.absolute.value:g}" if t.HasField("absolute") else str(t).strip()
+
+
+def count_prediction_logs(inference_uri: str) -> int:
+    """Number of PredictionLog records BulkInferrer wrote."""
+    pattern = os.path.join(inference_uri, "*")
+    files = [f for f in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(f)]
+    return sum(1 for f in files for _ in tf.data.TFRecordDataset(f, compression_type="GZIP"))
+
+
+def summarize_run(metadata_path: Path, pipeline_name: str, run_id: str | None = None) -> RunSummary:
+    """Collects the facts of one run (the latest when `run_id` is None)."""
+    store = mr.open_store(metadata_path)
+    runs = mr.run_contexts(store, pipeline_name)
+    run = next((r for r in runs if run_id is None or r.name == run_id), None)
+    if run is None:
+        raise LookupError(f"no run {run_id or ''} of pipeline {pipeline_name} in {metadata_path}")
+    summary = RunSummary(run_id=run.name, executions=mr.run_executions(store, run.id))
+
+    for node in summary.executions:
+        outputs = mr.output_artifacts(store, node.execution.id)
+        if node.node_id == "Evaluator" and outputs.get("blessing"):
+            blessing = outputs["blessing"][0]
+            summary.blessed = bool(mr.custom_property(blessing, "blessed"))
+            evaluation_uri = outputs["evaluation"][0].uri
+            summary.metrics, diffs = overall_metrics(evaluation_uri)
+            summary.metrics.update({f"{k} change": v for k, v in diffs.items()})
+            summary.blessing_reasons = blessing_reasons(evaluation_uri)
+        elif node.node_id == "Pusher" and outputs.get("pushed_model"):
+            pushed = outputs["pushed_model"][0]
+            if mr.custom_property(pushed, "pushed"):
+                summary.pushed_version = str(mr.custom_property(pushed, "pushed_version"))
+                summary.pushed_path = mr.custom_property(pushed, "pushed_destination")
+        elif node.node_id == "BulkInferrer" and outputs.get("inference_result"):
+            uri = outputs["inference_result"][0].uri
+            split_dir = os.path.join(uri, UNLABELED_SPLIT) if tf.io.gfile.isdir(os.path.join(uri, UNLABELED_SPLIT)) else uri
+            summary.predictions_uri = uri
+            summary.predictions = count_prediction_logs(split_dir)
+    return summary
