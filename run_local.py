@@ -17,38 +17,80 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Run the TFX pipeline (ExampleGen to BulkInferrer) locally on Beam's "
         "DirectRunner, with ML Metadata in a SQLite file under the output directory.",
     )
-    parser.add_argument("--data-dir", type=Path, default=defaults.data_dir,
-                        help="folder with labeled/ and unlabeled/ CSV folders (default: %(default)s)")
-    parser.add_argument("--output-dir", type=Path, default=defaults.output_dir,
-                        help="where metadata.db, pipeline_root/, serving_model/ and logs/ go "
-                        "(default: %(default)s)")
-    parser.add_argument("--schema", type=Path, default=defaults.curated_schema_file,
-                        help="curated schema (text proto) ExampleValidator and Transform use "
-                        "(default: %(default)s)")
-    parser.add_argument("--tuner-trials", type=int, default=defaults.tuner_trials,
-                        help="KerasTuner trial budget (default: %(default)s)")
-    parser.add_argument("--tuner-train-steps", type=int, default=defaults.tuner_train_steps,
-                        help="training steps per tuning trial (default: %(default)s)")
-    parser.add_argument("--train-steps", type=int, default=defaults.train_steps,
-                        help="Trainer training steps (default: %(default)s)")
-    parser.add_argument("--eval-steps", type=int, default=defaults.eval_steps,
-                        help="validation steps for Tuner and Trainer (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=defaults.seed,
-                        help="random seed for tuning and training (default: %(default)s)")
-    parser.add_argument("--beam-arg", action="append", default=[], metavar="ARG",
-                        help="extra Apache Beam pipeline option, repeatable, e.g. "
-                        "--beam-arg=--direct_running_mode=multi_processing or "
-                        "--beam-arg=--runner=FlinkRunner; later options override the defaults "
-                        f"({' '.join(DEFAULT_BEAM_ARGS)})")
-    parser.add_argument("--no-cache", action="store_true",
-                        help="re-execute every component instead of reusing cached results")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=defaults.data_dir,
+        help="folder with labeled/ and unlabeled/ CSV folders (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--output-dir",
+        type=Path,
+        default=defaults.output_dir,
+        help="where metadata.db, pipeline_root/, serving_model/ and logs/ go "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--schema",
+        type=Path,
+        default=defaults.curated_schema_file,
+        help="curated schema (text proto) ExampleValidator and Transform use "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tuner-trials",
+        type=int,
+        default=defaults.tuner_trials,
+        help="KerasTuner trial budget (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--tuner-train-steps",
+        type=int,
+        default=defaults.tuner_train_steps,
+        help="training steps per tuning trial (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--train-steps",
+        type=int,
+        default=defaults.train_steps,
+        help="Trainer training steps (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--eval-steps",
+        type=int,
+        default=defaults.eval_steps,
+        help="validation steps for Tuner and Trainer (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="random seed for tuning and training (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--beam-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="extra Apache Beam pipeline option, repeatable, e.g. "
+        "--beam-arg=--direct_running_mode=multi_processing or "
+        "--beam-arg=--runner=FlinkRunner; later options override the defaults "
+        f"({' '.join(DEFAULT_BEAM_ARGS)})",
+    )
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="re-execute every component instead of reusing cached results",
+    )
     return parser.parse_args(argv)
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     for name in ("tuner_trials", "tuner_train_steps", "train_steps", "eval_steps"):
         if getattr(args, name) < 1:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}.")
+            raise SystemExit(
+                f"error: --{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}."
+            )
     return PipelineConfig(
         data_dir=args.data_dir.resolve(),
         output_dir=args.output_dir.resolve(),
@@ -78,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now()
     log_path = config.logs_dir / f"run-{started:%Y%m%d-%H%M%S}.log"
     with output_to_log_file(log_path) as console:
-        console.write(f"Pipeline {config.pipeline_name}: data {config.data_dir}, outputs {config.output_dir}\n")
+        console.write(
+            f"Pipeline {config.pipeline_name}: data {config.data_dir}, outputs {config.output_dir}\n"
+        )
         console.write(f"Full log: {log_path}\n")
         try:
             preflight.run_all(config)

@@ -68,14 +68,19 @@ def build_keras_model(hparams: keras_tuner.HyperParameters) -> keras.Model:
 
     x = keras.layers.Concatenate(name="all_features")(parts)
     for i in range(hparams.get("num_hidden_layers")):
-        x = keras.layers.Dense(hparams.get("hidden_units"), activation="relu", name=f"hidden_{i}")(x)
+        x = keras.layers.Dense(hparams.get("hidden_units"), activation="relu", name=f"hidden_{i}")(
+            x
+        )
     output = keras.layers.Dense(1, activation="sigmoid", name="big_tip_probability")(x)
 
     model = keras.Model(inputs=inputs, outputs=output)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=hparams.get("learning_rate")),
         loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.BinaryAccuracy(name="binary_accuracy"), keras.metrics.AUC(name="auc")],
+        metrics=[
+            keras.metrics.BinaryAccuracy(name="binary_accuracy"),
+            keras.metrics.AUC(name="auc"),
+        ],
     )
     return model
 
@@ -99,7 +104,9 @@ def input_dataset(
     ).repeat()
 
 
-def hyperparameters_from(fn_args_hyperparameters: dict[str, Any] | None) -> keras_tuner.HyperParameters:
+def hyperparameters_from(
+    fn_args_hyperparameters: dict[str, Any] | None,
+) -> keras_tuner.HyperParameters:
     """The Tuner's best hyperparameters when given, else the search space's defaults."""
     if fn_args_hyperparameters:
         return keras_tuner.HyperParameters.from_config(fn_args_hyperparameters)
@@ -141,13 +148,21 @@ def export_serving_model(
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train with the given (or default) hyperparameters and export."""
-    seed = int(fn_args.custom_config.get("seed", DEFAULT_SEED)) if fn_args.custom_config else DEFAULT_SEED
+    seed = (
+        int(fn_args.custom_config.get("seed", DEFAULT_SEED))
+        if fn_args.custom_config
+        else DEFAULT_SEED
+    )
     keras.utils.set_random_seed(seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     hparams = hyperparameters_from(fn_args.hyperparameters)
 
-    train = input_dataset(fn_args.train_files, fn_args.data_accessor, tf_transform_output, TRAIN_BATCH_SIZE, seed)
-    evaluation = input_dataset(fn_args.eval_files, fn_args.data_accessor, tf_transform_output, EVAL_BATCH_SIZE, seed)
+    train = input_dataset(
+        fn_args.train_files, fn_args.data_accessor, tf_transform_output, TRAIN_BATCH_SIZE, seed
+    )
+    evaluation = input_dataset(
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, EVAL_BATCH_SIZE, seed
+    )
     model = build_keras_model(hparams)
     model.fit(
         train,

@@ -31,7 +31,11 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     )
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     train = model.input_dataset(
-        fn_args.train_files, fn_args.data_accessor, tf_transform_output, model.TRAIN_BATCH_SIZE, seed
+        fn_args.train_files,
+        fn_args.data_accessor,
+        tf_transform_output,
+        model.TRAIN_BATCH_SIZE,
+        seed,
     )
     evaluation = model.input_dataset(
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, model.EVAL_BATCH_SIZE, seed

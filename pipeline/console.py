@@ -7,8 +7,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator, TextIO
+from typing import TextIO
 
 from absl import logging as absl_logging
 
@@ -76,7 +77,9 @@ class ComponentProgress(logging.Handler):
             self.finished.append(node_id)
             state = self._state_of(node_id)
             position = len(self.finished)
-            self._write(f"[{position:>2}/{self._total}] {node_id:<{self._width}}  {state:<9} {seconds:6.1f} s")
+            self._write(
+                f"[{position:>2}/{self._total}] {node_id:<{self._width}}  {state:<9} {seconds:6.1f} s"
+            )
 
     def _write(self, line: str) -> None:
         self._console.write(line + "\n")

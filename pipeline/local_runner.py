@@ -49,12 +49,11 @@ def run(config: PipelineConfig, console: TextIO) -> RunSummary:
         curated_schema_file=str(stage_curated_schema(config)),
     )
     node_ids = [component.id for component in pipeline.components]
-    resolver_ids = {c.id for c in pipeline.components if isinstance(c, tfx.dsl.Resolver)}
 
     def state_of(node_id: str) -> str:
-        if node_id in resolver_ids:
-            return "resolved"
-        execution = mr.latest_node_execution(mr.open_store(config.metadata_path), config.pipeline_name, node_id)
+        execution = mr.latest_node_execution(
+            mr.open_store(config.metadata_path), config.pipeline_name, node_id
+        )
         return execution.state if execution else "skipped"
 
     progress = ComponentProgress(console, node_ids, state_of)

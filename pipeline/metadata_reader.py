@@ -13,6 +13,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 PIPELINE_RUN_CONTEXT = "pipeline_run"
+RESOLVER_EXECUTION_TYPE = "tfx.dsl.components.common.resolver.Resolver"
 NODE_CONTEXT = "node"
 _STATE_NAMES = {
     metadata_store_pb2.Execution.COMPLETE: "executed",
@@ -33,6 +34,12 @@ class NodeExecution:
 
     @property
     def state(self) -> str:
+        """executed, cached, failed, ... ; a resolver that completed is "resolved"."""
+        if (
+            self.execution.type == RESOLVER_EXECUTION_TYPE
+            and self.execution.last_known_state == metadata_store_pb2.Execution.COMPLETE
+        ):
+            return "resolved"
         return _STATE_NAMES.get(self.execution.last_known_state, "unknown")
 
     @property
@@ -41,7 +48,9 @@ class NodeExecution:
         return max(0, e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000.0
 
 
-def sqlite_connection_config(path: Path, read_only: bool = False) -> metadata_store_pb2.ConnectionConfig:
+def sqlite_connection_config(
+    path: Path, read_only: bool = False
+) -> metadata_store_pb2.ConnectionConfig:
     """MLMD connection to a SQLite file (created if missing unless `read_only`)."""
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = str(path)
@@ -67,7 +76,9 @@ def node_id_of(store: metadata_store.MetadataStore, execution_id: int) -> str:
     return "?"
 
 
-def run_contexts(store: metadata_store.MetadataStore, pipeline_name: str) -> list[metadata_store_pb2.Context]:
+def run_contexts(
+    store: metadata_store.MetadataStore, pipeline_name: str
+) -> list[metadata_store_pb2.Context]:
     """Pipeline-run contexts of `pipeline_name` (children of its pipeline context), newest first."""
     pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline_context is None:

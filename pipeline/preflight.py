@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import tempfile
+import traceback
 from pathlib import Path
 
 from pipeline.config import PipelineConfig
@@ -75,13 +76,23 @@ def check_user_code(config: PipelineConfig) -> None:
         except Exception as e:  # noqa: BLE001 - any import-time error is the user's to see
             raise SetupError(
                 f"The module {module_name} (the {setting} '{dotted_path}') fails to import: "
-                f"{type(e).__name__}: {e}. Fix the module; nothing was run."
+                f"{type(e).__name__}: {e}{_where(e)}. Fix the module; nothing was run."
             ) from e
         if not callable(getattr(module, function_name, None)):
             raise SetupError(
                 f"The module {module_name} has no function {function_name} (the {setting} "
                 f"'{dotted_path}')."
             )
+
+
+def _where(error: Exception) -> str:
+    """' (at file, line N)' for the innermost frame of an import error."""
+    if isinstance(error, SyntaxError) and error.filename:
+        return f" (at {error.filename}, line {error.lineno})"
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return ""
+    return f" (at {frames[-1].filename}, line {frames[-1].lineno})"
 
 
 def check_curated_schema(schema_file: Path) -> None:

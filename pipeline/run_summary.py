@@ -10,8 +10,6 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
 from pipeline import metadata_reader as mr
-from pipeline.pipeline import UNLABELED_SPLIT
-
 
 
 @dataclasses.dataclass
@@ -64,7 +62,10 @@ def blessing_reasons(evaluation_uri: str) -> list[str]:
 
 
 def _slice_name(slice_key) -> str:
-    parts = [f"{k.column}={k.int64_value or k.float_value or k.bytes_value.decode()}" for k in slice_key.single_slice_keys]
+    parts = [
+        f"{k.column}={k.int64_value or k.float_value or k.bytes_value.decode()}"
+        for k in slice_key.single_slice_keys
+    ]
     return ", ".join(parts) or "all data"
 
 
@@ -83,8 +84,7 @@ def _threshold_text(threshold) -> str:
 
 def count_prediction_logs(inference_uri: str) -> int:
     """Number of PredictionLog records BulkInferrer wrote."""
-    pattern = os.path.join(inference_uri, "*")
-    files = [f for f in tf.io.gfile.glob(pattern) if not tf.io.gfile.isdir(f)]
+    files = tf.io.gfile.glob(os.path.join(inference_uri, "prediction_logs-*"))
     return sum(1 for f in files for _ in tf.data.TFRecordDataset(f, compression_type="GZIP"))
 
 
@@ -112,8 +112,6 @@ def summarize_run(metadata_path: Path, pipeline_name: str, run_id: str | None = 
                 summary.pushed_version = str(mr.custom_property(pushed, "pushed_version"))
                 summary.pushed_path = mr.custom_property(pushed, "pushed_destination")
         elif node.node_id == "BulkInferrer" and outputs.get("inference_result"):
-            uri = outputs["inference_result"][0].uri
-            split_dir = os.path.join(uri, UNLABELED_SPLIT) if tf.io.gfile.isdir(os.path.join(uri, UNLABELED_SPLIT)) else uri
-            summary.predictions_uri = uri
-            summary.predictions = count_prediction_logs(split_dir)
+            summary.predictions_uri = outputs["inference_result"][0].uri
+            summary.predictions = count_prediction_logs(summary.predictions_uri)
     return summary

@@ -16,7 +16,9 @@ def _relative(path: str | Path) -> str:
         return str(path)
 
 
-def format_summary(summary: RunSummary, config: PipelineConfig, log_path: Path, elapsed: float) -> str:
+def format_summary(
+    summary: RunSummary, config: PipelineConfig, log_path: Path, elapsed: float
+) -> str:
     states = Counter(node.state for node in summary.executions)
     state_text = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
     lines = [f"Run {summary.run_id} finished in {elapsed:.1f} s ({state_text})."]
@@ -27,9 +29,13 @@ def format_summary(summary: RunSummary, config: PipelineConfig, log_path: Path, 
         m = summary.metrics
         scores = ", ".join(
             f"{label} {m[name]:.3f}"
-            for name, label in (("auc", "AUC"), ("binary_accuracy", "accuracy"),
-                                ("precision", "precision"), ("recall", "recall"),
-                                ("calibration", "calibration"))
+            for name, label in (
+                ("auc", "AUC"),
+                ("binary_accuracy", "accuracy"),
+                ("precision", "precision"),
+                ("recall", "recall"),
+                ("calibration", "calibration"),
+            )
             if name in m
         )
         baseline = (
@@ -38,16 +44,26 @@ def format_summary(summary: RunSummary, config: PipelineConfig, log_path: Path, 
             else "no earlier blessed model to compare with"
         )
         verdict = "BLESSED" if summary.blessed else "NOT BLESSED"
-        lines.append(f"Model:      {verdict} by Evaluator on {int(m.get('example_count', 0))} eval examples")
+        lines.append(
+            f"Model:      {verdict} by Evaluator on {int(m.get('example_count', 0))} eval examples"
+        )
         lines.append(f"            {scores}; {baseline}")
         for reason in summary.blessing_reasons:
             lines.append(f"            - {reason}")
     if summary.pushed_version:
-        lines.append(f"Pushed:     version {summary.pushed_version} -> {_relative(summary.pushed_path)}")
+        lines.append(
+            f"Pushed:     version {summary.pushed_version} -> {_relative(summary.pushed_path)}"
+        )
     else:
-        lines.append("Pushed:     nothing (the model was not blessed)" if summary.blessed is False else "Pushed:     nothing")
+        lines.append(
+            "Pushed:     nothing (the model was not blessed)"
+            if summary.blessed is False
+            else "Pushed:     nothing"
+        )
     if summary.predictions is not None:
-        lines.append(f"Inference:  {summary.predictions} predictions -> {_relative(summary.predictions_uri)}")
+        lines.append(
+            f"Inference:  {summary.predictions} predictions -> {_relative(summary.predictions_uri)}"
+        )
     lines.append(f"Metadata:   {_relative(config.metadata_path)} (ML Metadata, SQLite)")
     lines.append(f"Outputs:    {_relative(config.pipeline_root)}")
     lines.append(f"Full log:   {_relative(log_path)}")

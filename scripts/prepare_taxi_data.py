@@ -55,7 +55,9 @@ def split(source: Path, data_dir: Path) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parent.parent / "data")
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(__file__).resolve().parent.parent / "data"
+    )
     args = parser.parse_args()
     n_labeled, n_unlabeled = split(shipped_taxi_csv(), args.data_dir)
     print(f"wrote {n_labeled} labeled rows and {n_unlabeled} unlabeled rows under {args.data_dir}")

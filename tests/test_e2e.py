@@ -1,0 +1,177 @@
+"""The whole chain on a small real sample, then asked what happened: ML Metadata, the pushed
+model in a fresh process, BulkInferrer's output, and the cache on a re-run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+from pipeline import metadata_reader as mr
+from pipeline.run_summary import count_prediction_logs
+from tests.conftest import SAMPLE_UNLABELED_ROWS
+from tests.test_pipeline import EXPECTED_NODES
+
+pytestmark = pytest.mark.e2e
+PIPELINE_NAME = "taxi_tips"
+CACHED_ON_RERUN = {
+    "CsvExampleGen",
+    "UnlabeledExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "CuratedSchemaImporter",
+    "ExampleValidator",
+    "Transform",
+    "Tuner",
+    "Trainer",
+}
+
+
+def _runs(output_dir: Path):
+    store = mr.open_store(output_dir / "metadata.db")
+    runs = mr.run_contexts(store, PIPELINE_NAME)
+    return store, runs
+
+
+def _execution_outputs(store, executions, node_id):
+    node = next(e for e in executions if e.node_id == node_id)
+    return mr.output_artifacts(store, node.execution.id)
+
+
+def test_first_run_succeeds_and_prints_progress_and_summary(e2e_runs):
+    first = e2e_runs["first"]
+    assert first.returncode == 0, first.stdout + first.stderr
+    out = first.stdout
+    for node_id in EXPECTED_NODES:
+        assert f"{node_id} " in out
+    assert "BLESSED by Evaluator" in out and "NOT BLESSED" not in out
+    assert "Pushed:     version" in out
+    assert f"Inference:  {SAMPLE_UNLABELED_ROWS} predictions" in out
+    # The thousands of TF/Beam/absl lines went to the log file, not the terminal.
+    assert len(out.splitlines()) < 50
+    assert "tensorflow" not in first.stderr.lower() and "absl" not in out
+    log_files = list((e2e_runs["output_dir"] / "logs").glob("run-*.log"))
+    assert log_files and sum(len(f.read_text().splitlines()) for f in log_files) > 500
+
+
+def test_one_complete_execution_per_component(e2e_runs):
+    store, runs = _runs(e2e_runs["output_dir"])
+    assert len(runs) == 2
+    executions = mr.run_executions(store, runs[-1].id)  # the first, cold run
+    assert sorted(e.node_id for e in executions) == sorted(EXPECTED_NODES)
+    assert all(
+        e.execution.last_known_state == metadata_store_pb2.Execution.COMPLETE for e in executions
+    ), [(e.node_id, e.state) for e in executions]
+
+
+def test_no_anomalies_on_clean_data(e2e_runs):
+    store, runs = _runs(e2e_runs["output_dir"])
+    outputs = _execution_outputs(store, mr.run_executions(store, runs[-1].id), "ExampleValidator")
+    anomalies_dir = Path(outputs["anomalies"][0].uri)
+    split_files = sorted(anomalies_dir.glob("Split-*/SchemaDiff.pb"))
+    assert {f.parent.name for f in split_files} == {"Split-train", "Split-eval"}
+    for f in split_files:
+        anomalies = anomalies_pb2.Anomalies.FromString(f.read_bytes())
+        assert not anomalies.anomaly_info, f"{f}: {dict(anomalies.anomaly_info)}"
+        assert not anomalies.dataset_anomaly_info.reason
+
+
+def test_model_is_blessed_and_pushed_in_tf_serving_layout(e2e_runs):
+    store, runs = _runs(e2e_runs["output_dir"])
+    executions = mr.run_executions(store, runs[-1].id)
+    blessing = _execution_outputs(store, executions, "Evaluator")["blessing"][0]
+    assert mr.custom_property(blessing, "blessed") == 1
+    pushed = _execution_outputs(store, executions, "Pusher")["pushed_model"][0]
+    assert mr.custom_property(pushed, "pushed") == 1
+    version = str(mr.custom_property(pushed, "pushed_version"))
+    version_dir = e2e_runs["output_dir"] / "serving_model" / PIPELINE_NAME / version
+    assert version.isdigit() and (version_dir / "saved_model.pb").is_file()
+    assert (version_dir / "variables").is_dir()
+
+
+SCORE_IN_FRESH_PROCESS = r"""
+import csv, json, sys
+import tensorflow as tf
+model_dir, csv_path, schema_types = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+loaded = tf.saved_model.load(model_dir)
+with open(csv_path, newline="") as f:
+    row = next(csv.DictReader(f))
+feature = {}
+for name, value in row.items():
+    if value == "":
+        values = []
+    kind = schema_types[name]
+    if kind == "BYTES":
+        feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()] if value else []))
+    elif kind == "FLOAT":
+        feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)] if value else []))
+    else:
+        feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(float(value))] if value else []))
+example = tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+outputs = loaded.signatures["serving_default"](examples=tf.constant([example]))
+print(json.dumps({k: v.numpy().tolist() for k, v in outputs.items()}))
+"""
+
+
+def test_pushed_model_scores_a_tf_example_in_a_fresh_process(e2e_runs, sample_data_dir):
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    from tests.conftest import PROJECT_ROOT
+
+    schema = text_format.Parse(
+        (PROJECT_ROOT / "schema/schema.pbtxt").read_text(), schema_pb2.Schema()
+    )
+    types = {f.name: schema_pb2.FeatureType.Name(f.type) for f in schema.feature}
+    version_dir = max((e2e_runs["output_dir"] / "serving_model" / PIPELINE_NAME).iterdir())
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            SCORE_IN_FRESH_PROCESS,
+            str(version_dir),
+            str(sample_data_dir / "unlabeled" / "taxi.csv"),
+            json.dumps(types),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    probability = scores["probabilities"][0][0]
+    assert 0.0 <= probability <= 1.0
+
+
+def test_bulk_inferrer_wrote_one_prediction_per_unlabeled_row(e2e_runs):
+    store, runs = _runs(e2e_runs["output_dir"])
+    outputs = _execution_outputs(store, mr.run_executions(store, runs[-1].id), "BulkInferrer")
+    uri = Path(outputs["inference_result"][0].uri)
+    assert count_prediction_logs(str(uri)) == SAMPLE_UNLABELED_ROWS
+    first_file = next(uri.glob("prediction_logs-*"))
+    record = next(iter(tf.data.TFRecordDataset(str(first_file), compression_type="GZIP")))
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+    assert "probabilities" in log.predict_log.response.outputs
+
+
+def test_rerun_with_nothing_changed_reuses_the_cache(e2e_runs):
+    second = e2e_runs["second"]
+    assert second is not None and second.returncode == 0, second and second.stdout + second.stderr
+    store, runs = _runs(e2e_runs["output_dir"])
+    executions = {e.node_id: e for e in mr.run_executions(store, runs[0].id)}
+    cached = {
+        n
+        for n, e in executions.items()
+        if e.execution.last_known_state == metadata_store_pb2.Execution.CACHED
+    }
+    assert CACHED_ON_RERUN <= cached, {n: e.state for n, e in executions.items()}
+    for node_id in CACHED_ON_RERUN:
+        assert f"{node_id} " in second.stdout and "cached" in second.stdout

@@ -1,0 +1,114 @@
+"""The pipeline definition: every component, wired to the right inputs."""
+
+import pytest
+from google.protobuf import json_format
+from tfx import v1 as tfx
+
+from pipeline import pipeline as pipeline_module
+from pipeline.config import PipelineConfig
+from pipeline.fingerprint import code_fingerprint
+
+EXPECTED_NODES = {
+    "CsvExampleGen",
+    "StatisticsGen",
+    "SchemaGen",
+    "CuratedSchemaImporter",
+    "ExampleValidator",
+    "Transform",
+    "Tuner",
+    "Trainer",
+    "LatestBlessedModelResolver",
+    "Evaluator",
+    "Pusher",
+    "UnlabeledExampleGen",
+    "BulkInferrer",
+}
+
+
+@pytest.fixture(scope="module")
+def nodes(tmp_path_factory):
+    config = PipelineConfig(output_dir=tmp_path_factory.mktemp("out"))
+    p = pipeline_module.create_pipeline(config)
+    return {c.id: c for c in p.components}, config
+
+
+def _producer(channel) -> str:
+    return channel.producer_component_id
+
+
+def test_every_component_is_in_the_pipeline(nodes):
+    by_id, _ = nodes
+    assert set(by_id) == EXPECTED_NODES
+
+
+def test_components_are_wired_to_the_right_inputs(nodes):
+    by_id, _ = nodes
+    assert _producer(by_id["StatisticsGen"].inputs["examples"]) == "CsvExampleGen"
+    assert _producer(by_id["SchemaGen"].inputs["statistics"]) == "StatisticsGen"
+    validator = by_id["ExampleValidator"].inputs
+    assert _producer(validator["statistics"]) == "StatisticsGen"
+    assert _producer(validator["schema"]) == "CuratedSchemaImporter"  # the contract, not the guess
+    assert _producer(by_id["Transform"].inputs["schema"]) == "CuratedSchemaImporter"
+    assert _producer(by_id["Transform"].inputs["examples"]) == "CsvExampleGen"
+    for trainer_like in ("Tuner", "Trainer"):
+        assert _producer(by_id[trainer_like].inputs["examples"]) == "Transform"
+        assert _producer(by_id[trainer_like].inputs["transform_graph"]) == "Transform"
+    assert _producer(by_id["Trainer"].inputs["hyperparameters"]) == "Tuner"
+    evaluator = by_id["Evaluator"].inputs
+    assert _producer(evaluator["model"]) == "Trainer"
+    assert _producer(evaluator["baseline_model"]) == "LatestBlessedModelResolver"
+    assert _producer(evaluator["examples"]) == "CsvExampleGen"
+    pusher = by_id["Pusher"].inputs
+    assert _producer(pusher["model"]) == "Trainer"
+    assert _producer(pusher["model_blessing"]) == "Evaluator"
+    inferrer = by_id["BulkInferrer"].inputs
+    assert _producer(inferrer["examples"]) == "UnlabeledExampleGen"
+    assert _producer(inferrer["model"]) == "Trainer"
+    assert _producer(inferrer["model_blessing"]) == "Evaluator"
+
+
+def test_settings_reach_the_components(nodes):
+    by_id, config = nodes
+    push_destination = json_format.Parse(
+        by_id["Pusher"].exec_properties["push_destination"], tfx.proto.PushDestination()
+    )
+    assert push_destination.filesystem.base_directory == str(config.serving_model_dir)
+    tuner_config = by_id["Tuner"].exec_properties["custom_config"]
+    assert '"max_trials": 2' in tuner_config
+    assert by_id["CsvExampleGen"].exec_properties["input_base"] == str(config.labeled_data_dir)
+    assert by_id["UnlabeledExampleGen"].exec_properties["input_base"] == str(
+        config.unlabeled_data_dir
+    )
+
+
+def test_eval_config_has_thresholds_and_a_slice():
+    eval_config = pipeline_module.eval_config(PipelineConfig(min_auc=0.8))
+    assert len(eval_config.slicing_specs) == 2
+    thresholds = {m.class_name: m.threshold for m in eval_config.metrics_specs[0].metrics}
+    assert thresholds["AUC"].value_threshold.lower_bound.value == 0.8
+    assert thresholds["AUC"].change_threshold.absolute.value < 0
+    assert {"ExampleCount", "Precision", "Recall", "Calibration", "BinaryAccuracy"} <= set(
+        thresholds
+    )
+
+
+def test_code_fingerprint_follows_the_code(tmp_path, monkeypatch):
+    package = tmp_path / "fp_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "shared.py").write_text("X = 1\n")
+    (package / "entry.py").write_text(
+        "from fp_pkg import shared\n\ndef fn():\n    return shared.X\n"
+    )
+    (package / "unrelated.py").write_text("Y = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = code_fingerprint("fp_pkg.entry.fn")
+    (package / "unrelated.py").write_text("Y = 2\n")
+    assert code_fingerprint("fp_pkg.entry.fn") == before
+    (package / "shared.py").write_text("X = 2\n")
+    assert code_fingerprint("fp_pkg.entry.fn") != before
+
+
+def test_preprocessing_and_model_code_have_separate_fingerprints():
+    config = PipelineConfig()
+    assert code_fingerprint(config.preprocessing_fn) != code_fingerprint(config.run_fn)
