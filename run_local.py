@@ -78,6 +78,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"({' '.join(DEFAULT_BEAM_ARGS)})",
     )
     parser.add_argument(
+        "--model-server-bin",
+        default=None,
+        metavar="PATH",
+        help="tensorflow_model_server binary for InfraValidator (default: one on PATH, "
+        "else the project's model server)",
+    )
+    parser.add_argument(
         "--no-cache",
         action="store_true",
         help="re-execute every component instead of reusing cached results",
@@ -101,6 +108,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         eval_steps=args.eval_steps,
         seed=args.seed,
         beam_args=DEFAULT_BEAM_ARGS + tuple(args.beam_arg),
+        model_server_binary=args.model_server_bin,
         enable_cache=not args.no_cache,
     )
 

@@ -41,6 +41,13 @@ class PipelineConfig:
     min_auc: float = 0.70
     min_binary_accuracy: float = 0.70
     max_auc_regression: float = 0.01
+    # InfraValidator: the real `tensorflow_model_server` to use (None: one on PATH, else the
+    # project's model server), how long a model may take to load, per-request timeout, attempts.
+    model_server_binary: str | None = None
+    infra_max_loading_seconds: int = 120
+    infra_request_timeout_seconds: float = 30.0
+    infra_num_tries: int = 2
+    infra_num_requests: int = 10
     beam_args: tuple[str, ...] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True
 

@@ -7,6 +7,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
 from components import features, model
+from components.infra_validator.component import InfraValidator
 from pipeline.config import PipelineConfig
 from pipeline.fingerprint import code_fingerprint
 
@@ -147,9 +148,32 @@ def create_pipeline(
         eval_config=eval_config(config),
     )
 
+    infra_validator = InfraValidator(
+        model=trainer.outputs["model"],
+        examples=example_gen.outputs["examples"],
+        serving_spec=tfx.proto.ServingSpec(
+            tensorflow_serving=tfx.proto.TensorFlowServing(tags=["latest"]),
+            model_name=config.pipeline_name,
+        ),
+        validation_spec=tfx.proto.ValidationSpec(
+            max_loading_time_seconds=config.infra_max_loading_seconds,
+            num_tries=config.infra_num_tries,
+        ),
+        request_spec=tfx.proto.RequestSpec(
+            tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
+                signature_names=[model.SERVING_SIGNATURE]
+            ),
+            split_name="eval",
+            num_examples=config.infra_num_requests,
+        ),
+        model_server_binary=config.model_server_binary,
+        request_timeout_seconds=config.infra_request_timeout_seconds,
+    )
+
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=infra_validator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=str(config.serving_model_dir)
@@ -188,6 +212,7 @@ def create_pipeline(
             trainer,
             blessed_model_resolver,
             evaluator,
+            infra_validator,
             pusher,
             unlabeled_example_gen,
             bulk_inferrer,

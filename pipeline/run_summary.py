@@ -19,6 +19,8 @@ class RunSummary:
     blessed: bool | None = None
     blessing_reasons: list[str] = dataclasses.field(default_factory=list)
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    infra_blessed: bool | None = None
+    infra_reason: str | None = None
     pushed_version: str | None = None
     pushed_path: str | None = None
     predictions: int | None = None
@@ -106,6 +108,10 @@ def summarize_run(metadata_path: Path, pipeline_name: str, run_id: str | None = 
             summary.metrics, diffs = overall_metrics(evaluation_uri)
             summary.metrics.update({f"{k} change": v for k, v in diffs.items()})
             summary.blessing_reasons = blessing_reasons(evaluation_uri)
+        elif node.node_id == "InfraValidator" and outputs.get("blessing"):
+            blessing = outputs["blessing"][0]
+            summary.infra_blessed = bool(mr.custom_property(blessing, "blessed"))
+            summary.infra_reason = mr.custom_property(blessing, "reason")
         elif node.node_id == "Pusher" and outputs.get("pushed_model"):
             pushed = outputs["pushed_model"][0]
             if mr.custom_property(pushed, "pushed"):

@@ -50,14 +50,20 @@ def format_summary(
         lines.append(f"            {scores}; {baseline}")
         for reason in summary.blessing_reasons:
             lines.append(f"            - {reason}")
+    if summary.infra_blessed is not None:
+        verdict = "BLESSED" if summary.infra_blessed else "NOT BLESSED"
+        lines.append(
+            f"Serving:    {verdict} by InfraValidator: {summary.infra_reason or 'no reason recorded'}"
+        )
     if summary.pushed_version:
         lines.append(
             f"Pushed:     version {summary.pushed_version} -> {_relative(summary.pushed_path)}"
         )
     else:
+        not_blessed = summary.blessed is False or summary.infra_blessed is False
         lines.append(
             "Pushed:     nothing (the model was not blessed)"
-            if summary.blessed is False
+            if not_blessed
             else "Pushed:     nothing"
         )
     if summary.predictions is not None:

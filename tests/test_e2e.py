@@ -51,6 +51,7 @@ def test_first_run_succeeds_and_prints_progress_and_summary(e2e_runs):
     for node_id in EXPECTED_NODES:
         assert f"{node_id} " in out
     assert "BLESSED by Evaluator" in out and "NOT BLESSED" not in out
+    assert "Serving:    BLESSED by InfraValidator: the model loaded in" in out
     assert "Pushed:     version" in out
     assert f"Inference:  {SAMPLE_UNLABELED_ROWS} predictions" in out
     # The thousands of TF/Beam/absl lines went to the log file, not the terminal.
@@ -58,6 +59,17 @@ def test_first_run_succeeds_and_prints_progress_and_summary(e2e_runs):
     assert "tensorflow" not in first.stderr.lower() and "absl" not in out
     log_files = list((e2e_runs["output_dir"] / "logs").glob("run-*.log"))
     assert log_files and sum(len(f.read_text().splitlines()) for f in log_files) > 500
+
+
+def test_no_model_server_process_is_left_running(e2e_runs):
+    import psutil
+
+    servers = [
+        p.pid
+        for p in psutil.process_iter(["cmdline"])
+        if "components.infra_validator.model_server" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert not servers
 
 
 def test_one_complete_execution_per_component(e2e_runs):
@@ -87,6 +99,9 @@ def test_model_is_blessed_and_pushed_in_tf_serving_layout(e2e_runs):
     executions = mr.run_executions(store, runs[-1].id)
     blessing = _execution_outputs(store, executions, "Evaluator")["blessing"][0]
     assert mr.custom_property(blessing, "blessed") == 1
+    infra_blessing = _execution_outputs(store, executions, "InfraValidator")["blessing"][0]
+    assert mr.custom_property(infra_blessing, "blessed") == 1
+    assert "answered 10 requests" in mr.custom_property(infra_blessing, "reason")
     pushed = _execution_outputs(store, executions, "Pusher")["pushed_model"][0]
     assert mr.custom_property(pushed, "pushed") == 1
     version = str(mr.custom_property(pushed, "pushed_version"))

@@ -19,6 +19,7 @@ EXPECTED_NODES = {
     "Trainer",
     "LatestBlessedModelResolver",
     "Evaluator",
+    "InfraValidator",
     "Pusher",
     "UnlabeledExampleGen",
     "BulkInferrer",
@@ -61,6 +62,10 @@ def test_components_are_wired_to_the_right_inputs(nodes):
     pusher = by_id["Pusher"].inputs
     assert _producer(pusher["model"]) == "Trainer"
     assert _producer(pusher["model_blessing"]) == "Evaluator"
+    assert _producer(pusher["infra_blessing"]) == "InfraValidator"
+    infra = by_id["InfraValidator"].inputs
+    assert _producer(infra["model"]) == "Trainer"
+    assert _producer(infra["examples"]) == "CsvExampleGen"
     inferrer = by_id["BulkInferrer"].inputs
     assert _producer(inferrer["examples"]) == "UnlabeledExampleGen"
     assert _producer(inferrer["model"]) == "Trainer"
