@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import logging
 import sys
 from pathlib import Path
 
 from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig
+
+DEFAULT_IMAGE = "tfx-reference-pipeline:latest"
+DEFAULT_IMAGE_PROJECT_DIR = "/pipeline"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,6 +88,56 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="tensorflow_model_server binary for InfraValidator (default: one on PATH, "
         "else the project's model server)",
     )
+    kubeflow = parser.add_argument_group(
+        "Kubeflow Pipelines",
+        "used with --orchestrator kubeflow: compile (and submit) instead of run",
+    )
+    kubeflow.add_argument(
+        "--orchestrator",
+        choices=("local", "kubeflow"),
+        default="local",
+        help="local: run here (default); kubeflow: compile the same pipeline to a KFP v2 spec",
+    )
+    kubeflow.add_argument(
+        "--image",
+        default=DEFAULT_IMAGE,
+        help="container image every task runs in, built from the Dockerfile (default: %(default)s)",
+    )
+    kubeflow.add_argument(
+        "--pipeline-root",
+        default=None,
+        metavar="URI",
+        help="where tasks write artifacts, an object store the cluster reaches (gs://..., s3://..., "
+        "minio://...); default: <output-dir>/kubeflow/pipeline_root, fine for compiling only",
+    )
+    kubeflow.add_argument(
+        "--data-uri",
+        default=None,
+        metavar="URI",
+        help="folder with labeled/ and unlabeled/ CSVs as the tasks see it (default: the data "
+        "baked into the image, <image-project-dir>/data)",
+    )
+    kubeflow.add_argument(
+        "--serving-model-uri",
+        default=None,
+        metavar="URI",
+        help="Pusher's destination (default: <pipeline-root>/serving_model/<pipeline name>)",
+    )
+    kubeflow.add_argument(
+        "--image-project-dir",
+        default=DEFAULT_IMAGE_PROJECT_DIR,
+        metavar="PATH",
+        help="where this project (code, schema/, data/) lives inside the image (default: %(default)s)",
+    )
+    kubeflow.add_argument(
+        "--kfp-endpoint",
+        default=None,
+        metavar="URL",
+        help="submit the compiled pipeline to this Kubeflow Pipelines API endpoint",
+    )
+    kubeflow.add_argument(
+        "--kfp-experiment", default=None, help="KFP experiment to file the run under"
+    )
     parser.add_argument(
         "--no-cache",
         action="store_true",
@@ -98,7 +152,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
             raise SystemExit(
                 f"error: --{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}."
             )
-    return PipelineConfig(
+    config = PipelineConfig(
         data_dir=args.data_dir.resolve(),
         output_dir=args.output_dir.resolve(),
         curated_schema_file=args.schema.resolve(),
@@ -111,10 +165,75 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         model_server_binary=args.model_server_bin,
         enable_cache=not args.no_cache,
     )
+    if args.orchestrator == "kubeflow":
+        project = args.image_project_dir.rstrip("/")
+        pipeline_root = args.pipeline_root or str(config.output_dir / "kubeflow" / "pipeline_root")
+        config = dataclasses.replace(
+            config,
+            data_uri=args.data_uri or f"{project}/data",
+            pipeline_root_uri=pipeline_root,
+            serving_model_uri=args.serving_model_uri
+            or f"{pipeline_root.rstrip('/')}/serving_model/{config.pipeline_name}",
+            curated_schema_uri=f"{project}/schema/{config.curated_schema_file.name}",
+        )
+    return config
+
+
+def compile_for_kubeflow(args: argparse.Namespace, config: PipelineConfig) -> int:
+    """`--orchestrator kubeflow`: compile, print where the spec is, and submit when asked."""
+    from pipeline import preflight
+    from pipeline.console import output_to_log_file
+
+    started = datetime.datetime.now()
+    log_path = config.logs_dir / f"compile-{started:%Y%m%d-%H%M%S}.log"
+    compile_dir = config.output_dir / "kubeflow"
+    with output_to_log_file(log_path) as console:
+        from pipeline import kubeflow_runner  # imports TensorFlow: its noise goes to the log
+
+        try:
+            preflight.check_user_code(config)
+            compiled = kubeflow_runner.compile_pipeline(config, args.image, compile_dir)
+        except preflight.SetupError as e:
+            console.write(f"error: {e}\n")
+            return 2
+        except Exception as e:  # noqa: BLE001 - the compiler's own message is the useful part
+            logging.exception("Compilation failed")
+            console.write(
+                f"error: the pipeline does not compile for Kubeflow: {type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}\nFull log: {log_path}\n"
+            )
+            return 1
+        console.write(
+            f"Compiled {config.pipeline_name} for Kubeflow Pipelines (KFP v2):\n"
+            f"  pipeline spec (KFP):         {compiled.pipeline_spec}\n"
+            f"  pipeline job (Vertex AI):    {compiled.pipeline_job}\n"
+            f"  image:                       {args.image}\n"
+            f"  pipeline root:               {config.pipeline_root_location}\n"
+            f"  data:                        {config.labeled_data_location}, "
+            f"{config.unlabeled_data_location}\n"
+            f"  pushed models:               {config.serving_model_location}\n"
+        )
+        if not args.kfp_endpoint:
+            console.write(
+                "Submit it with: python run_local.py --orchestrator kubeflow --kfp-endpoint URL "
+                "(same options), or upload the .yaml in the KFP UI (see README, Run on Kubeflow).\n"
+            )
+            return 0
+        try:
+            run_id, run_url = kubeflow_runner.submit(
+                compiled, args.kfp_endpoint, args.kfp_experiment
+            )
+        except kubeflow_runner.SubmitError as e:
+            logging.exception("Submission failed")
+            console.write(f"error: {e}\nThe compiled spec stays at {compiled.pipeline_spec}.\n")
+            return 1
+        console.write(f"Submitted run {run_id}: {run_url}\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = config_from_args(parse_args(argv))
+    args = parse_args(argv)
+    config = config_from_args(args)
     from pipeline import preflight
 
     try:
@@ -122,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     except preflight.SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.orchestrator == "kubeflow":
+        return compile_for_kubeflow(args, config)
 
     from pipeline.console import output_to_log_file
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import posixpath
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -22,7 +23,7 @@ class PipelineConfig:
     data_dir: Path = PROJECT_ROOT / "data"
     output_dir: Path = PROJECT_ROOT / "outputs"
     curated_schema_file: Path = PROJECT_ROOT / "schema" / "schema.pbtxt"
-    pipeline_name: str = "taxi_tips"
+    pipeline_name: str = "taxi-tips"  # Kubeflow: [a-z0-9][a-z0-9-]*
     # User code, as importable dotted paths (the same paths work inside a Kubeflow image).
     preprocessing_fn: str = "components.preprocessing.preprocessing_fn"
     run_fn: str = "components.model.run_fn"
@@ -50,6 +51,35 @@ class PipelineConfig:
     infra_num_requests: int = 10
     beam_args: tuple[str, ...] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True
+    # Where the pipeline reads and writes when it runs elsewhere (Kubeflow): object-store URIs
+    # (gs://, s3://, ...) or paths inside the container image. None: the local paths above.
+    data_uri: str | None = None
+    pipeline_root_uri: str | None = None
+    serving_model_uri: str | None = None
+    curated_schema_uri: str | None = None
+
+    # --- Locations create_pipeline() uses: strings, local paths or URIs alike. ---
+    @property
+    def labeled_data_location(self) -> str:
+        return posixpath.join(self.data_uri or str(self.data_dir), "labeled")
+
+    @property
+    def unlabeled_data_location(self) -> str:
+        return posixpath.join(self.data_uri or str(self.data_dir), "unlabeled")
+
+    @property
+    def pipeline_root_location(self) -> str:
+        return self.pipeline_root_uri or str(self.pipeline_root)
+
+    @property
+    def serving_model_location(self) -> str:
+        return self.serving_model_uri or str(self.serving_model_dir)
+
+    @property
+    def curated_schema_location(self) -> str:
+        return self.curated_schema_uri or str(self.curated_schema_file)
+
+    # --- Local paths: this machine's data, outputs and ML Metadata store. ---
 
     @property
     def labeled_data_dir(self) -> Path:

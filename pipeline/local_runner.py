@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import shutil
@@ -43,10 +44,9 @@ def stage_curated_schema(config: PipelineConfig) -> Path:
 
 def run(config: PipelineConfig, console: TextIO) -> RunSummary:
     """Runs the whole chain, printing per-component progress to `console`."""
+    config = dataclasses.replace(config, curated_schema_uri=str(stage_curated_schema(config)))
     pipeline = create_pipeline(
-        config,
-        metadata_connection_config=mr.sqlite_connection_config(config.metadata_path),
-        curated_schema_file=str(stage_curated_schema(config)),
+        config, metadata_connection_config=mr.sqlite_connection_config(config.metadata_path)
     )
     node_ids = [component.id for component in pipeline.components]
 

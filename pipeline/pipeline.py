@@ -73,12 +73,11 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
 def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
-    curated_schema_file: str | None = None,
 ) -> tfx.dsl.Pipeline:
     """The whole chain, from CSV ingestion to a pushed model and batch predictions.
 
-    `curated_schema_file` overrides `config.curated_schema_file` (local runs pass a
-    content-addressed copy so that editing the schema invalidates the import's cache).
+    Reads and writes only the config's `*_location`s; the orchestrator supplies the metadata
+    connection (None on Kubeflow, which brings its own).
     """
     split_config = tfx.proto.SplitConfig(
         splits=[
@@ -87,7 +86,7 @@ def create_pipeline(
         ]
     )
     example_gen = tfx.components.CsvExampleGen(
-        input_base=str(config.labeled_data_dir),
+        input_base=config.labeled_data_location,
         output_config=tfx.proto.Output(split_config=split_config),
     ).with_id(LABELED_EXAMPLE_GEN)
 
@@ -96,7 +95,7 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False
     )
     curated_schema = tfx.components.ImportSchemaGen(
-        schema_file=curated_schema_file or str(config.curated_schema_file)
+        schema_file=config.curated_schema_location
     ).with_id(CURATED_SCHEMA)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=curated_schema.outputs["schema"]
@@ -176,13 +175,13 @@ def create_pipeline(
         infra_blessing=infra_validator.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
-                base_directory=str(config.serving_model_dir)
+                base_directory=config.serving_model_location
             )
         ),
     )
 
     unlabeled_example_gen = tfx.components.CsvExampleGen(
-        input_base=str(config.unlabeled_data_dir),
+        input_base=config.unlabeled_data_location,
         output_config=tfx.proto.Output(
             split_config=tfx.proto.SplitConfig(
                 splits=[tfx.proto.SplitConfig.Split(name=UNLABELED_SPLIT, hash_buckets=1)]
@@ -200,7 +199,7 @@ def create_pipeline(
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,
-        pipeline_root=str(config.pipeline_root),
+        pipeline_root=config.pipeline_root_location,
         components=[
             example_gen,
             statistics_gen,

@@ -19,7 +19,7 @@ from tests.conftest import SAMPLE_UNLABELED_ROWS
 from tests.test_pipeline import EXPECTED_NODES
 
 pytestmark = pytest.mark.e2e
-PIPELINE_NAME = "taxi_tips"
+PIPELINE_NAME = "taxi-tips"
 CACHED_ON_RERUN = {
     "CsvExampleGen",
     "UnlabeledExampleGen",

@@ -26,7 +26,7 @@ from components.infra_validator.runner import LocalProcessRunner
 from tests.fixtures import models
 
 FIXTURES = Path(__file__).parent / "fixtures"
-MODEL_NAME = "taxi_tips"
+MODEL_NAME = "taxi-tips"
 
 
 def _server_processes() -> list[psutil.Process]:

@@ -77,12 +77,12 @@ def test_settings_reach_the_components(nodes):
     push_destination = json_format.Parse(
         by_id["Pusher"].exec_properties["push_destination"], tfx.proto.PushDestination()
     )
-    assert push_destination.filesystem.base_directory == str(config.serving_model_dir)
+    assert push_destination.filesystem.base_directory == config.serving_model_location
     tuner_config = by_id["Tuner"].exec_properties["custom_config"]
     assert '"max_trials": 2' in tuner_config
-    assert by_id["CsvExampleGen"].exec_properties["input_base"] == str(config.labeled_data_dir)
+    assert by_id["CsvExampleGen"].exec_properties["input_base"] == config.labeled_data_location
     assert by_id["UnlabeledExampleGen"].exec_properties["input_base"] == str(
-        config.unlabeled_data_dir
+        config.unlabeled_data_location
     )
 
 

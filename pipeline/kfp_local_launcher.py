@@ -1,0 +1,182 @@
+"""Runs a compiled KFP v2 pipeline spec on this machine, task by task, as a KFP launcher would.
+
+For each task in dependency order it builds the `ExecutorInput` a KFP launcher builds (the task's
+constant parameters, its upstream tasks' output artifacts with their metadata, its own output
+artifact URIs under the pipeline root, an output file), runs the container's exact command and
+arguments (`{{$}}` replaced by that JSON, the ExampleGen driver hook first when the spec has one),
+and reads back the `ExecutorOutput` the task wrote to feed downstream tasks. Only the interpreter
+differs: `python` is this environment's, standing in for the image's.
+
+Resolver tasks (KFP system tasks that query the cluster's ML Metadata) resolve to nothing, as
+they do on a pipeline's first run. This is a verification tool: it proves that what the compiler
+wrote runs; it does not replace a cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PLACEHOLDER = "{{$}}"
+
+
+@dataclasses.dataclass
+class TaskResult:
+    name: str
+    kind: str  # "container" or "resolver"
+    seconds: float
+    outputs: dict[str, list[dict]]
+    log_path: Path | None = None
+
+
+class TaskFailed(Exception):
+    def __init__(self, task: str, returncode: int, log_path: Path):
+        super().__init__(f"task {task} exited with code {returncode}; its log: {log_path}")
+        self.task, self.returncode, self.log_path = task, returncode, log_path
+
+
+def load_pipeline_spec(path: Path) -> dict:
+    """A PipelineSpec dict from TFX's PipelineJob JSON or a bare spec (JSON or YAML)."""
+    text = path.read_text()
+    if path.suffix == ".json":
+        document = json.loads(text)
+    else:
+        import yaml
+
+        document = yaml.safe_load(text)
+    return document.get("pipelineSpec", document)
+
+
+def task_order(spec: dict) -> list[str]:
+    """Tasks of the root DAG, each after every task it depends on."""
+    tasks = spec["root"]["dag"]["tasks"]
+    upstream = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
+    for name, task in tasks.items():
+        for source in task.get("inputs", {}).get("artifacts", {}).values():
+            producer = source.get("taskOutputArtifact", {}).get("producerTask")
+            if producer:
+                upstream[name].add(producer)
+    order: list[str] = []
+    while len(order) < len(tasks):
+        ready = sorted(n for n in tasks if n not in order and upstream[n] <= set(order))
+        if not ready:
+            raise ValueError(f"cycle among tasks {sorted(set(tasks) - set(order))}")
+        order.extend(ready)
+    return order
+
+
+def _schema_title(instance_schema: str) -> str:
+    match = re.search(r"^title:\s*(\S+)", instance_schema, re.MULTILINE)
+    return match.group(1) if match else ""
+
+
+def run_spec(
+    spec: dict,
+    pipeline_root: Path,
+    logs_dir: Path,
+    only_tasks: set[str] | None = None,
+    env: dict[str, str] | None = None,
+    python: str = sys.executable,
+    timeout: int = 1800,
+) -> dict[str, TaskResult]:
+    """Runs the spec's tasks (all, or `only_tasks` and nothing downstream of a skipped one)."""
+    components = spec["components"]
+    executors = spec["deploymentSpec"]["executors"]
+    tasks = spec["root"]["dag"]["tasks"]
+    logs_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, TaskResult] = {}
+    for name in task_order(spec):
+        if only_tasks is not None and name not in only_tasks:
+            continue
+        task = tasks[name]
+        component = components[task["componentRef"]["name"]]
+        executor = executors[component["executorLabel"]]
+        started = time.monotonic()
+        if "resolver" in executor:
+            outputs = {key: [] for key in executor["resolver"]["outputArtifactQueries"]}
+            results[name] = TaskResult(name, "resolver", 0.0, outputs)
+            continue
+        executor_input = _executor_input(name, task, component, results, pipeline_root)
+        log_path = logs_dir / f"{name}.log"
+        container = executor["container"]
+        hooks = [container["lifecycle"]["preCacheCheck"]] if "lifecycle" in container else []
+        for step in [*hooks, container]:
+            _run_container_step(step, executor_input, python, log_path, env, timeout, name)
+        outputs = _read_outputs(executor_input)
+        results[name] = TaskResult(name, "container", time.monotonic() - started, outputs, log_path)
+    return results
+
+
+def _executor_input(
+    name: str, task: dict, component: dict, results: dict[str, TaskResult], root: Path
+) -> dict:
+    task_root = root / name
+    inputs: dict = {"parameters": {}, "artifacts": {}}
+    for key, value in task.get("inputs", {}).get("parameters", {}).items():
+        inputs["parameters"][key] = value["runtimeValue"]["constantValue"]
+    for key, source in task.get("inputs", {}).get("artifacts", {}).items():
+        ref = source["taskOutputArtifact"]
+        producer = results.get(ref["producerTask"])
+        if producer is None:
+            raise ValueError(f"task {name} needs {ref['producerTask']}, which did not run")
+        inputs["artifacts"][key] = {
+            "artifacts": copy.deepcopy(producer.outputs[ref["outputArtifactKey"]])
+        }
+    outputs: dict = {"artifacts": {}, "outputFile": str(task_root / "executor_output.json")}
+    for key, definition in component.get("outputDefinitions", {}).get("artifacts", {}).items():
+        schema = definition["artifactType"].get("instanceSchema", "")
+        uri = task_root / key
+        outputs["artifacts"][key] = {
+            "artifacts": [
+                {
+                    "name": f"{name}-{key}",
+                    "type": {"instanceSchema": schema} if schema else definition["artifactType"],
+                    "uri": str(uri),
+                    "metadata": {},
+                }
+            ]
+        }
+    task_root.mkdir(parents=True, exist_ok=True)
+    return {"inputs": inputs, "outputs": outputs}
+
+
+def _run_container_step(step, executor_input, python, log_path, env, timeout, name) -> None:
+    command = [python if part == "python" else part for part in step["command"]]
+    serialized = json.dumps(executor_input)
+    args = [serialized if part == PLACEHOLDER else part for part in step.get("args", [])]
+    with log_path.open("a") as log:
+        log.write(f"$ {' '.join(command)} ...\n")
+        log.flush()
+        completed = subprocess.run(
+            [*command, *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            timeout=timeout,
+            check=False,
+        )
+    if completed.returncode != 0:
+        raise TaskFailed(name, completed.returncode, log_path)
+
+
+def _read_outputs(executor_input: dict) -> dict[str, list[dict]]:
+    """The task's output artifacts, updated with what it wrote to its ExecutorOutput file."""
+    outputs = {k: v["artifacts"] for k, v in executor_input["outputs"]["artifacts"].items()}
+    output_file = Path(executor_input["outputs"]["outputFile"])
+    if output_file.exists():
+        written = json.loads(output_file.read_text() or "{}").get("artifacts", {})
+        for key, artifact_list in written.items():
+            if key in outputs:
+                for mine, theirs in zip(
+                    outputs[key], artifact_list.get("artifacts", []), strict=False
+                ):
+                    mine["metadata"].update(theirs.get("metadata", {}))
+                    mine["uri"] = theirs.get("uri", mine["uri"])
+    return outputs

@@ -1,0 +1,66 @@
+"""Compiles `create_pipeline()` for Kubeflow Pipelines (KFP v2) and optionally submits it.
+
+Writes two files from one compilation by TFX's `KubeflowV2DagRunner`:
+- `<name>.yaml`: the KFP v2 PipelineSpec, what the KFP UI, `kfp` SDK and API accept;
+- `<name>.pipeline_job.json`: the same spec wrapped as a Vertex AI PipelineJob with its runtime
+  config (pipeline root), as TFX writes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import yaml
+from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+
+from pipeline.config import PipelineConfig
+from pipeline.pipeline import create_pipeline
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledPipeline:
+    pipeline_spec: Path
+    pipeline_job: Path
+
+
+class SubmitError(Exception):
+    """The KFP endpoint could not be reached or refused the run."""
+
+
+def compile_pipeline(config: PipelineConfig, image: str, output_dir: Path) -> CompiledPipeline:
+    """Compiles the pipeline for a cluster where every task runs in `image`."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    job_path = output_dir / f"{config.pipeline_name}.pipeline_job.json"
+    runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image),
+        output_dir=str(output_dir),
+        output_filename=job_path.name,
+    )
+    runner.run(create_pipeline(config), write_out=True)
+    job = json.loads(job_path.read_text())
+    spec = job["pipelineSpec"]
+    spec["defaultPipelineRoot"] = job["runtimeConfig"]["gcsOutputDirectory"]
+    spec_path = output_dir / f"{config.pipeline_name}.yaml"
+    spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return CompiledPipeline(pipeline_spec=spec_path, pipeline_job=job_path)
+
+
+def submit(
+    compiled: CompiledPipeline, endpoint: str, experiment: str | None = None
+) -> tuple[str, str]:
+    """Creates a run on a KFP endpoint; returns (run id, run URL)."""
+    import kfp
+
+    try:
+        client = kfp.Client(host=endpoint)
+        result = client.create_run_from_pipeline_package(
+            str(compiled.pipeline_spec), arguments={}, experiment_name=experiment
+        )
+    except Exception as e:  # noqa: BLE001 - network, auth and API errors all end here
+        raise SubmitError(
+            f"Could not submit to the Kubeflow Pipelines endpoint {endpoint}: "
+            f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        ) from e
+    return result.run_id, f"{endpoint.rstrip('/')}/#/runs/details/{result.run_id}"
