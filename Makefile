@@ -10,13 +10,19 @@ INSTALLED := $(VENV)/.installed-from-lock
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: run test setup lock lint clean
+.PHONY: run test setup lock lint clean browser
 
 run: $(INSTALLED)
 	$(PY) run_local.py $(RUN_ARGS)
 
-test: $(INSTALLED)
+test: $(INSTALLED) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The HTML report test opens the report in Debian's headless Chromium.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || { echo "Installing Debian's chromium for the HTML report test ..."; \
+	  $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
 
 setup: $(INSTALLED)
 

@@ -1,4 +1,8 @@
-"""Run the whole TFX chain locally: `python run_local.py [options]` (see --help)."""
+"""Run the whole TFX chain locally: `python run_local.py [options]` (see --help).
+
+Also: `python run_local.py inspect {runs,artifacts,show,lineage,diff} ...` and
+`python run_local.py report [RUN]` read what runs did from ML Metadata.
+"""
 
 from __future__ import annotations
 
@@ -231,7 +235,24 @@ def compile_for_kubeflow(args: argparse.Namespace, config: PipelineConfig) -> in
     return 0
 
 
+def write_run_report(config: PipelineConfig, run_id: str, log_path: Path) -> str:
+    """Writes the run's HTML report; a report that cannot be written never fails the run."""
+    from pipeline import explorer, report
+
+    try:
+        store = explorer.Explorer(explorer.open_store(config.metadata_path))
+        return str(report.write_report(store, run_id, None, config.metadata_path))
+    except Exception:  # noqa: BLE001 - the run itself succeeded; say so and point at the log
+        logging.exception("Writing the HTML report failed")
+        return f"not written (see {log_path})"
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("inspect", "report"):
+        from pipeline import explorer_cli
+
+        return explorer_cli.main(argv)
     args = parse_args(argv)
     config = config_from_args(args)
     from pipeline import preflight
@@ -285,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         elapsed = (datetime.datetime.now() - started).total_seconds()
         console.write("\n" + format_summary(summary, config, log_path, elapsed) + "\n")
+        console.write(f"Report:     {write_run_report(config, summary.run_id, log_path)}\n")
     return 0
 
 
