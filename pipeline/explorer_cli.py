@@ -187,7 +187,9 @@ def _artifacts_text(artifacts: list[dict]) -> str:
 
 
 def _fmt(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+    if isinstance(value, float):
+        return f"{value:.0f}" if value.is_integer() and abs(value) >= 1 else f"{value:.4f}"
+    return str(value)
 
 
 def _show_text(info: dict) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
+from pipeline import artifact_details
 from pipeline import metadata_reader as mr
 
 
@@ -27,48 +28,37 @@ class RunSummary:
     predictions_uri: str | None = None
 
 
-def overall_metrics(evaluation_uri: str) -> tuple[dict[str, float], dict[str, float]]:
-    """Candidate metrics on the overall slice, and their differences against the baseline."""
-    values: dict[str, float] = {}
-    diffs: dict[str, float] = {}
-    for per_slice in tfma.load_metrics(evaluation_uri):
-        if per_slice.slice_key.single_slice_keys:
-            continue
-        for entry in per_slice.metric_keys_and_values:
-            key, value = entry.key, entry.value
-            if key.model_name not in ("", "candidate") or not value.HasField("double_value"):
-                continue
-            (diffs if key.is_diff else values)[key.name] = value.double_value.value
-    return values, diffs
-
-
 def blessing_reasons(evaluation_uri: str) -> list[str]:
     """Each failed threshold as a sentence; empty when every threshold passed."""
     reasons = []
     result = tfma.load_validation_result(evaluation_uri)
     for per_slice in result.metric_validations_per_slice:
-        slice_name = _slice_name(per_slice.slice_key)
+        where = slice_name(per_slice.slice_key)
         for failure in per_slice.failures:
             kind = "change vs baseline" if failure.metric_key.is_diff else "value"
             reasons.append(
                 f"{failure.metric_key.name} {kind} {failure.metric_value.double_value.value:.4f} "
-                f"on {slice_name} fails its threshold ({_threshold_text(failure.metric_threshold)})"
+                f"on {where} fails its threshold ({_threshold_text(failure.metric_threshold)})"
             )
     if result.missing_thresholds:
         reasons.append("a metric that has a threshold was not computed")
     for missing in result.missing_slices:
-        reasons.append(f"no evaluation data for slice {_slice_name(missing)}")
+        reasons.append(f"no evaluation data for slice {slice_name(missing)}")
     if result.rubber_stamp:
         reasons.append("no baseline yet: change thresholds were not applied (first blessed model)")
     return reasons
 
 
-def _slice_name(slice_key) -> str:
-    parts = [
-        f"{k.column}={k.int64_value or k.float_value or k.bytes_value.decode()}"
-        for k in slice_key.single_slice_keys
-    ]
-    return ", ".join(parts) or "all data"
+def slice_name(slice_key, overall: str = "all data") -> str:
+    """'trip_start_hour=0' for a TFMA slice key; `overall` for the whole data set."""
+    parts = []
+    for k in slice_key.single_slice_keys:
+        kind = k.WhichOneof("kind")
+        value = (
+            k.bytes_value.decode() if kind == "bytes_value" else getattr(k, kind) if kind else ""
+        )
+        parts.append(f"{k.column}={value}")
+    return ", ".join(parts) or overall
 
 
 def _threshold_text(threshold) -> str:
@@ -104,10 +94,12 @@ def summarize_run(metadata_path: Path, pipeline_name: str, run_id: str | None = 
         if node.node_id == "Evaluator" and outputs.get("blessing"):
             blessing = outputs["blessing"][0]
             summary.blessed = bool(mr.custom_property(blessing, "blessed"))
-            evaluation_uri = outputs["evaluation"][0].uri
-            summary.metrics, diffs = overall_metrics(evaluation_uri)
-            summary.metrics.update({f"{k} change": v for k, v in diffs.items()})
-            summary.blessing_reasons = blessing_reasons(evaluation_uri)
+            evaluation = artifact_details.evaluation(outputs["evaluation"][0].uri)
+            summary.metrics = dict(evaluation["overall"])
+            summary.metrics.update(
+                {f"{k} change": v for k, v in evaluation["baseline_diff"].items()}
+            )
+            summary.blessing_reasons = evaluation["failures"]
         elif node.node_id == "InfraValidator" and outputs.get("blessing"):
             blessing = outputs["blessing"][0]
             summary.infra_blessed = bool(mr.custom_property(blessing, "blessed"))
