@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import datetime
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -241,7 +242,8 @@ def write_run_report(config: PipelineConfig, run_id: str, log_path: Path) -> str
 
     try:
         store = explorer.Explorer(explorer.open_store(config.metadata_path))
-        return str(report.write_report(store, run_id, None, config.metadata_path))
+        path = report.write_report(store, run_id, None, config.metadata_path)
+        return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
     except Exception:  # noqa: BLE001 - the run itself succeeded; say so and point at the log
         logging.exception("Writing the HTML report failed")
         return f"not written (see {log_path})"

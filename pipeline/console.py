@@ -46,7 +46,7 @@ def output_to_log_file(log_path: Path) -> Iterator[TextIO]:
             os.dup2(saved_err, 2)
             os.close(saved_out)
             os.close(saved_err)
-            console.flush()
+            console.close()
 
 
 class ComponentProgress(logging.Handler):
