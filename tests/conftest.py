@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,6 +63,15 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def copy_project(target: Path) -> Path:
+    """A copy of the runnable project (entry point, code, schema) to edit without touching ours."""
+    target.mkdir(parents=True)
+    for part in ("run_local.py", "pipeline", "components", "schema"):
+        source = PROJECT_ROOT / part
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, target / part)
+    return target
 
 
 @pytest.fixture(scope="session")

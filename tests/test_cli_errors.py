@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PROJECT_ROOT, run_cli
+from tests.conftest import copy_project, run_cli
 
 
 def _nothing_pushed(output_dir: Path) -> bool:
@@ -58,11 +58,7 @@ def test_output_directory_that_cannot_be_written(tmp_path):
 
 
 def test_user_module_that_fails_to_import(sample_data_dir, tmp_path):
-    project = tmp_path / "project"
-    project.mkdir()
-    for part in ("run_local.py", "pipeline", "components", "schema"):
-        source = PROJECT_ROOT / part
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, project / part)
+    project = copy_project(tmp_path / "project")
     model_file = project / "components" / "model.py"
     model_file.write_text(model_file.read_text() + "\ndef broken(:\n")
     result = run_cli(

@@ -15,7 +15,7 @@ from pipeline import kfp_local_launcher, kubeflow_runner
 from pipeline import pipeline as pipeline_module
 from pipeline.config import PipelineConfig
 from pipeline.run_summary import count_prediction_logs
-from tests.conftest import FAST_RUN_ARGS, PROJECT_ROOT, SAMPLE_UNLABELED_ROWS, run_cli
+from tests.conftest import FAST_RUN_ARGS, PROJECT_ROOT, SAMPLE_UNLABELED_ROWS, copy_project, run_cli
 
 IMAGE = "registry.example.com/ml/taxi-pipeline:test"
 RESOLVER_TASKS = {
@@ -168,13 +168,7 @@ def test_a_component_the_compiler_refuses_fails_with_its_message(tmp_path, monke
 
 def test_compiler_errors_reach_the_command_line(tmp_path):
     """The same refusal through `run_local.py --orchestrator kubeflow` on an edited copy."""
-    import shutil
-
-    project = tmp_path / "project"
-    project.mkdir()
-    for part in ("run_local.py", "pipeline", "components", "schema"):
-        source = PROJECT_ROOT / part
-        (shutil.copytree if source.is_dir() else shutil.copy)(source, project / part)
+    project = copy_project(tmp_path / "project")
     definition = project / "pipeline" / "pipeline.py"
     definition.write_text(
         definition.read_text().replace(
