@@ -6,8 +6,8 @@ Used by `run_local.py inspect ...` (text or --json) and by the HTML run report.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,8 @@ class Explorer:
                         self._run_of_execution[execution.id] = context.name
 
     # ---- runs ---------------------------------------------------------------------------
-    def runs(self) -> list[dict[str, Any]]:
+    @functools.cached_property
+    def _runs(self) -> list[dict[str, Any]]:
         """Every pipeline run, newest first, with per-component state and duration."""
         contexts = sorted(
             self.store.get_contexts_by_type(mr.PIPELINE_RUN_CONTEXT),
@@ -94,18 +95,23 @@ class Explorer:
         )
         return [self._run(c) for c in contexts]
 
+    def runs(self) -> list[dict[str, Any]]:
+        """Every pipeline run, newest first (read once: the explorer is a snapshot)."""
+        return self._runs
+
     def _run(self, context: metadata_store_pb2.Context) -> dict[str, Any]:
         executions = sorted(self.store.get_executions_by_context(context.id), key=lambda e: e.id)
+        nodes = [mr.NodeExecution(self._node_of_execution.get(e.id, "?"), e) for e in executions]
         components = [
             {
-                "node_id": self._node_of_execution.get(e.id, "?"),
+                "node_id": n.node_id,
                 "execution_id": e.id,
-                "state": mr.NodeExecution("", e).state,
-                "seconds": round(mr.NodeExecution("", e).seconds, 3),
+                "state": n.state,
+                "seconds": round(n.seconds, 3),
                 "started": _iso(e.create_time_since_epoch),
                 "offset_seconds": None,
             }
-            for e in executions
+            for n, e in zip(nodes, executions, strict=True)
         ]
         states = {c["state"] for c in components}
         state = (
@@ -152,11 +158,19 @@ class Explorer:
         return matches[0]
 
     # ---- artifacts ----------------------------------------------------------------------
+    @functools.cached_property
+    def _producing_execution(self) -> dict[int, int]:
+        """Artifact id -> id of the execution that output it, from one scan of the events."""
+        artifact_ids = [a.id for a in self.store.get_artifacts()]
+        return {
+            e.artifact_id: e.execution_id
+            for e in self.store.get_events_by_artifact_ids(artifact_ids)
+            if e.type in _OUTPUT_EVENTS
+        }
+
     def _producer(self, artifact_id: int) -> tuple[int | None, str | None]:
-        for event in self.store.get_events_by_artifact_ids([artifact_id]):
-            if event.type in _OUTPUT_EVENTS:
-                return event.execution_id, self._node_of_execution.get(event.execution_id)
-        return None, None
+        execution_id = self._producing_execution.get(artifact_id)
+        return execution_id, self._node_of_execution.get(execution_id) if execution_id else None
 
     def describe(self, artifact: Artifact) -> dict[str, Any]:
         execution_id, node_id = self._producer(artifact.id)
@@ -338,10 +352,3 @@ class Explorer:
 
 def to_json(data: Any) -> str:
     return json.dumps(data, indent=2, sort_keys=False, default=str)
-
-
-def relpath(uri: str) -> str:
-    try:
-        return os.path.relpath(uri)
-    except ValueError:
-        return uri

@@ -100,6 +100,14 @@ def _run_executor(
 
 
 @pytest.fixture
+def pid_file(tmp_path, monkeypatch) -> Path:
+    """Where the fake model servers record their pids."""
+    path = tmp_path / "pids"
+    monkeypatch.setenv("FAKE_SERVER_PID_FILE", str(path))
+    return path
+
+
+@pytest.fixture
 def examples(tmp_path) -> standard_artifacts.Examples:
     return models.write_examples(tmp_path / "examples", [0.5, -1.0, 2.0, 0.0])
 
@@ -149,10 +157,8 @@ def test_missing_signature_is_not_blessed(tmp_path, examples):
 
 
 def test_hung_server_is_killed_after_the_loading_deadline_with_bounded_retries(
-    tmp_path, examples, monkeypatch
+    tmp_path, examples, pid_file
 ):
-    pid_file = tmp_path / "pids"
-    monkeypatch.setenv("FAKE_SERVER_PID_FILE", str(pid_file))
     models.save_predict_model(tmp_path / "model" / "Format-Serving")
     started = time.monotonic()
     blessing = _run_executor(
@@ -173,9 +179,7 @@ def test_hung_server_is_killed_after_the_loading_deadline_with_bounded_retries(
     )
 
 
-def test_request_that_never_returns_times_out(tmp_path, examples, monkeypatch):
-    pid_file = tmp_path / "pids"
-    monkeypatch.setenv("FAKE_SERVER_PID_FILE", str(pid_file))
+def test_request_that_never_returns_times_out(tmp_path, examples, pid_file):
     models.save_predict_model(tmp_path / "model" / "Format-Serving")
     blessing = _run_executor(
         tmp_path,

@@ -195,25 +195,24 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key].numpy()))
         return response
 
-    def Classify(self, request, context):  # noqa: N802
+    def _call_on_examples(self, request, context) -> dict[str, tf.Tensor]:
+        """Classify and Regress: the signature's one input gets the request's serialized examples."""
         signature = self._model.signature(request.model_spec, context)
-        outputs = _call(
-            signature,
-            {_single_input_name(signature, context): _serialized_examples(request.input)},
-            context,
-        )
-        scores = outputs.get("scores")
-        classes = outputs.get("classes")
+        examples = _serialized_examples(request.input)
+        return _call(signature, {_single_input_name(signature, context): examples}, context)
+
+    def Classify(self, request, context):  # noqa: N802
+        outputs = self._call_on_examples(request, context)
+        scores, classes = outputs.get("scores"), outputs.get("classes")
         if scores is None and classes is None:
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "Classification signature has neither 'scores' nor 'classes' outputs",
             )
-        n = (scores if scores is not None else classes).shape[0]
+        rows, width = (scores if scores is not None else classes).shape[:2]
         result = classification_pb2.ClassificationResult()
-        for i in range(n):
+        for i in range(rows):
             row = result.classifications.add()
-            width = (scores if scores is not None else classes).shape[1]
             for j in range(width):
                 c = row.classes.add()
                 if classes is not None:
@@ -221,17 +220,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 if scores is not None:
                     c.score = float(scores[i][j])
         return classification_pb2.ClassificationResponse(
-            result=result,
-            model_spec=self._model_spec(request.model_spec),
+            result=result, model_spec=self._model_spec(request.model_spec)
         )
 
     def Regress(self, request, context):  # noqa: N802
-        signature = self._model.signature(request.model_spec, context)
-        outputs = _call(
-            signature,
-            {_single_input_name(signature, context): _serialized_examples(request.input)},
-            context,
-        )
+        outputs = self._call_on_examples(request, context)
         if "outputs" not in outputs:
             context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "Regression signature has no 'outputs' output"
