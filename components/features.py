@@ -40,6 +40,9 @@ VOCAB_FEATURE_KEYS: tuple[str, ...] = (
 VOCAB_SIZE = 1000
 OOV_SIZE = 10
 
+# Columns whose raw values are strings (the others are numbers).
+STRING_FEATURE_KEYS: tuple[str, ...] = ("payment_type", "company")
+
 # Present in the data but not used by the model: almost always empty, or an id.
 UNUSED_FEATURE_KEYS: tuple[str, ...] = ("pickup_census_tract", "trip_start_timestamp")
 

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
+from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
 from tfx import v1 as tfx
+from tfx.components import DistributionValidator
+from tfx.proto import distribution_validator_pb2
 
 from components import features, model
+from components.data_gate.component import DataGate
 from components.infra_validator.component import InfraValidator
+from components.span_example_gen import spans
+from components.span_example_gen.component import SpanCsvExampleGen
 from pipeline.config import PipelineConfig
 from pipeline.fingerprint import code_fingerprint
 
 # Node ids, as they appear in ML Metadata, the console and the Kubeflow spec.
 LABELED_EXAMPLE_GEN = "CsvExampleGen"
 UNLABELED_EXAMPLE_GEN = "UnlabeledExampleGen"
+UNLABELED_STATISTICS_GEN = "UnlabeledStatisticsGen"
+DRIFT_VALIDATOR = "DriftValidator"
+SKEW_VALIDATOR = "SkewValidator"
+DATA_GATE = "DataGate"
 CURATED_SCHEMA = "CuratedSchemaImporter"
 BLESSED_MODEL_RESOLVER = "LatestBlessedModelResolver"
 UNLABELED_SPLIT = "unlabeled"
@@ -70,6 +82,33 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
+def distribution_config(
+    thresholds: Mapping[str, float],
+) -> distribution_validator_pb2.DistributionValidatorConfig:
+    """DistributionValidator's per-feature thresholds: L-infinity distance for string features,
+    approximate Jensen-Shannon divergence for numeric ones."""
+    comparators = []
+    for feature, threshold in sorted(thresholds.items()):
+        if feature in features.STRING_FEATURE_KEYS:
+            comparator = schema_pb2.FeatureComparator(
+                infinity_norm=schema_pb2.InfinityNorm(threshold=threshold)
+            )
+        else:
+            comparator = schema_pb2.FeatureComparator(
+                jensen_shannon_divergence=schema_pb2.JensenShannonDivergence(threshold=threshold)
+            )
+        comparators.append(
+            distribution_validator_pb2.FeatureComparator(
+                path=path_pb2.Path(step=[feature]), distribution_comparator=comparator
+            )
+        )
+    return distribution_validator_pb2.DistributionValidatorConfig(
+        default_slice_config=distribution_validator_pb2.DistributionValidatorConfig.DatasetConfig(
+            feature=comparators
+        )
+    )
+
+
 def create_pipeline(
     config: PipelineConfig,
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
@@ -85,10 +124,14 @@ def create_pipeline(
             tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
         ]
     )
-    example_gen = tfx.components.CsvExampleGen(
+    example_gen = SpanCsvExampleGen(
         input_base=config.labeled_data_location,
-        output_config=tfx.proto.Output(split_config=split_config),
+        span_pattern=config.span_pattern,
+        training_spans=config.training_spans,
+        split_config=split_config,
     ).with_id(LABELED_EXAMPLE_GEN)
+    train_splits = spans.training_split_names(config.training_spans, spans.TRAIN)
+    eval_splits = spans.training_split_names(config.training_spans, spans.EVAL)
 
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     inferred_schema_gen = tfx.components.SchemaGen(
@@ -101,21 +144,44 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], schema=curated_schema.outputs["schema"]
     )
 
+    # Drift: the new span against the previous one (both inside ExampleGen's output).
+    drift_validator = DistributionValidator(
+        statistics=statistics_gen.outputs["statistics"],
+        baseline_statistics=statistics_gen.outputs["statistics"],
+        config=distribution_config(config.drift_thresholds),
+        include_split_pairs=[
+            (
+                spans.split_name(spans.LATEST, spans.TRAIN),
+                spans.split_name(spans.PREVIOUS, spans.TRAIN),
+            )
+        ],
+    ).with_id(DRIFT_VALIDATOR)
+    data_gate = DataGate(
+        examples=example_gen.outputs["examples"],
+        anomalies=example_validator.outputs["anomalies"],
+        drift_anomalies=drift_validator.outputs["anomalies"],
+    ).with_id(DATA_GATE)
+
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
         schema=curated_schema.outputs["schema"],
         preprocessing_fn=config.preprocessing_fn,
+        splits_config=tfx.proto.SplitsConfig(
+            analyze=train_splits, transform=train_splits + eval_splits
+        ),
         # StatisticsGen already describes the raw data; Transform's own statistics double its cost.
         disable_statistics=True,
         custom_config={"code_fingerprint": code_fingerprint(config.preprocessing_fn)},
     )
+    # The gate: nothing downstream of Transform runs for data the gate refused.
+    transform.add_upstream_node(data_gate)
 
     tuner = tfx.components.Tuner(
         tuner_fn=config.tuner_fn,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
-        train_args=tfx.proto.TrainArgs(num_steps=config.tuner_train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        train_args=tfx.proto.TrainArgs(splits=train_splits, num_steps=config.tuner_train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=eval_splits, num_steps=config.eval_steps),
         custom_config={
             "max_trials": config.tuner_trials,
             "seed": config.seed,
@@ -129,8 +195,8 @@ def create_pipeline(
         transform_graph=transform.outputs["transform_graph"],
         schema=curated_schema.outputs["schema"],
         hyperparameters=tuner.outputs["best_hyperparameters"],
-        train_args=tfx.proto.TrainArgs(num_steps=config.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=config.eval_steps),
+        train_args=tfx.proto.TrainArgs(splits=train_splits, num_steps=config.train_steps),
+        eval_args=tfx.proto.EvalArgs(splits=eval_splits, num_steps=config.eval_steps),
         custom_config={"seed": config.seed, "code_fingerprint": code_fingerprint(config.run_fn)},
     )
 
@@ -145,6 +211,7 @@ def create_pipeline(
         model=trainer.outputs["model"],
         baseline_model=blessed_model_resolver.outputs["model"],
         eval_config=eval_config(config),
+        example_splits=eval_splits,
     )
 
     infra_validator = InfraValidator(
@@ -162,7 +229,7 @@ def create_pipeline(
             tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
                 signature_names=[model.SERVING_SIGNATURE]
             ),
-            split_name="eval",
+            split_name=spans.split_name(spans.LATEST, spans.EVAL),
             num_examples=config.infra_num_requests,
         ),
         model_server_binary=config.model_server_binary,
@@ -180,14 +247,27 @@ def create_pipeline(
         ),
     )
 
+    # The batch to score: the latest span of unlabeled/, checked for skew against training data.
     unlabeled_example_gen = tfx.components.CsvExampleGen(
         input_base=config.unlabeled_data_location,
+        input_config=tfx.proto.Input(
+            splits=[tfx.proto.Input.Split(name=UNLABELED_SPLIT, pattern=config.span_pattern)]
+        ),
         output_config=tfx.proto.Output(
             split_config=tfx.proto.SplitConfig(
                 splits=[tfx.proto.SplitConfig.Split(name=UNLABELED_SPLIT, hash_buckets=1)]
             )
         ),
     ).with_id(UNLABELED_EXAMPLE_GEN)
+    unlabeled_statistics_gen = tfx.components.StatisticsGen(
+        examples=unlabeled_example_gen.outputs["examples"]
+    ).with_id(UNLABELED_STATISTICS_GEN)
+    skew_validator = DistributionValidator(
+        statistics=unlabeled_statistics_gen.outputs["statistics"],
+        baseline_statistics=statistics_gen.outputs["statistics"],
+        config=distribution_config(config.skew_thresholds),
+        include_split_pairs=[(UNLABELED_SPLIT, spans.split_name(spans.LATEST, spans.TRAIN))],
+    ).with_id(SKEW_VALIDATOR)
 
     bulk_inferrer = tfx.components.BulkInferrer(
         examples=unlabeled_example_gen.outputs["examples"],
@@ -206,6 +286,8 @@ def create_pipeline(
             inferred_schema_gen,
             curated_schema,
             example_validator,
+            drift_validator,
+            data_gate,
             transform,
             tuner,
             trainer,
@@ -214,6 +296,8 @@ def create_pipeline(
             infra_validator,
             pusher,
             unlabeled_example_gen,
+            unlabeled_statistics_gen,
+            skew_validator,
             bulk_inferrer,
         ],
         enable_cache=config.enable_cache,

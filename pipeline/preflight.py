@@ -26,30 +26,28 @@ def check_output_dir(output_dir: Path) -> None:
         ) from e
 
 
-def _check_csv_folder(folder: Path, role: str) -> None:
+def _check_span_folder(folder: Path, role: str, span_pattern: str) -> None:
+    """The folder exists and matches the span layout; the files themselves are checked by
+    ExampleGen, so that ML Metadata records a bad file as ExampleGen's failure."""
     if not folder.is_dir():
         raise SetupError(
             f"The {role} data folder {folder} does not exist. A data directory needs "
-            "'labeled/' (CSV files with the label column) and 'unlabeled/' (CSV files to score); "
-            "point --data-dir at one, or run `python scripts/prepare_taxi_data.py` to rebuild data/."
+            "'labeled/' (CSV files with the label column) and 'unlabeled/' (CSV files to score), "
+            f"each with one folder per span matching '{span_pattern}'; point --data-dir at one, "
+            "or run `python scripts/prepare_taxi_data.py` to rebuild data/."
         )
-    csv_files = sorted(folder.glob("*.csv"))
-    if not csv_files:
-        raise SetupError(f"The {role} data folder {folder} holds no .csv file; add at least one.")
-    for csv_file in csv_files:
-        try:
-            with csv_file.open("r", encoding="utf-8", newline="") as f:
-                header = f.readline().strip()
-        except (OSError, UnicodeDecodeError) as e:
-            raise SetupError(
-                f"Cannot read the CSV file {csv_file}: {e}. Check its permissions and that it is "
-                "UTF-8 text."
-            ) from e
-        if not header:
-            raise SetupError(
-                f"The CSV file {csv_file} is empty: it needs a header row naming the columns, "
-                "then one row per example."
-            )
+    if not any(folder.glob(span_pattern.replace("{SPAN}", "*"))):
+        loose = sorted(p.name for p in folder.glob("*.csv"))
+        hint = (
+            f" It holds {', '.join(loose)} directly: move the file(s) into a span folder, "
+            f"e.g. {folder / 'span-1'}/."
+            if loose
+            else ""
+        )
+        raise SetupError(
+            f"The {role} data folder {folder} has no file matching the span pattern "
+            f"'{span_pattern}' (one folder per batch, e.g. span-1/, span-2/).{hint}"
+        )
 
 
 def check_data_dir(config: PipelineConfig) -> None:
@@ -59,8 +57,8 @@ def check_data_dir(config: PipelineConfig) -> None:
             "with 'labeled/' and 'unlabeled/' CSV folders, or run "
             "`python scripts/prepare_taxi_data.py` to rebuild data/."
         )
-    _check_csv_folder(config.labeled_data_dir, "labeled")
-    _check_csv_folder(config.unlabeled_data_dir, "unlabeled")
+    _check_span_folder(config.labeled_data_dir, "labeled", config.span_pattern)
+    _check_span_folder(config.unlabeled_data_dir, "unlabeled", config.span_pattern)
 
 
 def check_user_code(config: PipelineConfig) -> None:

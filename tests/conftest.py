@@ -38,18 +38,23 @@ def write_sample(source: Path, target: Path, rows: int) -> int:
     return written
 
 
+SAMPLE_SPANS = {
+    "labeled/span-1/taxi.csv": SAMPLE_LABELED_ROWS // 2,
+    "labeled/span-2/taxi.csv": SAMPLE_LABELED_ROWS // 2,
+    "unlabeled/span-1/taxi.csv": SAMPLE_UNLABELED_ROWS,
+}
+
+
+def write_sample_data(data_dir: Path) -> Path:
+    """The first rows of every shipped span, in the same layout."""
+    for relative, rows in SAMPLE_SPANS.items():
+        write_sample(DATA_DIR / relative, data_dir / relative, rows)
+    return data_dir
+
+
 @pytest.fixture(scope="session")
 def sample_data_dir(tmp_path_factory) -> Path:
-    data_dir = tmp_path_factory.mktemp("data")
-    write_sample(
-        DATA_DIR / "labeled" / "taxi.csv", data_dir / "labeled" / "taxi.csv", SAMPLE_LABELED_ROWS
-    )
-    write_sample(
-        DATA_DIR / "unlabeled" / "taxi.csv",
-        data_dir / "unlabeled" / "taxi.csv",
-        SAMPLE_UNLABELED_ROWS,
-    )
-    return data_dir
+    return write_sample_data(tmp_path_factory.mktemp("data"))
 
 
 def run_cli(

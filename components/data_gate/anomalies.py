@@ -1,0 +1,71 @@
+"""Reads TFDV anomalies artifacts (ExampleValidator, DistributionValidator) into plain findings.
+
+Shared by the data gate (which refuses the run), the run summary, `inspect` and the report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+SCHEMA_DIFF_FILE = "SchemaDiff.pb"
+
+
+@dataclasses.dataclass
+class Finding:
+    """One problem with one feature (or the whole data set), across the splits it was seen in."""
+
+    check: str  # "schema", "drift" or "skew"
+    feature: str  # "" for a data-set-wide finding
+    kind: str  # TFDV's short description, e.g. "Out-of-range values"
+    description: str
+    splits: list[str]
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def line(self) -> str:
+        where = f"'{self.feature}'" if self.feature else "the data set"
+        return f"{self.check}: {where} [{', '.join(self.splits)}]: {self.kind}. {self.description}"
+
+
+def load_anomalies(uri: str, split: str) -> anomalies_pb2.Anomalies:
+    """The split's anomalies: `Split-<split>` (ExampleValidator) or `SplitPair-<split>`
+    (DistributionValidator, where the split is `<split>_<baseline split>`)."""
+    import tensorflow as tf
+
+    anomalies = anomalies_pb2.Anomalies()
+    for folder in (f"Split-{split}", f"SplitPair-{split}"):
+        path = os.path.join(uri, folder, SCHEMA_DIFF_FILE)
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path, "rb") as f:
+                anomalies.ParseFromString(f.read())
+            break
+    return anomalies
+
+
+def _reason_text(info: anomalies_pb2.AnomalyInfo) -> tuple[str, str]:
+    kinds = [r.short_description for r in info.reason if r.short_description]
+    descriptions = [r.description for r in info.reason if r.description]
+    kind = "; ".join(kinds) or info.short_description or "Anomaly"
+    description = " ".join(descriptions) or info.description
+    return kind, description
+
+
+def findings(check: str, uri: str, splits: list[str]) -> list[Finding]:
+    """Findings of one anomalies artifact, the same finding in several splits merged."""
+    merged: dict[tuple[str, str, str], Finding] = {}
+    for split in splits:
+        anomalies = load_anomalies(uri, split)
+        infos = [(feature, info) for feature, info in sorted(anomalies.anomaly_info.items())]
+        if anomalies.HasField("dataset_anomaly_info"):
+            infos.append(("", anomalies.dataset_anomaly_info))
+        for feature, info in infos:
+            kind, description = _reason_text(info)
+            key = (feature, kind, description)
+            if key not in merged:
+                merged[key] = Finding(check, feature, kind, description, [])
+            merged[key].splits.append(split)
+    return list(merged.values())
