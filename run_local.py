@@ -16,6 +16,9 @@ from pathlib import Path
 
 from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig
 
+# Exit codes: 0 success, 1 a component failed, 2 bad settings or inputs found before the run,
+# 3 the data gate refused the data, 130 interrupted.
+EXIT_DATA_REFUSED = 3
 DEFAULT_IMAGE = "tfx-reference-pipeline:latest"
 DEFAULT_IMAGE_PROJECT_DIR = "/pipeline"
 
@@ -251,7 +254,7 @@ def write_run_report(config: PipelineConfig, run_id: str, log_path: Path) -> str
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] in ("inspect", "report"):
+    if argv and argv[0] in ("inspect", "report", "schema"):
         from pipeline import explorer_cli
 
         return explorer_cli.main(argv)
@@ -287,11 +290,24 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             summary = local_runner.run(config, console)
+        except local_runner.DataRefusedError as e:
+            elapsed = (datetime.datetime.now() - started).total_seconds()
+            console.write("\n" + format_summary(e.summary, config, log_path, elapsed) + "\n")
+            console.write(f"Report:     {write_run_report(config, e.summary.run_id, log_path)}\n")
+            return EXIT_DATA_REFUSED
         except local_runner.PipelineRunError as e:
+            from components.span_example_gen.csv_checks import InvalidInputData
+
             cause_lines = str(e.cause).strip().splitlines() or [""]
+            # Input-data errors are written for people in full; others show their first line.
+            message = (
+                "\n".join(cause_lines)
+                if isinstance(e.cause, InvalidInputData)
+                else (cause_lines[0][:400])
+            )
             console.write(
                 f"\nerror: {e.node_id or 'The pipeline'} failed: {type(e.cause).__name__}: "
-                f"{cause_lines[0][:400]}\n"
+                f"{message}\n"
                 f"Nothing was pushed. ML Metadata records the failed execution in "
                 f"{config.metadata_path}; the traceback is in {log_path}. Fix the cause and run "
                 "again: completed components are reused from the cache.\n"

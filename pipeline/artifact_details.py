@@ -165,31 +165,26 @@ def diff_schema(a: dict | None, b: dict | None) -> dict[str, Any]:
 
 # ---- anomalies --------------------------------------------------------------------------
 def anomalies(uri: str, properties=None, explorer=None) -> dict[str, Any]:
+    """Per split (or split pair, for drift and skew): feature, kind, description, severity."""
     from tensorflow_metadata.proto.v0 import anomalies_pb2
 
+    from components.data_gate.anomalies import anomaly_splits, load_anomalies, reason_text
+
     result = {"splits": {}}
-    for split in _splits(uri):
-        path = os.path.join(uri, f"Split-{split}", "SchemaDiff.pb")
-        parsed = anomalies_pb2.Anomalies.FromString(open(path, "rb").read())
-        items = [
+    for split in anomaly_splits(uri):
+        parsed = load_anomalies(uri, split)
+        infos = sorted(parsed.anomaly_info.items())
+        if parsed.HasField("dataset_anomaly_info"):
+            infos.append(("(dataset)", parsed.dataset_anomaly_info))
+        result["splits"][split] = [
             {
                 "feature": name,
-                "kind": info.short_description,
-                "description": info.description,
+                "kind": reason_text(info)[0],
+                "description": reason_text(info)[1],
                 "severity": anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
             }
-            for name, info in sorted(parsed.anomaly_info.items())
+            for name, info in infos
         ]
-        if parsed.dataset_anomaly_info.description:
-            items.append(
-                {
-                    "feature": "(dataset)",
-                    "kind": parsed.dataset_anomaly_info.short_description,
-                    "description": parsed.dataset_anomaly_info.description,
-                    "severity": "ERROR",
-                }
-            )
-        result["splits"][split] = items
     result["count"] = sum(len(v) for v in result["splits"].values())
     return result
 

@@ -81,6 +81,16 @@ class ComponentProgress(logging.Handler):
                 f"[{position:>2}/{self._total}] {node_id:<{self._width}}  {state:<9} {seconds:6.1f} s"
             )
 
+    def mark_failed(self) -> None:
+        """Ends the running component's line as failed (TFX logs no "finished" for it)."""
+        if self.running is None:
+            return
+        node_id, seconds = self.running, time.monotonic() - self._started[self.running]
+        self._write(
+            f"[{len(self.finished) + 1:>2}/{self._total}] {node_id:<{self._width}}  "
+            f"{'failed':<9} {seconds:6.1f} s"
+        )
+
     def _write(self, line: str) -> None:
         self._console.write(line + "\n")
         self._console.flush()

@@ -34,6 +34,14 @@ _SOURCE_PROPERTIES = (
 )
 
 
+def _execution_error(execution: metadata_store_pb2.Execution) -> str | None:
+    """The failure message ML Metadata holds for a failed execution (TFX's execution result)."""
+    value = execution.custom_properties.get("__execution_result__")
+    if value is None or not value.string_value:
+        return None
+    return json.loads(value.string_value).get("resultMessage")
+
+
 class NotFound(LookupError):
     """An id, run or store that does not exist; the message says which."""
 
@@ -110,6 +118,7 @@ class Explorer:
                 "seconds": round(n.seconds, 3),
                 "started": _iso(e.create_time_since_epoch),
                 "offset_seconds": None,
+                "error": _execution_error(e),
             }
             for n, e in zip(nodes, executions, strict=True)
         ]

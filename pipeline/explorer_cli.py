@@ -79,7 +79,38 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="HTML file to write (default: <metadata folder>/reports/run-<id>.html)",
     )
+    schema = commands.add_parser(
+        "schema",
+        help="compare the latest inferred schema with the curated one; accept a data change",
+        description="Compare the schema inferred from the latest run's data with the curated "
+        "schema (`diff`), or relax the curated schema to accept the latest data (`accept`).",
+    )
+    schema.add_argument("action", choices=("diff", "accept"))
+    schema.add_argument(
+        "--schema",
+        type=Path,
+        default=PipelineConfig().curated_schema_file,
+        help="the curated schema file (default: %(default)s)",
+    )
+    schema.add_argument(
+        "--metadata-path",
+        type=Path,
+        default=DEFAULT_METADATA,
+        help="ML Metadata SQLite file (default: %(default)s)",
+    )
     return parser
+
+
+def _schema_command(args) -> int:
+    from pipeline import schema_workflow as sw
+
+    try:
+        plan = sw.plan(args.metadata_path, PipelineConfig().pipeline_name, args.schema)
+    except (sw.SchemaWorkflowError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(sw.diff_text(plan) if args.action == "diff" else sw.accept(plan))
+    return 0
 
 
 def _quiet_libraries() -> None:
@@ -97,6 +128,8 @@ def _quiet_libraries() -> None:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     _quiet_libraries()
+    if args.command == "schema":
+        return _schema_command(args)
     from pipeline import explorer as ex
 
     try:
@@ -166,10 +199,21 @@ def _runs_text(runs: list[dict]) -> str:
             lines.append(
                 f"      {c['node_id']:<28} {c['state']:<9} {c['seconds']:7.1f} s   (execution {c['execution_id']})"
             )
+            if c.get("error"):
+                lines += [f"          {line}" for line in c["error"].splitlines()]
     return "\n".join(lines)
 
 
-_KEY_PROPERTIES = ("split_names", "blessed", "pushed", "pushed_version", "span", "reason")
+_KEY_PROPERTIES = (
+    "split_names",
+    "blessed",
+    "pushed",
+    "pushed_version",
+    "span",
+    "spans_latest",
+    "spans_previous",
+    "reason",
+)
 
 
 def _artifacts_text(artifacts: list[dict]) -> str:

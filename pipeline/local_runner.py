@@ -9,13 +9,48 @@ import shutil
 from pathlib import Path
 from typing import TextIO
 
+from ml_metadata import metadata_store
 from tfx import v1 as tfx
 
+from components.data_gate.executor import DataRefused
 from pipeline import metadata_reader as mr
 from pipeline.config import PipelineConfig
 from pipeline.console import ComponentProgress
 from pipeline.pipeline import create_pipeline
 from pipeline.run_summary import RunSummary, summarize_run
+
+
+class DataRefusedError(Exception):
+    """The data gate refused the run's data; `summary` says what was found and what to do."""
+
+    def __init__(self, summary: RunSummary):
+        super().__init__("the data gate refused the data")
+        self.summary = summary
+
+
+def record_failure(config: PipelineConfig, node_id: str | None, cause: BaseException) -> None:
+    """Writes the failure's message on the node's failed execution in ML Metadata.
+
+    TFX marks an execution FAILED when its executor raises but keeps no message; this stores
+    one the way TFX stores an executor-reported failure (`__execution_result__`).
+    """
+    if node_id is None:
+        return
+    from tfx.orchestration.portable.mlmd import execution_lib
+    from tfx.proto.orchestration import execution_result_pb2
+
+    store = metadata_store.MetadataStore(mr.sqlite_connection_config(config.metadata_path))
+    latest = mr.latest_node_execution(store, config.pipeline_name, node_id)
+    if latest is None or latest.state != "failed":
+        return
+    execution = latest.execution
+    execution_lib.set_execution_result(
+        execution_result_pb2.ExecutionResult(
+            code=1, result_message=f"{type(cause).__name__}: {cause}"
+        ),
+        execution,
+    )
+    store.put_executions([execution])
 
 
 class PipelineRunError(Exception):
@@ -63,6 +98,10 @@ def run(config: PipelineConfig, console: TextIO) -> RunSummary:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception as e:
         logging.exception("Pipeline run failed in %s", progress.running)
+        progress.mark_failed()
+        record_failure(config, progress.running, e)
+        if isinstance(e, DataRefused):
+            raise DataRefusedError(summarize_run(config.metadata_path, config.pipeline_name)) from e
         raise PipelineRunError(progress.running, e) from e
     finally:
         root_logger.removeHandler(progress)

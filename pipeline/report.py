@@ -153,6 +153,24 @@ def _section_evaluation(ev: dict | None) -> str:
     )
 
 
+def _section_anomalies(title: str, anomalies: dict | None, empty: str) -> str:
+    if anomalies is None:
+        return f"<h3>{_e(title)}</h3><p class='muted'>Not checked in this run.</p>"
+    rows = "".join(
+        f"<tr><td>{_e(split)}</td><td>{_e(a['feature'])}</td><td>{_e(a['kind'])}</td>"
+        f"<td>{_e(a['description'])}</td></tr>"
+        for split, items in anomalies.get("splits", {}).items()
+        for a in items
+    )
+    table = (
+        "<table><tr><th>split</th><th>feature</th><th>kind</th><th>description</th></tr>"
+        f"{rows}</table>"
+        if rows
+        else f"<p>{_e(empty)}</p>"
+    )
+    return f"<h3>{_e(title)}</h3>{table}"
+
+
 def render(explorer: Explorer, run_ref: str) -> str:
     run = explorer.run(run_ref)
     outputs = explorer.run_outputs(run["run_id"])
@@ -169,7 +187,6 @@ def render(explorer: Explorer, run_ref: str) -> str:
     model_blessing = details("Evaluator.ModelBlessing")
     infra = details("InfraValidator.InfraBlessing")
     pushed = details("Pusher.PushedModel")
-    anomalies = details("ExampleValidator.ExampleAnomalies")
     schema = details("CuratedSchemaImporter.Schema")
     inference = details("BulkInferrer.InferenceResult")
     stats = details("StatisticsGen.ExampleStatistics")
@@ -180,15 +197,29 @@ def render(explorer: Explorer, run_ref: str) -> str:
         if pushed and pushed.get("pushed")
         else "nothing pushed"
     )
-    anomaly_rows = "".join(
-        f"<tr><td>{_e(split)}</td><td>{_e(a['feature'])}</td><td>{_e(a['kind'])}</td><td>{_e(a['description'])}</td></tr>"
-        for split, items in (anomalies or {}).get("splits", {}).items()
-        for a in items
+    gate_state = next((c["state"] for c in run["components"] if c["node_id"] == "DataGate"), None)
+    gate_badge = _badge(
+        None if gate_state is None else gate_state != "failed", yes="PASSED", no="REFUSED"
     )
-    anomalies_html = (
-        f"<table><tr><th>split</th><th>feature</th><th>kind</th><th>description</th></tr>{anomaly_rows}</table>"
-        if anomaly_rows
-        else "<p>No anomalies against the curated schema.</p>"
+    data_checks_html = "".join(
+        _section_anomalies(title, details(key), empty)
+        for title, key, empty in (
+            (
+                "Schema (ExampleValidator, curated schema)",
+                "ExampleValidator.ExampleAnomalies",
+                "No anomaly against the curated schema.",
+            ),
+            (
+                "Drift (new span vs previous span)",
+                "DriftValidator.ExampleAnomalies",
+                "No drift past a threshold.",
+            ),
+            (
+                "Skew (batch to score vs training data; reported, not gated)",
+                "SkewValidator.ExampleAnomalies",
+                "No skew past a threshold.",
+            ),
+        )
     )
     schema_rows = "".join(
         f"<tr><td>{_e(f['name'])}</td><td>{_e(f['type'])}</td><td>{'required' if f['required'] else 'optional'}</td>"
@@ -217,7 +248,7 @@ def render(explorer: Explorer, run_ref: str) -> str:
 <h2>Timeline</h2>{_timeline(run)}
 <h2>Evaluation</h2>{_section_evaluation(evaluation)}
 <h2>Data statistics</h2>{_section_statistics(stats)}
-<h2>Anomalies</h2>{anomalies_html}
+<h2>Data checks</h2><p><b>Data gate</b> {gate_badge}</p>{data_checks_html}
 <h2>Curated schema</h2><div class="scroll"><table><tr><th>feature</th><th>type</th><th>presence</th><th>domain</th><th>not in</th></tr>{schema_rows}</table></div>
 <h2>Batch inference</h2>{inference_html}
 </main></body></html>

@@ -9,6 +9,8 @@ from pathlib import Path
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 
+from components.data_gate import executor as data_gate
+from components.data_gate.anomalies import Finding, findings
 from pipeline import artifact_details
 from pipeline import metadata_reader as mr
 
@@ -26,6 +28,15 @@ class RunSummary:
     pushed_path: str | None = None
     predictions: int | None = None
     predictions_uri: str | None = None
+    # Data checks: spans read, schema and drift findings (None: not checked in this run), the
+    # data gate's verdict, and skew of the batch to score against the training data.
+    data_span: str | None = None
+    training_spans: str | None = None
+    drift_baseline_span: str | None = None
+    data_findings: list[Finding] | None = None
+    gate_refused: bool = False
+    skew_span: str | None = None
+    skew_findings: list[Finding] | None = None
 
 
 def blessing_reasons(evaluation_uri: str) -> list[str]:
@@ -80,6 +91,42 @@ def count_prediction_logs(inference_uri: str) -> int:
     return sum(1 for f in files for _ in tf.data.TFRecordDataset(f, compression_type="GZIP"))
 
 
+def split_names(artifact) -> list[str]:
+    from tfx.types import artifact_utils
+
+    return artifact_utils.decode_split_names(artifact.properties["split_names"].string_value)
+
+
+def _data_checks(summary: RunSummary, outputs_by_node: dict[str, dict]) -> None:
+    examples = outputs_by_node.get("CsvExampleGen", {}).get("examples")
+    if examples:
+        props = {
+            role: mr.custom_property(examples[0], data_gate.SPANS_PROPERTY_PREFIX + role)
+            for role in ("latest", "previous", "older")
+        }
+        summary.data_span = props["latest"]
+        summary.drift_baseline_span = props["previous"] or None
+        summary.training_spans = ",".join(
+            p for p in (props["older"], props["previous"], props["latest"]) if p
+        )
+    anomalies = outputs_by_node.get("ExampleValidator", {}).get("anomalies")
+    drift = outputs_by_node.get("DriftValidator", {}).get("anomalies")
+    if anomalies and drift:
+        summary.data_findings = data_gate.gate_findings(
+            anomalies[0].uri,
+            split_names(anomalies[0]),
+            drift[0].uri,
+            split_names(drift[0]),
+            bool(summary.drift_baseline_span),
+        )
+    batch = outputs_by_node.get("UnlabeledExampleGen", {}).get("examples")
+    if batch:
+        summary.skew_span = str(mr.custom_property(batch[0], "span"))
+    skew = outputs_by_node.get("SkewValidator", {}).get("anomalies")
+    if skew:
+        summary.skew_findings = findings("skew", skew[0].uri, split_names(skew[0]))
+
+
 def summarize_run(metadata_path: Path, pipeline_name: str, run_id: str | None = None) -> RunSummary:
     """Collects the facts of one run (the latest when `run_id` is None)."""
     store = mr.open_store(metadata_path)
@@ -89,9 +136,13 @@ def summarize_run(metadata_path: Path, pipeline_name: str, run_id: str | None = 
         raise LookupError(f"no run {run_id or ''} of pipeline {pipeline_name} in {metadata_path}")
     summary = RunSummary(run_id=run.name, executions=mr.run_executions(store, run.id))
 
+    outputs_by_node = {}
     for node in summary.executions:
         outputs = mr.output_artifacts(store, node.execution.id)
-        if node.node_id == "Evaluator" and outputs.get("blessing"):
+        outputs_by_node[node.node_id] = outputs
+        if node.node_id == "DataGate" and node.state == "failed":
+            summary.gate_refused = True
+        elif node.node_id == "Evaluator" and outputs.get("blessing"):
             blessing = outputs["blessing"][0]
             summary.blessed = bool(mr.custom_property(blessing, "blessed"))
             evaluation = artifact_details.evaluation(outputs["evaluation"][0].uri)
@@ -112,4 +163,5 @@ def summarize_run(metadata_path: Path, pipeline_name: str, run_id: str | None = 
         elif node.node_id == "BulkInferrer" and outputs.get("inference_result"):
             summary.predictions_uri = outputs["inference_result"][0].uri
             summary.predictions = count_prediction_logs(summary.predictions_uri)
+    _data_checks(summary, outputs_by_node)
     return summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from components.data_gate.executor import refusal_message
 from pipeline.config import PipelineConfig
 from pipeline.run_summary import RunSummary
 
@@ -16,14 +17,49 @@ def _relative(path: str | Path) -> str:
         return str(path)
 
 
+def data_check_lines(summary: RunSummary) -> list[str]:
+    """What was ingested, what the schema/drift checks found, and skew of the batch to score."""
+    lines = []
+    if summary.data_span is not None:
+        lines.append(
+            f"Data:       span {summary.data_span} ingested; training on span(s) "
+            f"{summary.training_spans}"
+        )
+    if summary.data_findings is not None:
+        if summary.data_findings:
+            message = refusal_message(summary.data_findings, summary.data_span or "?")
+            lines += ["            " + line for line in message.splitlines()]
+        else:
+            drift = (
+                f"no drift past thresholds vs span {summary.drift_baseline_span}"
+                if summary.drift_baseline_span
+                else "drift not checked (no previous span)"
+            )
+            lines.append(f"            schema: no anomaly; {drift}")
+    if summary.skew_findings is not None:
+        where = f"Skew:       batch to score (unlabeled span {summary.skew_span}) vs training data:"
+        if summary.skew_findings:
+            lines.append(f"{where} {len(summary.skew_findings)} feature(s) past thresholds")
+            lines += [f"            - {finding.line()}" for finding in summary.skew_findings]
+        else:
+            lines.append(f"{where} none past thresholds")
+    return lines
+
+
 def format_summary(
     summary: RunSummary, config: PipelineConfig, log_path: Path, elapsed: float
 ) -> str:
     states = Counter(node.state for node in summary.executions)
     state_text = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
-    lines = [f"Run {summary.run_id} finished in {elapsed:.1f} s ({state_text})."]
+    outcome = "was REFUSED by the data gate" if summary.gate_refused else "finished"
+    lines = [f"Run {summary.run_id} {outcome} in {elapsed:.1f} s ({state_text})."]
+    lines += data_check_lines(summary)
 
-    if summary.blessed is None:
+    if summary.gate_refused:
+        lines.append(
+            "Model:      not trained: nothing trains, evaluates or pushes on refused data."
+        )
+    elif summary.blessed is None:
         lines.append("Model:      not evaluated in this run.")
     else:
         m = summary.metrics

@@ -5,8 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import copy_project, run_cli
 
 
@@ -32,19 +30,17 @@ def test_missing_unlabeled_folder(sample_data_dir, tmp_path):
     assert f"{data_dir / 'unlabeled'} does not exist" in result.stdout
 
 
-@pytest.mark.parametrize(
-    "content, expected",
-    [(b"", "is empty"), (b"fare,tips\n\xff\xfe1,2\n", "Cannot read the CSV file")],
-    ids=["empty", "not-utf8"],
-)
-def test_unreadable_csv(sample_data_dir, tmp_path, content, expected):
+def test_csv_outside_a_span_folder_says_where_to_move_it(sample_data_dir, tmp_path):
+    """The layout before spans (labeled/taxi.csv): named, with the fix."""
     data_dir = tmp_path / "data"
     shutil.copytree(sample_data_dir, data_dir)
-    bad = data_dir / "labeled" / "taxi.csv"
-    bad.write_bytes(content)
+    shutil.rmtree(data_dir / "labeled")
+    (data_dir / "labeled").mkdir()
+    shutil.copy(sample_data_dir / "labeled" / "span-1" / "taxi.csv", data_dir / "labeled")
     result = run_cli(f"--data-dir={data_dir}", f"--output-dir={tmp_path / 'out'}")
     assert result.returncode == 2
-    assert str(bad) in result.stdout and expected in result.stdout
+    assert f"The labeled data folder {data_dir / 'labeled'} has no file matching" in result.stdout
+    assert "move the file(s) into a span folder" in result.stdout
     assert _nothing_pushed(tmp_path / "out")
 
 
@@ -85,7 +81,7 @@ def test_a_failing_component_names_itself_and_pushes_nothing(sample_data_dir, tm
     data_dir = tmp_path / "data"
     shutil.copytree(sample_data_dir, data_dir)
     # A CSV whose rows do not match its header: ExampleGen cannot parse it.
-    (data_dir / "labeled" / "taxi.csv").write_text("fare,tips\n1.0,2.0,3.0\n")
+    (data_dir / "labeled" / "span-2" / "taxi.csv").write_text("fare,tips\n1.0,2.0,3.0\n")
     result = run_cli(
         f"--data-dir={data_dir}", f"--output-dir={tmp_path / 'out'}", "--tuner-trials=1"
     )

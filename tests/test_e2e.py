@@ -27,6 +27,10 @@ CACHED_ON_RERUN = {
     "SchemaGen",
     "CuratedSchemaImporter",
     "ExampleValidator",
+    "DriftValidator",
+    "DataGate",
+    "UnlabeledStatisticsGen",
+    "SkewValidator",
     "Transform",
     "Tuner",
     "Trainer",
@@ -53,6 +57,9 @@ def test_first_run_succeeds_and_prints_progress_and_summary(e2e_runs):
     assert "BLESSED by Evaluator" in out and "NOT BLESSED" not in out
     assert "Serving:    BLESSED by InfraValidator: the model loaded in" in out
     assert "Pushed:     version" in out
+    assert "Data:       span 2 ingested; training on span(s) 1,2" in out
+    assert "schema: no anomaly; no drift past thresholds vs span 1" in out
+    assert "Skew:       batch to score (unlabeled span 1) vs training data:" in out
     assert f"Inference:  {SAMPLE_UNLABELED_ROWS} predictions" in out
     # The thousands of TF/Beam/absl lines went to the log file, not the terminal.
     assert len(out.splitlines()) < 50
@@ -82,16 +89,49 @@ def test_one_complete_execution_per_component(e2e_runs):
     ), [(e.node_id, e.state) for e in executions]
 
 
-def test_no_anomalies_on_clean_data(e2e_runs):
+def test_no_anomalies_and_no_drift_on_clean_data(e2e_runs):
     store, runs = _runs(e2e_runs["output_dir"])
-    outputs = _execution_outputs(store, mr.run_executions(store, runs[-1].id), "ExampleValidator")
-    anomalies_dir = Path(outputs["anomalies"][0].uri)
+    executions = mr.run_executions(store, runs[-1].id)
+    anomalies_dir = Path(
+        _execution_outputs(store, executions, "ExampleValidator")["anomalies"][0].uri
+    )
+    drift_dir = Path(_execution_outputs(store, executions, "DriftValidator")["anomalies"][0].uri)
     split_files = sorted(anomalies_dir.glob("Split-*/SchemaDiff.pb"))
-    assert {f.parent.name for f in split_files} == {"Split-train", "Split-eval"}
-    for f in split_files:
+    assert {f.parent.name for f in split_files} == {
+        "Split-latest_train",
+        "Split-latest_eval",
+        "Split-previous_train",
+        "Split-previous_eval",
+    }
+    drift_files = sorted(drift_dir.glob("SplitPair-*/SchemaDiff.pb"))
+    assert [f.parent.name for f in drift_files] == ["SplitPair-latest_train_previous_train"]
+    for f in split_files + drift_files:
         anomalies = anomalies_pb2.Anomalies.FromString(f.read_bytes())
         assert not anomalies.anomaly_info, f"{f}: {dict(anomalies.anomaly_info)}"
         assert not anomalies.dataset_anomaly_info.reason
+    # The drift check really compared the configured features, with their measurements.
+    drift = anomalies_pb2.Anomalies.FromString(drift_files[0].read_bytes())
+    compared = {".".join(info.path.step) for info in drift.drift_skew_info}
+    assert {"payment_type", "trip_start_hour", "tips"} <= compared
+
+
+def test_training_window_covers_both_spans(e2e_runs):
+    """Both shipped spans were read, split by role, and evaluated together."""
+    from tests.conftest import SAMPLE_SPANS
+
+    store, runs = _runs(e2e_runs["output_dir"])
+    executions = mr.run_executions(store, runs[-1].id)
+    examples = _execution_outputs(store, executions, "CsvExampleGen")["examples"][0]
+    assert mr.custom_property(examples, "span") == 2
+    assert mr.custom_property(examples, "spans_latest") == "2"
+    assert mr.custom_property(examples, "spans_previous") == "1"
+    labeled_rows = sum(n for path, n in SAMPLE_SPANS.items() if path.startswith("labeled"))
+    evaluation = _execution_outputs(store, executions, "Evaluator")["evaluation"][0]
+    from pipeline import artifact_details
+
+    example_count = artifact_details.evaluation(evaluation.uri)["overall"]["example_count"]
+    # The eval share of the hash split (1 of 4 buckets) over both spans, not over one.
+    assert 0.2 * labeled_rows < example_count < 0.3 * labeled_rows
 
 
 def test_model_is_blessed_and_pushed_in_tf_serving_layout(e2e_runs):
@@ -151,7 +191,7 @@ def test_pushed_model_scores_a_tf_example_in_a_fresh_process(e2e_runs, sample_da
             "-c",
             SCORE_IN_FRESH_PROCESS,
             str(version_dir),
-            str(sample_data_dir / "unlabeled" / "taxi.csv"),
+            str(sample_data_dir / "unlabeled" / "span-1" / "taxi.csv"),
             json.dumps(types),
         ],
         capture_output=True,

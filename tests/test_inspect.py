@@ -81,11 +81,11 @@ def test_show_statistics_schema_anomalies(capsys, store_path):
     )
     splits = stats["details"]["splits"]
     assert sum(s["examples"] for s in splits.values()) == 2500
-    fare = splits["train"]["features"]["fare"]
+    fare = splits["latest_train"]["features"]["fare"]
     assert (
-        fare["missing"] == 0 and fare["count"] == splits["train"]["examples"] and fare["mean"] > 0
+        fare["missing"] == 0 and fare["count"] == splits["latest_train"]["examples"] and fare["mean"] > 0
     )
-    payment = splits["train"]["features"]["payment_type"]
+    payment = splits["latest_train"]["features"]["payment_type"]
     assert payment["top_values"][0]["value"] in ("Cash", "Credit Card")
     schema = inspect(
         capsys, store_path, "show", str(_artifact_of(capsys, store_path, "Schema")["id"])

@@ -202,9 +202,14 @@ def test_the_compiled_spec_runs_task_by_task_through_the_container_entrypoint(
     assert set(results) == set(spec["root"]["dag"]["tasks"])
     assert {r.name for r in results.values() if r.kind == "resolver"} == RESOLVER_TASKS
     examples = results["CsvExampleGen"].outputs["examples"][0]
-    assert json.loads(examples["metadata"]["split_names"]) == ["train", "eval"]
+    splits = ["latest_train", "latest_eval", "previous_train", "previous_eval"]
+    assert json.loads(examples["metadata"]["split_names"]) == splits
+    assert examples["metadata"]["spans_previous"] == "1"  # the window, in TFX's driver task
     anomalies = results["ExampleValidator"].outputs["anomalies"][0]["metadata"]
-    assert anomalies["blessed"] == {"train": 1.0, "eval": 1.0}
+    assert anomalies["blessed"] == dict.fromkeys(splits, 1.0)
+    drift = results["DriftValidator"].outputs["anomalies"][0]["metadata"]
+    assert drift["blessed"] == {"latest_train_previous_train": 1.0}
+    assert "DataGate" in spec["root"]["dag"]["tasks"]["Transform"]["dependentTasks"]
     assert results["Evaluator"].outputs["blessing"][0]["metadata"]["blessed"] == 1.0
     assert results["InfraValidator"].outputs["blessing"][0]["metadata"]["blessed"] == 1.0
     pushed = results["Pusher"].outputs["pushed_model"][0]["metadata"]

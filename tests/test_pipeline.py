@@ -14,6 +14,8 @@ EXPECTED_NODES = {
     "SchemaGen",
     "CuratedSchemaImporter",
     "ExampleValidator",
+    "DriftValidator",
+    "DataGate",
     "Transform",
     "Tuner",
     "Trainer",
@@ -22,6 +24,8 @@ EXPECTED_NODES = {
     "InfraValidator",
     "Pusher",
     "UnlabeledExampleGen",
+    "UnlabeledStatisticsGen",
+    "SkewValidator",
     "BulkInferrer",
 }
 
@@ -51,6 +55,20 @@ def test_components_are_wired_to_the_right_inputs(nodes):
     assert _producer(validator["schema"]) == "CuratedSchemaImporter"  # the contract, not the guess
     assert _producer(by_id["Transform"].inputs["schema"]) == "CuratedSchemaImporter"
     assert _producer(by_id["Transform"].inputs["examples"]) == "CsvExampleGen"
+    drift = by_id["DriftValidator"].inputs
+    assert (
+        _producer(drift["statistics"])
+        == _producer(drift["baseline_statistics"])
+        == ("StatisticsGen")
+    )
+    gate = by_id["DataGate"].inputs
+    assert _producer(gate["anomalies"]) == "ExampleValidator"
+    assert _producer(gate["drift_anomalies"]) == "DriftValidator"
+    # The gate: Transform waits for it, and everything that trains or pushes waits for Transform.
+    assert "DataGate" in {n.id for n in by_id["Transform"].upstream_nodes}
+    skew = by_id["SkewValidator"].inputs
+    assert _producer(skew["statistics"]) == "UnlabeledStatisticsGen"
+    assert _producer(skew["baseline_statistics"]) == "StatisticsGen"
     for trainer_like in ("Tuner", "Trainer"):
         assert _producer(by_id[trainer_like].inputs["examples"]) == "Transform"
         assert _producer(by_id[trainer_like].inputs["transform_graph"]) == "Transform"

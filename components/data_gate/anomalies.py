@@ -31,6 +31,19 @@ class Finding:
         return f"{self.check}: {where} [{', '.join(self.splits)}]: {self.kind}. {self.description}"
 
 
+def anomaly_splits(uri: str) -> list[str]:
+    """Split names (ExampleValidator) or split pairs (DistributionValidator) an artifact holds."""
+    import tensorflow as tf
+
+    names = []
+    for entry in tf.io.gfile.listdir(uri) if tf.io.gfile.isdir(uri) else []:
+        entry = entry.rstrip("/")
+        for prefix in ("Split-", "SplitPair-"):
+            if entry.startswith(prefix):
+                names.append(entry[len(prefix) :])
+    return sorted(names)
+
+
 def load_anomalies(uri: str, split: str) -> anomalies_pb2.Anomalies:
     """The split's anomalies: `Split-<split>` (ExampleValidator) or `SplitPair-<split>`
     (DistributionValidator, where the split is `<split>_<baseline split>`)."""
@@ -46,7 +59,7 @@ def load_anomalies(uri: str, split: str) -> anomalies_pb2.Anomalies:
     return anomalies
 
 
-def _reason_text(info: anomalies_pb2.AnomalyInfo) -> tuple[str, str]:
+def reason_text(info: anomalies_pb2.AnomalyInfo) -> tuple[str, str]:
     kinds = [r.short_description for r in info.reason if r.short_description]
     descriptions = [r.description for r in info.reason if r.description]
     kind = "; ".join(kinds) or info.short_description or "Anomaly"
@@ -63,7 +76,7 @@ def findings(check: str, uri: str, splits: list[str]) -> list[Finding]:
         if anomalies.HasField("dataset_anomaly_info"):
             infos.append(("", anomalies.dataset_anomaly_info))
         for feature, info in infos:
-            kind, description = _reason_text(info)
+            kind, description = reason_text(info)
             key = (feature, kind, description)
             if key not in merged:
                 merged[key] = Finding(check, feature, kind, description, [])

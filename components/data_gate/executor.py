@@ -7,34 +7,34 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from components.data_gate.anomalies import Finding, findings
+from components.span_example_gen.executor import SPANS_PROPERTY_PREFIX
 
 ANOMALIES_KEY = "anomalies"
 DRIFT_ANOMALIES_KEY = "drift_anomalies"
 EXAMPLES_KEY = "examples"
-PREVIOUS_SPANS_PROPERTY = "spans_previous"
-LATEST_SPANS_PROPERTY = "spans_latest"
+PREVIOUS_SPANS_PROPERTY = SPANS_PROPERTY_PREFIX + "previous"
+LATEST_SPANS_PROPERTY = SPANS_PROPERTY_PREFIX + "latest"
 
 
 class DataRefused(Exception):
     """The data gate found problems; the message lists each one and what to do."""
 
 
-def gate_findings(anomalies, drift_anomalies, examples) -> list[Finding]:
+def gate_findings(
+    anomalies_uri: str,
+    anomalies_splits: list[str],
+    drift_uri: str,
+    drift_splits: list[str],
+    has_previous_span: bool,
+) -> list[Finding]:
     """Schema findings of every split, plus drift findings when there is a previous span."""
-    found = findings(
-        "schema", anomalies.uri, artifact_utils.decode_split_names(anomalies.split_names)
-    )
-    if examples.get_string_custom_property(PREVIOUS_SPANS_PROPERTY):
-        found += findings(
-            "drift",
-            drift_anomalies.uri,
-            artifact_utils.decode_split_names(drift_anomalies.split_names),
-        )
+    found = findings("schema", anomalies_uri, anomalies_splits)
+    if has_previous_span:
+        found += findings("drift", drift_uri, drift_splits)
     return found
 
 
-def refusal_message(found: list[Finding], examples) -> str:
-    span = examples.get_string_custom_property(LATEST_SPANS_PROPERTY) or "?"
+def refusal_message(found: list[Finding], span: str) -> str:
     lines = [f"The data gate refused span {span}: {len(found)} problem(s) found."]
     lines += [f"  - {finding.line()}" for finding in found]
     lines.append("What to do:")
@@ -57,13 +57,18 @@ class Executor(base_executor.BaseExecutor):
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         self._log_startup(input_dict, output_dict, exec_properties)
         examples = artifact_utils.get_single_instance(input_dict[EXAMPLES_KEY])
+        anomalies = artifact_utils.get_single_instance(input_dict[ANOMALIES_KEY])
+        drift = artifact_utils.get_single_instance(input_dict[DRIFT_ANOMALIES_KEY])
         found = gate_findings(
-            artifact_utils.get_single_instance(input_dict[ANOMALIES_KEY]),
-            artifact_utils.get_single_instance(input_dict[DRIFT_ANOMALIES_KEY]),
-            examples,
+            anomalies.uri,
+            artifact_utils.decode_split_names(anomalies.split_names),
+            drift.uri,
+            artifact_utils.decode_split_names(drift.split_names),
+            bool(examples.get_string_custom_property(PREVIOUS_SPANS_PROPERTY)),
         )
         if not examples.get_string_custom_property(PREVIOUS_SPANS_PROPERTY):
             logging.warning("No previous span: drift was not checked (first span).")
         if found:
-            raise DataRefused(refusal_message(found, examples))
+            span = examples.get_string_custom_property(LATEST_SPANS_PROPERTY)
+            raise DataRefused(refusal_message(found, span))
         logging.info("Data gate: no schema anomaly and no drift past a threshold.")
