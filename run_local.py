@@ -80,6 +80,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="random seed for tuning and training (default: %(default)s)",
     )
     parser.add_argument(
+        "--training-spans",
+        type=int,
+        default=defaults.training_spans,
+        metavar="N",
+        help="train on the latest N spans of labeled/ (default: %(default)s)",
+    )
+    parser.add_argument(
         "--beam-arg",
         action="append",
         default=[],
@@ -155,7 +162,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    for name in ("tuner_trials", "tuner_train_steps", "train_steps", "eval_steps"):
+    for name in (
+        "tuner_trials",
+        "tuner_train_steps",
+        "train_steps",
+        "eval_steps",
+        "training_spans",
+    ):
         if getattr(args, name) < 1:
             raise SystemExit(
                 f"error: --{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}."
@@ -169,6 +182,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         train_steps=args.train_steps,
         eval_steps=args.eval_steps,
         seed=args.seed,
+        training_spans=args.training_spans,
         beam_args=DEFAULT_BEAM_ARGS + tuple(args.beam_arg),
         model_server_binary=args.model_server_bin,
         enable_cache=not args.no_cache,

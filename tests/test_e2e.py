@@ -230,3 +230,19 @@ def test_rerun_with_nothing_changed_reuses_the_cache(e2e_runs):
     assert CACHED_ON_RERUN <= cached, {n: e.state for n, e in executions.items()}
     for node_id in CACHED_ON_RERUN:
         assert f"{node_id} " in second.stdout and "cached" in second.stdout
+
+
+def test_a_single_span_trains_end_to_end_without_a_drift_baseline(sample_data_dir, tmp_path):
+    """The first batch ever: no previous span, so drift is not checked; everything else runs."""
+    import shutil
+
+    from tests.conftest import FAST_RUN_ARGS, run_cli
+
+    data_dir = tmp_path / "data"
+    shutil.copytree(sample_data_dir / "unlabeled", data_dir / "unlabeled")
+    shutil.copytree(sample_data_dir / "labeled" / "span-1", data_dir / "labeled" / "span-1")
+    result = run_cli(f"--data-dir={data_dir}", f"--output-dir={tmp_path / 'out'}", *FAST_RUN_ARGS)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Data:       span 1 ingested; training on span(s) 1" in result.stdout
+    assert "drift not checked (no previous span)" in result.stdout
+    assert "Pushed:     version" in result.stdout

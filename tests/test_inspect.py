@@ -71,19 +71,26 @@ def test_artifacts_filter_by_component_type_and_run(capsys, store_path):
     }
 
 
-def _artifact_of(capsys, store_path, type_name: str) -> dict:
-    return inspect(capsys, store_path, "artifacts", f"--type={type_name}")[-1]
+def _artifact_of(capsys, store_path, type_name: str, component: str | None = None) -> dict:
+    """The newest artifact of a type (of one producer, when given)."""
+    args = [f"--type={type_name}"] + ([f"--component={component}"] if component else [])
+    return inspect(capsys, store_path, "artifacts", *args)[-1]
 
 
 def test_show_statistics_schema_anomalies(capsys, store_path):
     stats = inspect(
-        capsys, store_path, "show", str(_artifact_of(capsys, store_path, "ExampleStatistics")["id"])
+        capsys,
+        store_path,
+        "show",
+        str(_artifact_of(capsys, store_path, "ExampleStatistics", "StatisticsGen")["id"]),
     )
     splits = stats["details"]["splits"]
     assert sum(s["examples"] for s in splits.values()) == 2500
     fare = splits["latest_train"]["features"]["fare"]
     assert (
-        fare["missing"] == 0 and fare["count"] == splits["latest_train"]["examples"] and fare["mean"] > 0
+        fare["missing"] == 0
+        and fare["count"] == splits["latest_train"]["examples"]
+        and fare["mean"] > 0
     )
     payment = splits["latest_train"]["features"]["payment_type"]
     assert payment["top_values"][0]["value"] in ("Cash", "Credit Card")
@@ -91,10 +98,18 @@ def test_show_statistics_schema_anomalies(capsys, store_path):
         capsys, store_path, "show", str(_artifact_of(capsys, store_path, "Schema")["id"])
     )
     assert len(schema["details"]["features"]) == 18
-    anomalies = inspect(
-        capsys, store_path, "show", str(_artifact_of(capsys, store_path, "ExampleAnomalies")["id"])
-    )
-    assert anomalies["details"]["count"] == 0
+    for validator, splits in (
+        ("ExampleValidator", {"latest_train", "latest_eval", "previous_train", "previous_eval"}),
+        ("DriftValidator", {"latest_train_previous_train"}),
+    ):
+        anomalies = inspect(
+            capsys,
+            store_path,
+            "show",
+            str(_artifact_of(capsys, store_path, "ExampleAnomalies", validator)["id"]),
+        )
+        assert set(anomalies["details"]["splits"]) == splits
+        assert anomalies["details"]["count"] == 0
     text = inspect(capsys, store_path, "show", str(stats["id"]), as_json=False)
     assert "payment_type" in text and "missing" in text
 

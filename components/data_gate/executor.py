@@ -38,17 +38,17 @@ def refusal_message(found: list[Finding], span: str) -> str:
     lines = [f"The data gate refused span {span}: {len(found)} problem(s) found."]
     lines += [f"  - {finding.line()}" for finding in found]
     lines.append("What to do:")
-    lines.append("  - fix the data (the span's CSV files) and re-run;")
+    lines.append("  - fix the data (the span's CSV files) and re-run")
     if any(f.check == "schema" for f in found):
         lines.append(
             "  - or, if the change is expected, accept it into the curated schema: "
             "`python run_local.py schema diff` shows it, `python run_local.py schema accept` "
-            "writes schema/schema.pbtxt for review;"
+            "writes schema/schema.pbtxt for review"
         )
     if any(f.check == "drift" for f in found):
         lines.append(
             "  - or, if the shift is expected, raise the feature's drift threshold "
-            "(`drift_thresholds` in pipeline/config.py)."
+            "(`drift_thresholds` in pipeline/config.py)"
         )
     return "\n".join(lines)
 
