@@ -13,7 +13,8 @@ unlabeled) without the `tips` column. Categorical and integer columns (ids, hour
 company, ...) are copied unchanged from the drawn row. Continuous columns get small noise:
 
 - fare and tips are multiplied by the same per-row factor (log-normal, sigma 0.05), so tips/fare
-  and hence the label (tips > 20% of fare) are kept;
+  and hence the label (tips > 20% of fare) are kept; where rounding to cents would flip the label
+  of a row on the threshold, its tips move by one cent so that every row keeps its label;
 - trip_miles and trip_seconds get their own factor each (same distribution);
 - coordinates move by a few hundred metres (normal noise, sigma 0.002 degrees).
 

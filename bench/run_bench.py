@@ -370,7 +370,7 @@ def pipeline_run(
     ]
     log_path = settings.logs / f"{scenario}.log"
     print(f"[bench] {scenario}: {description}", flush=True)
-    started_at = now()
+    started_at, load_before = now(), os.getloadavg()[0]
     m = measure(command, cwd, log_path, settings.timeout, settings.interval)
     print(
         f"[bench] {scenario}: exit {m.exit_code}, {m.wall_seconds:.1f} s wall, "
@@ -381,6 +381,7 @@ def pipeline_run(
         "scenario": scenario,
         "description": description,
         "started_at": started_at,
+        "load_average_before": round(load_before, 2),
         "command": [_relative(Path(command[0])), *command[1:]],
         "cwd": _relative(cwd),
         "data_dir": _relative(data_dir),
@@ -690,7 +691,9 @@ def fmt_bytes(n: int | None) -> str:
         return "-"
     if n >= GIB:
         return f"{n / GIB:.2f} GiB"
-    return f"{n / 1024**2:.0f} MiB"
+    if n >= 1024**2:
+        return f"{n / 1024**2:.0f} MiB"
+    return f"{n / 1024:.0f} KiB"
 
 
 def _table(header: list[str], rows: list[list]) -> list[str]:
@@ -756,8 +759,12 @@ def _run_section(run: dict, cold: dict | None) -> list[str]:
     change = run.get("model_change")
     if change:
         lines += [
-            f"Change: `{change['appended']}` appended to `{change['file']}`; code fingerprints "
-            f"changed for: {_names(change['fingerprints_changed'])}.",
+            f"Change appended to `{change['file']}`; code fingerprints changed for: "
+            f"{_names(change['fingerprints_changed'])}.",
+            "",
+            "```python",
+            *change["appended"].splitlines(),
+            "```",
             "",
         ]
         if change["upstream_of_trainer"] is None:
@@ -845,6 +852,17 @@ def render_markdown(results: dict) -> str:
             [[name, *_resources_row(run)] for name, run in runs.items()],
         ),
     ]
+    busy = [
+        f"{name} ({run['load_average_before']:.2f})"
+        for name, run in runs.items()
+        if (run.get("load_average_before") or 0) >= 0.5
+    ]
+    if busy:
+        lines += [
+            "Other work was running on the machine when these runs started (1-minute load "
+            f"average): {', '.join(busy)}; their times may be inflated.",
+            "",
+        ]
     cold = runs.get("cold")
     for run in runs.values():
         lines += _run_section(run, cold)
@@ -865,12 +883,27 @@ def render_markdown(results: dict) -> str:
                 ),
                 {True: "yes", False: "no", None: "-"}[run.get("blessed")],
                 run.get("pushed_version") or "-",
+                "-" if run.get("predictions") is None else f"{run['predictions']:,}",
             ]
         )
     lines += _table(
-        ["Run", "AUC", "Binary accuracy", "Precision", "Recall", "Blessed", "Pushed version"],
+        [
+            "Run",
+            "AUC",
+            "Binary accuracy",
+            "Precision",
+            "Recall",
+            "Blessed",
+            "Pushed version",
+            "Predictions",
+        ],
         metric_rows,
     )
+    for name, run in runs.items():
+        reasons = run.get("blessing_reasons") or []
+        if run.get("blessed") is False and reasons:
+            more = f" (and {len(reasons) - 3} more)" if len(reasons) > 3 else ""
+            lines += [f"{name} not blessed: {'; '.join(reasons[:3])}{more}.", ""]
     lines += [
         "Re-runs report the metrics of the evaluation their run used (a cached Evaluator's are "
         "those of the run that computed them).",
