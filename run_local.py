@@ -201,7 +201,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         eval_steps=args.eval_steps,
         seed=args.seed,
         training_spans=args.training_spans,
-        beam_args=beam_mode.direct_runner_args(args.resolved_beam_mode) + tuple(args.beam_arg),
+        beam_args=beam_mode.local_beam_args(args.resolved_beam_mode, tuple(args.beam_arg)),
         retune_token=datetime.datetime.now().isoformat() if args.retune else None,
         model_server_binary=args.model_server_bin,
         enable_cache=not args.no_cache,

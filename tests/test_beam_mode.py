@@ -17,6 +17,16 @@ def test_auto_picks_in_memory_for_small_data_and_multi_processing_for_large():
     )
 
 
+def test_tfx_does_not_package_itself_for_the_direct_runner_only():
+    local = beam_mode.local_beam_args("in_memory", ())
+    assert any(arg.startswith("--sdk_container_image=") for arg in local)
+    dataflow = beam_mode.local_beam_args("in_memory", ("--runner=DataflowRunner",))
+    assert not any(arg.startswith("--sdk_container_image=") for arg in dataflow)
+    assert dataflow[-1] == "--runner=DataflowRunner"
+    own = beam_mode.local_beam_args("in_memory", ("--setup_file=./setup.py",))
+    assert not any(arg.startswith("--sdk_container_image=") for arg in own)
+
+
 def test_size_counts_only_the_spans_a_run_reads(tmp_path):
     for span, size in ((1, 100), (2, 200), (3, 400)):
         folder = tmp_path / f"span-{span}"
