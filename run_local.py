@@ -14,7 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.config import DEFAULT_BEAM_ARGS, PipelineConfig
+from pipeline import beam_mode
+from pipeline.config import PipelineConfig
 
 # Exit codes: 0 success, 1 a component failed, 2 bad settings or inputs found before the run,
 # 3 the data gate refused the data, 130 interrupted.
@@ -93,8 +94,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="ARG",
         help="extra Apache Beam pipeline option, repeatable, e.g. "
         "--beam-arg=--direct_running_mode=multi_processing or "
-        "--beam-arg=--runner=FlinkRunner; later options override the defaults "
-        f"({' '.join(DEFAULT_BEAM_ARGS)})",
+        "--beam-arg=--runner=FlinkRunner; later options override --beam-mode's",
+    )
+    parser.add_argument(
+        "--beam-mode",
+        choices=beam_mode.MODES,
+        default="auto",
+        help="Beam DirectRunner mode; auto: in_memory below "
+        f"{beam_mode.MULTI_PROCESSING_FROM_BYTES // 2**20} MiB of labeled CSV read, else "
+        "multi_processing with one worker per core (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--retune",
+        action="store_true",
+        help="run a new hyperparameter search even if data and search space are unchanged "
+        "(otherwise the last best hyperparameters are reused)",
     )
     parser.add_argument(
         "--model-server-bin",
@@ -173,6 +187,10 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
             raise SystemExit(
                 f"error: --{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}."
             )
+    args.labeled_bytes = beam_mode.labeled_bytes_read(
+        args.data_dir.resolve() / "labeled", PipelineConfig.span_pattern, args.training_spans
+    )
+    args.resolved_beam_mode = beam_mode.resolve(args.beam_mode, args.labeled_bytes)
     config = PipelineConfig(
         data_dir=args.data_dir.resolve(),
         output_dir=args.output_dir.resolve(),
@@ -183,7 +201,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         eval_steps=args.eval_steps,
         seed=args.seed,
         training_spans=args.training_spans,
-        beam_args=DEFAULT_BEAM_ARGS + tuple(args.beam_arg),
+        beam_args=beam_mode.local_beam_args(args.resolved_beam_mode, tuple(args.beam_arg)),
+        retune_token=datetime.datetime.now().isoformat() if args.retune else None,
         model_server_binary=args.model_server_bin,
         enable_cache=not args.no_cache,
     )
@@ -291,6 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     with output_to_log_file(log_path) as console:
         console.write(
             f"Pipeline {config.pipeline_name}: data {config.data_dir}, outputs {config.output_dir}\n"
+        )
+        chosen = "auto, " if args.beam_mode == "auto" else ""
+        console.write(
+            f"Beam:     DirectRunner {args.resolved_beam_mode} ({chosen}"
+            f"{args.labeled_bytes / 2**20:.1f} MiB of labeled CSV to read)\n"
         )
         console.write(f"Full log: {log_path}\n")
         try:

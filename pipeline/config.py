@@ -62,6 +62,10 @@ class PipelineConfig:
     preprocessing_fn: str = "components.preprocessing.preprocessing_fn"
     run_fn: str = "components.model.run_fn"
     tuner_fn: str = "components.tuning.tuner_fn"
+    # The search space tuner_fn explores: with the tuner_fn module, the Tuner's cache key.
+    search_space_fn: str = "components.model.search_space"
+    # Force a new search even when data and search space are unchanged (any new value does).
+    retune_token: str | None = None
     # Training budget.
     tuner_trials: int = 2
     tuner_train_steps: int = 150
@@ -85,6 +89,11 @@ class PipelineConfig:
     infra_num_requests: int = 10
     beam_args: tuple[str, ...] = DEFAULT_BEAM_ARGS
     enable_cache: bool = True
+    # Evaluator's baseline: the latest blessed model other than the candidate, so that an unchanged
+    # re-run (whose Trainer output is the cached, already blessed model) is fully cached instead of
+    # re-evaluating the model against itself. Kubeflow's compiler only accepts TFX's stock
+    # LatestBlessedModelStrategy, so the Kubeflow runner turns this off.
+    baseline_excludes_candidate: bool = True
     # Where the pipeline reads and writes when it runs elsewhere (Kubeflow): object-store URIs
     # (gs://, s3://, ...) or paths inside the container image. None: the local paths above.
     data_uri: str | None = None

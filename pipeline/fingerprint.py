@@ -52,3 +52,21 @@ def code_fingerprint(function_path: str) -> str:
         digest.update(name.encode())
         digest.update(seen[name].read_bytes())
     return digest.hexdigest()[:16]
+
+
+def tuning_fingerprint(tuner_fn_path: str, search_space_path: str) -> str:
+    """The Tuner's cache key: the source of `tuner_fn`'s own module and the search space it
+    explores (the HyperParameters config `search_space_path` returns).
+
+    Model-building code is deliberately left out: editing the model re-runs Trainer with the last
+    best hyperparameters instead of re-tuning (re-tune on demand with `--retune`); new data re-tunes
+    through the Tuner's inputs.
+    """
+    import importlib
+    import json
+
+    digest = hashlib.sha256(_module_file(tuner_fn_path.rsplit(".", 1)[0]).read_bytes())
+    module_name, _, function_name = search_space_path.rpartition(".")
+    search_space = getattr(importlib.import_module(module_name), function_name)()
+    digest.update(json.dumps(search_space.get_config(), sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]

@@ -38,7 +38,9 @@ def compile_pipeline(config: PipelineConfig, image: str, output_dir: Path) -> Co
         output_dir=str(output_dir),
         output_filename=job_path.name,
     )
-    runner.run(create_pipeline(config), write_out=True)
+    # Kubeflow's compiler accepts only TFX's stock resolver strategies (see PipelineConfig).
+    kubeflow_config = dataclasses.replace(config, baseline_excludes_candidate=False)
+    runner.run(create_pipeline(kubeflow_config), write_out=True)
     job = json.loads(job_path.read_text())
     spec = job["pipelineSpec"]
     spec["defaultPipelineRoot"] = job["runtimeConfig"]["gcsOutputDirectory"]

@@ -16,8 +16,9 @@ from components.data_gate.component import DataGate
 from components.infra_validator.component import InfraValidator
 from components.span_example_gen import spans
 from components.span_example_gen.component import SpanCsvExampleGen
+from pipeline.baseline import LatestBlessedOtherModelStrategy
 from pipeline.config import PipelineConfig
-from pipeline.fingerprint import code_fingerprint
+from pipeline.fingerprint import code_fingerprint, tuning_fingerprint
 
 # Node ids, as they appear in ML Metadata, the console and the Kubeflow spec.
 LABELED_EXAMPLE_GEN = "CsvExampleGen"
@@ -185,7 +186,8 @@ def create_pipeline(
         custom_config={
             "max_trials": config.tuner_trials,
             "seed": config.seed,
-            "code_fingerprint": code_fingerprint(config.tuner_fn),
+            "code_fingerprint": tuning_fingerprint(config.tuner_fn, config.search_space_fn),
+            **({"retune": config.retune_token} if config.retune_token else {}),
         },
     )
 
@@ -200,11 +202,19 @@ def create_pipeline(
         custom_config={"seed": config.seed, "code_fingerprint": code_fingerprint(config.run_fn)},
     )
 
-    blessed_model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(BLESSED_MODEL_RESOLVER)
+    if config.baseline_excludes_candidate:
+        blessed_model_resolver = tfx.dsl.Resolver(
+            strategy_class=LatestBlessedOtherModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+            candidate=trainer.outputs["model"],
+        ).with_id(BLESSED_MODEL_RESOLVER)
+    else:
+        blessed_model_resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id(BLESSED_MODEL_RESOLVER)
 
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],

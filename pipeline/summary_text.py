@@ -92,8 +92,13 @@ def format_summary(
             f"Serving:    {verdict} by InfraValidator: {summary.infra_reason or 'no reason recorded'}"
         )
     if summary.pushed_version:
+        pusher_cached = any(
+            n.node_id == "Pusher" and n.state == "cached" for n in summary.executions
+        )
+        again = " (pushed by an earlier run; nothing changed)" if pusher_cached else ""
         lines.append(
-            f"Pushed:     version {summary.pushed_version} -> {_relative(summary.pushed_path)}"
+            f"Pushed:     version {summary.pushed_version} -> "
+            f"{_relative(summary.pushed_path)}{again}"
         )
     else:
         not_blessed = summary.blessed is False or summary.infra_blessed is False

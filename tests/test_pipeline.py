@@ -6,7 +6,7 @@ from tfx import v1 as tfx
 
 from pipeline import pipeline as pipeline_module
 from pipeline.config import PipelineConfig
-from pipeline.fingerprint import code_fingerprint
+from pipeline.fingerprint import code_fingerprint, tuning_fingerprint
 
 EXPECTED_NODES = {
     "CsvExampleGen",
@@ -76,6 +76,8 @@ def test_components_are_wired_to_the_right_inputs(nodes):
     evaluator = by_id["Evaluator"].inputs
     assert _producer(evaluator["model"]) == "Trainer"
     assert _producer(evaluator["baseline_model"]) == "LatestBlessedModelResolver"
+    # The baseline is the latest blessed model other than the Trainer's candidate.
+    assert {n.id for n in by_id["LatestBlessedModelResolver"].upstream_nodes} == {"Trainer"}
     assert _producer(evaluator["examples"]) == "CsvExampleGen"
     pusher = by_id["Pusher"].inputs
     assert _producer(pusher["model"]) == "Trainer"
@@ -135,3 +137,31 @@ def test_code_fingerprint_follows_the_code(tmp_path, monkeypatch):
 def test_preprocessing_and_model_code_have_separate_fingerprints():
     config = PipelineConfig()
     assert code_fingerprint(config.preprocessing_fn) != code_fingerprint(config.run_fn)
+
+
+def test_tuning_fingerprint_follows_the_search_space_not_the_model_code(tmp_path, monkeypatch):
+    """Editing the model reuses the last best hyperparameters; a new search space re-tunes."""
+    package = tmp_path / "tune_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    space = (
+        "import keras_tuner\n\ndef search_space():\n    hp = keras_tuner.HyperParameters()\n"
+        "    hp.Choice('units', [{units}])\n    return hp\n\ndef build():\n    return {model}\n"
+    )
+    (package / "model.py").write_text(space.format(units="8, 16", model=1))
+    (package / "tuning.py").write_text("from tune_pkg import model\n\ndef tuner_fn():\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def fingerprint():
+        import importlib
+        import sys
+
+        sys.modules.pop("tune_pkg.model", None)
+        importlib.invalidate_caches()
+        return tuning_fingerprint("tune_pkg.tuning.tuner_fn", "tune_pkg.model.search_space")
+
+    before = fingerprint()
+    (package / "model.py").write_text(space.format(units="8, 16", model=2))
+    assert fingerprint() == before
+    (package / "model.py").write_text(space.format(units="8, 16, 32", model=2))
+    assert fingerprint() != before

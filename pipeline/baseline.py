@@ -1,0 +1,35 @@
+"""The Evaluator's baseline: the latest blessed model that is not the candidate itself.
+
+TFX's LatestBlessedModelStrategy returns the latest blessed model. On a re-run with nothing
+changed, the Trainer's output is the cached model the previous run blessed, so the Evaluator would
+compare the model with itself and, its inputs having changed, re-execute (with BulkInferrer and
+Pusher after it). Excluding the candidate keeps the comparison meaningful and the re-run cached;
+after a real change the previous blessed model is the baseline, as before.
+"""
+
+from __future__ import annotations
+
+from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
+    LatestBlessedModelStrategy,
+)
+
+CANDIDATE_KEY = "candidate"
+MODEL_KEY = "model"
+MODEL_BLESSING_KEY = "model_blessing"
+
+
+class LatestBlessedOtherModelStrategy(LatestBlessedModelStrategy):
+    """Inputs: `model` and `model_blessing` (all of them) and `candidate` (the Trainer's output)."""
+
+    def resolve_artifacts(self, store, input_dict):
+        candidates = input_dict.get(CANDIDATE_KEY, [])
+        candidate_ids = {a.id for a in candidates}
+        models = [m for m in input_dict.get(MODEL_KEY, []) if m.id not in candidate_ids]
+        blessings = input_dict.get(MODEL_BLESSING_KEY, [])
+        result = {MODEL_KEY: [], MODEL_BLESSING_KEY: []}
+        if models and blessings:
+            result = self._resolve(
+                {MODEL_KEY: models, MODEL_BLESSING_KEY: blessings}, MODEL_KEY, MODEL_BLESSING_KEY
+            )
+        result[CANDIDATE_KEY] = candidates
+        return result

@@ -1,0 +1,50 @@
+"""The DirectRunner mode follows the size of the data a run reads, unless overridden."""
+
+from __future__ import annotations
+
+from pipeline import beam_mode
+from tests.conftest import run_cli
+
+
+def test_auto_picks_in_memory_for_small_data_and_multi_processing_for_large():
+    threshold = beam_mode.MULTI_PROCESSING_FROM_BYTES
+    assert beam_mode.resolve("auto", threshold - 1) == "in_memory"
+    assert beam_mode.resolve("auto", threshold) == "multi_processing"
+    assert beam_mode.resolve("in_memory", 10 * threshold) == "in_memory"
+    assert "--direct_num_workers=1" in beam_mode.direct_runner_args("in_memory")
+    assert "--direct_running_mode=multi_processing" in beam_mode.direct_runner_args(
+        "multi_processing"
+    )
+
+
+def test_tfx_does_not_package_itself_for_the_direct_runner_only():
+    local = beam_mode.local_beam_args("in_memory", ())
+    assert any(arg.startswith("--sdk_container_image=") for arg in local)
+    dataflow = beam_mode.local_beam_args("in_memory", ("--runner=DataflowRunner",))
+    assert not any(arg.startswith("--sdk_container_image=") for arg in dataflow)
+    assert dataflow[-1] == "--runner=DataflowRunner"
+    own = beam_mode.local_beam_args("in_memory", ("--setup_file=./setup.py",))
+    assert not any(arg.startswith("--sdk_container_image=") for arg in own)
+
+
+def test_size_counts_only_the_spans_a_run_reads(tmp_path):
+    for span, size in ((1, 100), (2, 200), (3, 400)):
+        folder = tmp_path / f"span-{span}"
+        folder.mkdir()
+        (folder / "taxi.csv").write_bytes(b"x" * size)
+    assert beam_mode.labeled_bytes_read(tmp_path, "span-{SPAN}/*.csv", training_spans=2) == 600
+    assert beam_mode.labeled_bytes_read(tmp_path, "span-{SPAN}/*.csv", training_spans=3) == 700
+
+
+def test_the_run_says_which_mode_it_chose(tmp_path):
+    """An empty data dir stops at the pre-run checks, after the header names the mode."""
+    data_dir = tmp_path / "data"
+    (data_dir / "labeled" / "span-1").mkdir(parents=True)
+    (data_dir / "labeled" / "span-1" / "taxi.csv").write_bytes(b"a\n" + b"1\n" * 1000)
+    result = run_cli(
+        f"--data-dir={data_dir}", f"--output-dir={tmp_path / 'out'}", "--beam-mode=multi_processing"
+    )
+    assert result.returncode == 2  # no unlabeled/ folder
+    assert (
+        "Beam:     DirectRunner multi_processing (0.0 MiB of labeled CSV to read)" in result.stdout
+    )
