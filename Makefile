@@ -9,14 +9,20 @@ PYTHON ?= python3.10
 INSTALLED := $(VENV)/.installed-from-lock
 RUN_ARGS ?=
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: run test setup lock lint clean browser
+.PHONY: run test bench setup lock lint clean browser
 
 run: $(INSTALLED)
 	$(PY) run_local.py $(RUN_ARGS)
 
 test: $(INSTALLED) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The benchmark harness (not part of `make test`): cold run, re-runs, 100k and 1M rows; writes
+# BENCHMARKS.md and bench/results.json. About 30 minutes on 2 cores.
+bench: $(INSTALLED)
+	$(PY) bench/run_bench.py $(BENCH_ARGS)
 
 # The HTML report test opens the report in Debian's headless Chromium.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

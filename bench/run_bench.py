@@ -311,13 +311,20 @@ def read_run(output_dir: Path, scratch: Path, upstream_of: str | None = None) ->
 
 
 def code_fingerprints(project: Path) -> dict[str, str]:
-    """pipeline.fingerprint.code_fingerprint of each user-code entry point, as `project` sees it."""
+    """The code fingerprint each component carries in its cache key (`custom_config`), as
+    `project`'s own `create_pipeline()` computes it, keyed by the user function it covers."""
     snippet = (
         "import json\n"
         "from pipeline.config import PipelineConfig\n"
-        "from pipeline.fingerprint import code_fingerprint\n"
-        "c = PipelineConfig()\n"
-        f"print(json.dumps({{k: code_fingerprint(getattr(c, k)) for k in {list(FINGERPRINTED_NODES)!r}}}))\n"
+        "from pipeline.pipeline import create_pipeline\n"
+        f"nodes = {dict((v, k) for k, v in FINGERPRINTED_NODES.items())!r}\n"
+        "out = {}\n"
+        "for c in create_pipeline(PipelineConfig()).components:\n"
+        "    config = c.exec_properties.get('custom_config')\n"
+        "    config = json.loads(config) if isinstance(config, str) else (config or {})\n"
+        "    if c.id in nodes and 'code_fingerprint' in config:\n"
+        "        out[nodes[c.id]] = config['code_fingerprint']\n"
+        "print(json.dumps(out))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", snippet], cwd=project, capture_output=True, text=True

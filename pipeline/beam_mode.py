@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from components.span_example_gen import spans
+
 MODES = ("auto", "in_memory", "multi_processing")
 # About 400k rows of the taxi data.
 MULTI_PROCESSING_FROM_BYTES = 64 * 2**20
@@ -19,9 +21,10 @@ MULTI_PROCESSING_FROM_BYTES = 64 * 2**20
 
 def labeled_bytes_read(labeled_dir: Path, span_pattern: str, training_spans: int) -> int:
     """Bytes of CSV in the spans a run reads (the training window and the drift baseline)."""
-    from components.span_example_gen import spans  # imports TFX: only when a run is set up
-
-    folders = spans.span_folders(str(labeled_dir), span_pattern)
+    regex = spans.span_folder_regex(span_pattern)
+    if regex is None or not labeled_dir.is_dir():
+        return 0
+    folders = [int(m.group(1)) for p in labeled_dir.iterdir() if (m := regex.match(p.name))]
     if not folders:
         return 0
     plan = spans.SpanPlan.make(max(folders), training_spans)

@@ -107,11 +107,29 @@ def run_spec(
         log_path = logs_dir / f"{name}.log"
         container = executor["container"]
         hooks = [container["lifecycle"]["preCacheCheck"]] if "lifecycle" in container else []
-        for step in [*hooks, container]:
-            _run_container_step(step, executor_input, python, log_path, env, timeout, name)
+        for hook in hooks:
+            _run_container_step(hook, executor_input, python, log_path, env, timeout, name)
+            _apply_driver_output(executor_input)
+        _run_container_step(container, executor_input, python, log_path, env, timeout, name)
         outputs = _read_outputs(executor_input)
         results[name] = TaskResult(name, "container", time.monotonic() - started, outputs, log_path)
     return results
+
+
+def _apply_driver_output(executor_input: dict) -> None:
+    """What a KFP launcher does after the ExampleGen driver hook: the parameters it resolved
+    (span, version, input fingerprint, the input config with the span filled in) replace the
+    task's inputs before the executor runs."""
+    output_file = Path(executor_input["outputs"]["outputFile"])
+    resolved = json.loads(output_file.read_text()).get("parameterValues", {})
+    for key, value in resolved.items():  # google.protobuf.Value JSON: a plain number or string
+        if isinstance(value, str):
+            parameter = {"stringValue": value}
+        elif float(value).is_integer():
+            parameter = {"intValue": int(value)}
+        else:
+            parameter = {"doubleValue": value}
+        executor_input["inputs"]["parameters"][key] = parameter
 
 
 def _executor_input(

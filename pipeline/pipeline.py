@@ -8,11 +8,11 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
 from tfx import v1 as tfx
-from tfx.components import DistributionValidator
 from tfx.proto import distribution_validator_pb2
 
 from components import features, model
 from components.data_gate.component import DataGate
+from components.data_gate.distribution_validator import DistributionValidator
 from components.infra_validator.component import InfraValidator
 from components.span_example_gen import spans
 from components.span_example_gen.component import SpanCsvExampleGen

@@ -41,8 +41,12 @@ def find_model_server_binary(configured: str | None) -> str | None:
     return shutil.which(TF_SERVING_BINARY)
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+
+
 def _die_with_parent() -> None:
     """Runs in the child before exec: the kernel kills it if the pipeline process dies."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # held by the parent in Start()
     os.setsid()
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -92,14 +96,20 @@ class LocalProcessRunner(base_runner.BaseModelServerRunner):
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"))
         project_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [project_root, env.get("PYTHONPATH")]))
-        self._process = subprocess.Popen(
-            self.command(self._port),
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            preexec_fn=_die_with_parent,
-        )
+        # Ctrl-C or SIGTERM arriving inside Popen would leave a running server that Stop() does
+        # not know of: hold them until the process is recorded, then let them through.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            self._process = subprocess.Popen(
+                self.command(self._port),
+                stdout=self._log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def WaitUntilRunning(self, deadline: float) -> None:  # noqa: N802
         """Returns once the server accepts connections; raises if it exits or the deadline passes."""

@@ -17,7 +17,10 @@ import dataclasses
 import os
 import re
 
-from tfx.components.example_gen import utils as example_gen_utils
+# TFX's span spec in file patterns: {SPAN}, or {SPAN:N} for zero-padding to N digits
+# (tfx.components.example_gen.utils.SPAN_FULL_REGEX). Kept here so that this module does not
+# import TensorFlow: the command line reads it before the run's log file is set up.
+SPAN_FULL_REGEX = r"{SPAN}|{SPAN:(?P<width>.*?)}"
 
 LATEST, PREVIOUS, OLDER = "latest", "previous", "older"
 TRAIN, EVAL = "train", "eval"
@@ -72,24 +75,22 @@ class SpanPlan:
 
 
 def pattern_for_span(span_pattern: str, span: int) -> str:
-    """`span-{SPAN}/*.csv` -> `span-3/*.csv` (also honours `{SPAN:width}` zero padding)."""
-    return example_gen_utils.get_pattern_for_span_version(
-        pattern=span_pattern,
-        is_match_span=True,
-        is_match_date=False,
-        is_match_version=False,
-        span=span,
-        version=None,
-    )
+    """`span-{SPAN}/*.csv` -> `span-3/*.csv`; `{SPAN:3}` zero-pads (`span-003`), as TFX does."""
+
+    def number(match: re.Match) -> str:
+        width = match.group("width")
+        return str(span).zfill(int(width)) if width else str(span)
+
+    return re.sub(SPAN_FULL_REGEX, number, span_pattern)
 
 
 def span_folder_regex(span_pattern: str) -> re.Pattern | None:
     """Regex for span folder names, when the pattern's first folder holds the span number."""
     first, _, rest = span_pattern.partition("/")
-    if not rest or not re.search(example_gen_utils.SPAN_FULL_REGEX, first):
+    if not rest or not re.search(SPAN_FULL_REGEX, first):
         return None
     sentinel = "\0"
-    literal = re.escape(re.sub(example_gen_utils.SPAN_FULL_REGEX, sentinel, first))
+    literal = re.escape(re.sub(SPAN_FULL_REGEX, sentinel, first))
     return re.compile("^" + literal.replace(re.escape(sentinel), r"(\d+)") + "$")
 
 
