@@ -165,3 +165,19 @@ def test_tuning_fingerprint_follows_the_search_space_not_the_model_code(tmp_path
     assert fingerprint() == before
     (package / "model.py").write_text(space.format(units="8, 16, 32", model=2))
     assert fingerprint() != before
+
+
+def test_retune_changes_only_the_tuner_cache_key(tmp_path):
+    import json
+
+    def keys(config):
+        by_id = {c.id: c for c in pipeline_module.create_pipeline(config).components}
+        return {
+            node: json.loads(by_id[node].exec_properties["custom_config"])
+            for node in ("Transform", "Tuner", "Trainer")
+        }
+
+    plain = keys(PipelineConfig(output_dir=tmp_path))
+    retuned = keys(PipelineConfig(output_dir=tmp_path, retune_token="2026-11-27T12:00:00"))
+    assert retuned["Tuner"]["retune"] == "2026-11-27T12:00:00" and "retune" not in plain["Tuner"]
+    assert retuned["Transform"] == plain["Transform"] and retuned["Trainer"] == plain["Trainer"]

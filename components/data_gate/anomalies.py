@@ -23,9 +23,6 @@ class Finding:
     description: str
     splits: list[str]
 
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
     def line(self) -> str:
         where = f"'{self.feature}'" if self.feature else "the data set"
         return f"{self.check}: {where} [{', '.join(self.splits)}]: {self.kind}. {self.description}"
