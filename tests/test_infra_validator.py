@@ -281,6 +281,9 @@ def test_server_is_stopped_when_the_pipeline_process_is_stopped(tmp_path, sig):
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # As in a terminal: a shell starts background jobs (CI, `cmd &`) with SIGINT ignored,
+        # and Python keeps an inherited "ignore", which would make Ctrl-C a no-op here.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while not (pid_file.exists() and pid_file.read_text().strip()) and time.time() < deadline:
