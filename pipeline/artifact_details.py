@@ -176,15 +176,14 @@ def anomalies(uri: str, properties=None, explorer=None) -> dict[str, Any]:
         infos = sorted(parsed.anomaly_info.items())
         if parsed.HasField("dataset_anomaly_info"):
             infos.append(("(dataset)", parsed.dataset_anomaly_info))
-        result["splits"][split] = [
-            {
-                "feature": name,
-                "kind": reason_text(info)[0],
-                "description": reason_text(info)[1],
-                "severity": anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
-            }
-            for name, info in infos
-        ]
+        items = []
+        for name, info in infos:
+            kind, description = reason_text(info)
+            severity = anomalies_pb2.AnomalyInfo.Severity.Name(info.severity)
+            items.append(
+                {"feature": name, "kind": kind, "description": description, "severity": severity}
+            )
+        result["splits"][split] = items
     result["count"] = sum(len(v) for v in result["splits"].values())
     return result
 

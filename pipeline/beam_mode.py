@@ -21,10 +21,7 @@ MULTI_PROCESSING_FROM_BYTES = 64 * 2**20
 
 def labeled_bytes_read(labeled_dir: Path, span_pattern: str, training_spans: int) -> int:
     """Bytes of CSV in the spans a run reads (the training window and the drift baseline)."""
-    regex = spans.span_folder_regex(span_pattern)
-    if regex is None or not labeled_dir.is_dir():
-        return 0
-    folders = [int(m.group(1)) for p in labeled_dir.iterdir() if (m := regex.match(p.name))]
+    folders = spans.span_folders(str(labeled_dir), span_pattern)
     if not folders:
         return 0
     plan = spans.SpanPlan.make(max(folders), training_spans)

@@ -202,19 +202,18 @@ def create_pipeline(
         custom_config={"seed": config.seed, "code_fingerprint": code_fingerprint(config.run_fn)},
     )
 
-    if config.baseline_excludes_candidate:
-        blessed_model_resolver = tfx.dsl.Resolver(
-            strategy_class=LatestBlessedOtherModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-            candidate=trainer.outputs["model"],
-        ).with_id(BLESSED_MODEL_RESOLVER)
-    else:
-        blessed_model_resolver = tfx.dsl.Resolver(
-            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-        ).with_id(BLESSED_MODEL_RESOLVER)
+    # The Evaluator's baseline; locally it excludes the candidate (see PipelineConfig).
+    candidate = (
+        {"candidate": trainer.outputs["model"]} if config.baseline_excludes_candidate else {}
+    )
+    blessed_model_resolver = tfx.dsl.Resolver(
+        strategy_class=LatestBlessedOtherModelStrategy
+        if config.baseline_excludes_candidate
+        else tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        **candidate,
+    ).with_id(BLESSED_MODEL_RESOLVER)
 
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],

@@ -53,6 +53,14 @@ def edit_column(path: Path, column: str, edit) -> None:
     write_rows(path, rows)
 
 
+def add_driver_rating_column(path: Path) -> None:
+    """A column the curated schema does not know, with valid-looking values."""
+    rows = read_rows(path)
+    write_rows(
+        path, [rows[0] + ["driver_rating"]] + [row + [str(i % 5)] for i, row in enumerate(rows[1:])]
+    )
+
+
 def run(data_dir: Path, output_dir: Path, *extra: str):
     return run_cli(f"--data-dir={data_dir}", f"--output-dir={output_dir}", *FAST_RUN_ARGS, *extra)
 
@@ -120,11 +128,7 @@ def test_missing_column_is_gated(data_dir, tmp_path):
 
 
 def test_extra_column_is_gated(data_dir, tmp_path):
-    rows = read_rows(data_dir / LATEST_SPAN)
-    write_rows(
-        data_dir / LATEST_SPAN,
-        [rows[0] + ["driver_rating"]] + [row + [str(i % 5)] for i, row in enumerate(rows[1:])],
-    )
+    add_driver_rating_column(data_dir / LATEST_SPAN)
     out = assert_gated(run(data_dir, tmp_path / "out"), tmp_path / "out", "schema: 'driver_rating'")
     assert "New column" in out
 
@@ -240,11 +244,7 @@ def test_accepting_a_new_column_into_the_schema_then_rerunning_succeeds(data_dir
     validates against it, and ingestion and statistics are reused. The batch to score is skewed
     (every trip paid by card), which the summary reports without stopping the run."""
     project = copy_project(tmp_path / "project")
-    rows = read_rows(data_dir / LATEST_SPAN)
-    write_rows(
-        data_dir / LATEST_SPAN,
-        [rows[0] + ["driver_rating"]] + [row + [str(i % 5)] for i, row in enumerate(rows[1:])],
-    )
+    add_driver_rating_column(data_dir / LATEST_SPAN)
     edit_column(
         data_dir / "unlabeled" / "span-1" / "taxi.csv", "payment_type", lambda i, v: "Credit Card"
     )

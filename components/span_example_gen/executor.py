@@ -64,12 +64,9 @@ class Executor(csv_executor.Executor):
     def GenerateExamplesByBeam(
         self, pipeline: beam.Pipeline, exec_properties: dict[str, Any]
     ) -> dict[str, beam.pvalue.PCollection]:
-        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         span_pattern = exec_properties[SPAN_PATTERN_KEY]
         training_spans = exec_properties[TRAINING_SPANS_KEY]
-        plan = spans.SpanPlan.make(
-            exec_properties[example_gen_utils.SPAN_PROPERTY_NAME], training_spans
-        )
+        plan, files_by_span = self._plan, self._files_by_span  # set and checked by Do()
         output_config = example_gen_pb2.Output()
         proto_utils.json_to_proto(exec_properties[_HASH_SPLIT_CONFIG_KEY], output_config)
         split_config = output_config.split_config
@@ -82,11 +79,6 @@ class Executor(csv_executor.Executor):
                 f"output_config must split into {spans.HASH_SPLITS}, got {hash_split_names}"
             )
 
-        check_span_folders(input_base, span_pattern, plan)
-        files_by_span = {
-            span: _span_files(input_base, span_pattern, span) for span in plan.all_spans()
-        }
-        csv_checks.check_span_files([f for files in files_by_span.values() for f in files])
         exec_properties["_beam_pipeline_args"] = self._beam_pipeline_args or []
 
         result = {}
@@ -116,6 +108,18 @@ class Executor(csv_executor.Executor):
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         training_spans = exec_properties[TRAINING_SPANS_KEY]
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        span_pattern = exec_properties[SPAN_PATTERN_KEY]
+        # Which files of which spans this run reads, found and checked once, before any Beam work.
+        self._plan = spans.SpanPlan.make(
+            exec_properties[example_gen_utils.SPAN_PROPERTY_NAME], training_spans
+        )
+        check_span_folders(input_base, span_pattern, self._plan)
+        self._files_by_span = {
+            span: _span_files(input_base, span_pattern, span) for span in self._plan.all_spans()
+        }
+        csv_checks.check_span_files([f for files in self._files_by_span.values() for f in files])
+
         # TFX's Do names (and creates) the output splits from output_config: give it the role
         # splits, and keep the configured train/eval hash split for GenerateExamplesByBeam.
         exec_properties = dict(exec_properties)
@@ -133,14 +137,9 @@ class Executor(csv_executor.Executor):
             )
         )
         super().Do(input_dict, output_dict, exec_properties)
-        plan = spans.SpanPlan.make(
-            exec_properties[example_gen_utils.SPAN_PROPERTY_NAME], training_spans
-        )
-        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        span_pattern = exec_properties[SPAN_PATTERN_KEY]
         for examples in output_dict[standard_component_specs.EXAMPLES_KEY]:
             for role in spans.roles_for(training_spans):
-                read = [s for s in plan.spans_of(role) if _span_files(input_base, span_pattern, s)]
+                read = spans.plan_spans_with_files(self._plan, role, self._files_by_span)
                 examples.set_string_custom_property(
                     SPANS_PROPERTY_PREFIX + role, ",".join(str(s) for s in read)
                 )

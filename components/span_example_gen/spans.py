@@ -95,14 +95,22 @@ def span_folder_regex(span_pattern: str) -> re.Pattern | None:
 
 
 def span_folders(input_base: str, span_pattern: str) -> dict[int, str]:
-    """Span number -> folder path, for every span folder under `input_base` (empty ones too)."""
-    import tensorflow as tf
+    """Span number -> folder path, for every span folder under `input_base` (empty ones too).
 
+    Local folders are listed with `os` (no TensorFlow import: the command line uses this before
+    a run starts); URIs (gs://, s3://, ...) with TensorFlow's file system.
+    """
     regex = span_folder_regex(span_pattern)
-    if regex is None or not tf.io.gfile.isdir(input_base):
+    if regex is None:
         return {}
+    if "://" in input_base:
+        import tensorflow as tf
+
+        names = tf.io.gfile.listdir(input_base) if tf.io.gfile.isdir(input_base) else []
+    else:
+        names = os.listdir(input_base) if os.path.isdir(input_base) else []
     folders = {}
-    for name in tf.io.gfile.listdir(input_base):
+    for name in names:
         match = regex.match(name.rstrip("/"))
         if match:
             folders[int(match.group(1))] = os.path.join(input_base, name.rstrip("/"))
