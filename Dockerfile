@@ -18,6 +18,9 @@ RUN python -m pip install --no-cache-dir --require-hashes --no-deps -r requireme
 COPY pyproject.toml README.md run_local.py ./
 COPY pipeline/ pipeline/
 COPY components/ components/
+COPY orchestration/ orchestration/
+COPY metadata/ metadata/
+COPY cli/ cli/
 COPY schema/ schema/
 COPY data/ data/
 RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation -e . \

@@ -18,7 +18,7 @@ import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import features
+from components import features, tfx_private
 
 SERVING_SIGNATURE = "serving_default"
 TRANSFORM_SIGNATURE = "transform_features"
@@ -127,7 +127,7 @@ def export_serving_model(
     archive.track(transform_layer)
     # ExportArchive saves only Keras variables and Keras lookup layers; tf.Transform's vocabulary
     # tables live in the transform layer's loaded graph and must hang off the saved object too.
-    archive._tf_trackable.transform_layer = transform_layer  # noqa: SLF001 - no public hook
+    tfx_private.attach_to_export_archive(archive, "transform_layer", transform_layer)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def serve_examples(serialized_examples):

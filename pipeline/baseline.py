@@ -5,6 +5,9 @@ changed, the Trainer's output is the cached model the previous run blessed, so t
 compare the model with itself and, its inputs having changed, re-execute (with BulkInferrer and
 Pusher after it). Excluding the candidate keeps the comparison meaningful and the re-run cached;
 after a real change the previous blessed model is the baseline, as before.
+
+Kubeflow's compiler accepts only TFX's stock strategies, so whether the baseline excludes the
+candidate is the orchestrator's choice (`create_pipeline(..., exclude_candidate_from_baseline=)`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
     LatestBlessedModelStrategy,
 )
+
+from components import tfx_private
 
 CANDIDATE_KEY = "candidate"
 MODEL_KEY = "model"
@@ -28,8 +33,8 @@ class LatestBlessedOtherModelStrategy(LatestBlessedModelStrategy):
         blessings = input_dict.get(MODEL_BLESSING_KEY, [])
         result = {MODEL_KEY: [], MODEL_BLESSING_KEY: []}
         if models and blessings:
-            result = self._resolve(
-                {MODEL_KEY: models, MODEL_BLESSING_KEY: blessings}, MODEL_KEY, MODEL_BLESSING_KEY
+            result = tfx_private.latest_blessed_model(
+                self, {MODEL_KEY: models, MODEL_BLESSING_KEY: blessings}, MODEL_KEY, MODEL_BLESSING_KEY
             )
         result[CANDIDATE_KEY] = candidates
         return result

@@ -1,4 +1,8 @@
-"""The one typed, frozen settings object every runner hands to `create_pipeline()`."""
+"""The one typed, frozen settings object every runner hands to `create_pipeline()`.
+
+Defaults and allowed ranges live here, next to each setting, and are checked once, when the
+object is built: an invalid value raises `ConfigError` naming the setting.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +14,28 @@ from types import MappingProxyType
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
-# Measured on the default data (see README "Performance"): in_memory was faster than
-# multi_processing for 15k rows; another runner is chosen with --beam-arg=--runner=...
-DEFAULT_BEAM_ARGS: tuple[str, ...] = (
-    "--direct_running_mode=in_memory",
-    "--direct_num_workers=1",
-)
+
+class ConfigError(ValueError):
+    """A setting out of its allowed range; `setting` is the PipelineConfig field's name."""
+
+    def __init__(self, setting: str, problem: str):
+        super().__init__(f"{setting} {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+def _at_least(minimum: float, default):
+    """A field whose value must be >= `minimum`."""
+    return dataclasses.field(default=default, metadata={"min": minimum})
+
+
+def _fraction(default: float):
+    """A field whose value must be within [0, 1]."""
+    return dataclasses.field(default=default, metadata={"min": 0.0, "max": 1.0})
+
+# Beam's DirectRunner modes; "auto" lets the orchestration choose by data size (see
+# orchestration/beam_mode.py). Another runner is chosen with an extra Beam option (--runner=...).
+BEAM_MODES = ("auto", "in_memory", "multi_processing")
 
 
 # Largest allowed distance per feature between the new span and the previous one (drift) and between
@@ -55,7 +75,7 @@ class PipelineConfig:
     # is the span number). A run ingests the latest span and trains on the latest
     # `training_spans` spans; the span before the latest is the drift baseline.
     span_pattern: str = "span-{SPAN}/*.csv"
-    training_spans: int = 2
+    training_spans: int = _at_least(1, 2)
     drift_thresholds: Mapping[str, float] = DEFAULT_DRIFT_THRESHOLDS
     skew_thresholds: Mapping[str, float] = DEFAULT_SKEW_THRESHOLDS
     # User code, as importable dotted paths (the same paths work inside a Kubeflow image).
@@ -67,39 +87,55 @@ class PipelineConfig:
     # Force a new search even when data and search space are unchanged (any new value does).
     retune_token: str | None = None
     # Training budget.
-    tuner_trials: int = 2
-    tuner_train_steps: int = 150
-    train_steps: int = 800
-    eval_steps: int = 20
+    tuner_trials: int = _at_least(1, 2)
+    tuner_train_steps: int = _at_least(1, 150)
+    train_steps: int = _at_least(1, 800)
+    eval_steps: int = _at_least(1, 20)
     seed: int = 42
     # ExampleGen's deterministic hash split, train:eval buckets.
-    train_buckets: int = 3
-    eval_buckets: int = 1
+    train_buckets: int = _at_least(1, 3)
+    eval_buckets: int = _at_least(1, 1)
     # Evaluator thresholds: the candidate must reach these and must not lose more than
     # `max_auc_regression` AUC against the latest blessed model.
-    min_auc: float = 0.70
-    min_binary_accuracy: float = 0.70
-    max_auc_regression: float = 0.01
+    min_auc: float = _fraction(0.70)
+    min_binary_accuracy: float = _fraction(0.70)
+    max_auc_regression: float = _fraction(0.01)
     # InfraValidator: the real `tensorflow_model_server` to use (None: one on PATH, else the
     # project's model server), how long a model may take to load, per-request timeout, attempts.
     model_server_binary: str | None = None
-    infra_max_loading_seconds: int = 120
-    infra_request_timeout_seconds: float = 30.0
-    infra_num_tries: int = 2
-    infra_num_requests: int = 10
-    beam_args: tuple[str, ...] = DEFAULT_BEAM_ARGS
+    infra_max_loading_seconds: int = _at_least(1, 120)
+    infra_request_timeout_seconds: float = _at_least(0.001, 30.0)
+    infra_num_tries: int = _at_least(1, 2)
+    infra_num_requests: int = _at_least(1, 10)
+    beam_mode: str = dataclasses.field(default="auto", metadata={"choices": BEAM_MODES})
+    # Beam pipeline options of the user's, after the ones the orchestration sets (later win).
+    extra_beam_args: tuple[str, ...] = ()
     enable_cache: bool = True
-    # Evaluator's baseline: the latest blessed model other than the candidate, so that an unchanged
-    # re-run (whose Trainer output is the cached, already blessed model) is fully cached instead of
-    # re-evaluating the model against itself. Kubeflow's compiler only accepts TFX's stock
-    # LatestBlessedModelStrategy, so the Kubeflow runner turns this off.
-    baseline_excludes_candidate: bool = True
     # Where the pipeline reads and writes when it runs elsewhere (Kubeflow): object-store URIs
     # (gs://, s3://, ...) or paths inside the container image. None: the local paths above.
     data_uri: str | None = None
     pipeline_root_uri: str | None = None
     serving_model_uri: str | None = None
     curated_schema_uri: str | None = None
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            low, high = field.metadata.get("min"), field.metadata.get("max")
+            choices = field.metadata.get("choices")
+            if choices is not None and value not in choices:
+                raise ConfigError(field.name, f"must be one of {', '.join(choices)}, got {value!r}")
+            if low is not None and value < low:
+                raise ConfigError(field.name, f"must be at least {low}, got {value}")
+            if high is not None and value > high:
+                raise ConfigError(field.name, f"must be at most {high}, got {value}")
+        for name, thresholds in (
+            ("drift_thresholds", self.drift_thresholds),
+            ("skew_thresholds", self.skew_thresholds),
+        ):
+            for feature, threshold in thresholds.items():
+                if not 0 <= threshold:
+                    raise ConfigError(name, f"must be non-negative, got {threshold} for {feature}")
 
     # --- Locations create_pipeline() uses: strings, local paths or URIs alike. ---
     @property

@@ -1,6 +1,9 @@
-"""Reads TFDV anomalies artifacts (ExampleValidator, DistributionValidator) into plain findings.
+"""Reads TFDV anomalies artifacts (ExampleValidator, DistributionValidator) into plain findings,
+and words the data gate's verdict.
 
 Shared by the data gate (which refuses the run), the run summary, `inspect` and the report.
+TensorFlow is imported only to read files, so the command line can use this module before a
+run's log file takes TensorFlow's start-up output.
 """
 
 from __future__ import annotations
@@ -79,3 +82,36 @@ def findings(check: str, uri: str, splits: list[str]) -> list[Finding]:
                 merged[key] = Finding(check, feature, kind, description, [])
             merged[key].splits.append(split)
     return list(merged.values())
+
+
+def gate_findings(
+    anomalies_uri: str,
+    anomalies_splits: list[str],
+    drift_uri: str,
+    drift_splits: list[str],
+    has_previous_span: bool,
+) -> list[Finding]:
+    """Schema findings of every split, plus drift findings when there is a previous span."""
+    found = findings("schema", anomalies_uri, anomalies_splits)
+    if has_previous_span:
+        found += findings("drift", drift_uri, drift_splits)
+    return found
+
+
+def refusal_message(found: list[Finding], span: str) -> str:
+    lines = [f"The data gate refused span {span}: {len(found)} problem(s) found."]
+    lines += [f"  - {finding.line()}" for finding in found]
+    lines.append("What to do:")
+    lines.append("  - fix the data (the span's CSV files) and re-run")
+    if any(f.check == "schema" for f in found):
+        lines.append(
+            "  - or, if the change is expected, accept it into the curated schema: "
+            "`python run_local.py schema diff` shows it, `python run_local.py schema accept` "
+            "writes schema/schema.pbtxt for review"
+        )
+    if any(f.check == "drift" for f in found):
+        lines.append(
+            "  - or, if the shift is expected, raise the feature's drift threshold "
+            "(`drift_thresholds` in pipeline/config.py)"
+        )
+    return "\n".join(lines)

@@ -6,51 +6,18 @@ from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.data_gate.anomalies import Finding, findings
-from components.span_example_gen.executor import SPANS_PROPERTY_PREFIX
+from components.data_gate.anomalies import gate_findings, refusal_message
+from components.span_example_gen.spans import LATEST, PREVIOUS, spans_property
 
 ANOMALIES_KEY = "anomalies"
 DRIFT_ANOMALIES_KEY = "drift_anomalies"
 EXAMPLES_KEY = "examples"
-PREVIOUS_SPANS_PROPERTY = SPANS_PROPERTY_PREFIX + "previous"
-LATEST_SPANS_PROPERTY = SPANS_PROPERTY_PREFIX + "latest"
+PREVIOUS_SPANS_PROPERTY = spans_property(PREVIOUS)
+LATEST_SPANS_PROPERTY = spans_property(LATEST)
 
 
 class DataRefused(Exception):
     """The data gate found problems; the message lists each one and what to do."""
-
-
-def gate_findings(
-    anomalies_uri: str,
-    anomalies_splits: list[str],
-    drift_uri: str,
-    drift_splits: list[str],
-    has_previous_span: bool,
-) -> list[Finding]:
-    """Schema findings of every split, plus drift findings when there is a previous span."""
-    found = findings("schema", anomalies_uri, anomalies_splits)
-    if has_previous_span:
-        found += findings("drift", drift_uri, drift_splits)
-    return found
-
-
-def refusal_message(found: list[Finding], span: str) -> str:
-    lines = [f"The data gate refused span {span}: {len(found)} problem(s) found."]
-    lines += [f"  - {finding.line()}" for finding in found]
-    lines.append("What to do:")
-    lines.append("  - fix the data (the span's CSV files) and re-run")
-    if any(f.check == "schema" for f in found):
-        lines.append(
-            "  - or, if the change is expected, accept it into the curated schema: "
-            "`python run_local.py schema diff` shows it, `python run_local.py schema accept` "
-            "writes schema/schema.pbtxt for review"
-        )
-    if any(f.check == "drift" for f in found):
-        lines.append(
-            "  - or, if the shift is expected, raise the feature's drift threshold "
-            "(`drift_thresholds` in pipeline/config.py)"
-        )
-    return "\n".join(lines)
 
 
 class Executor(base_executor.BaseExecutor):

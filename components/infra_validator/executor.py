@@ -24,10 +24,9 @@ from tensorflow_serving.apis import (
 )
 from tfx import types
 from tfx.components.infra_validator import error_types, request_builder, serving_bins
-from tfx.components.infra_validator import executor as tfx_executor
-from tfx.components.infra_validator.model_server_clients import tensorflow_serving_client
 from tfx.utils import io_utils
 
+from components import tfx_private
 from components.infra_validator.runner import LocalProcessRunner, find_model_server_binary
 
 MODEL_SERVER_BINARY_KEY = "model_server_binary"
@@ -40,31 +39,31 @@ BLESSED_FILE = "INFRA_BLESSED"
 NOT_BLESSED_FILE = "INFRA_NOT_BLESSED"
 
 
-class TimedTensorFlowServingClient(tensorflow_serving_client.TensorFlowServingClient):
+class TimedTensorFlowServingClient(tfx_private.TensorFlowServingClientBase):
     """TFX's TF Serving client, with a deadline on every RPC it makes."""
 
     def __init__(self, endpoint: str, model_name: str, request_timeout_seconds: float):
         super().__init__(endpoint=endpoint, model_name=model_name)
         self._timeout = request_timeout_seconds
 
-    def _GetModelStatus(self) -> get_model_status_pb2.GetModelStatusResponse:  # noqa: N802
+    def get_model_status(self) -> get_model_status_pb2.GetModelStatusResponse:
         request = get_model_status_pb2.GetModelStatusRequest(
-            model_spec=model_pb2.ModelSpec(name=self._model_name)
+            model_spec=model_pb2.ModelSpec(name=self.model_name)
         )
-        return self._model_service.GetModelStatus(request, timeout=self._timeout)
+        return self.model_service.GetModelStatus(request, timeout=self._timeout)
 
-    def _SendRequest(self, request) -> None:  # noqa: N802
+    def send_request(self, request) -> None:
         if isinstance(request, classification_pb2.ClassificationRequest):
-            self._prediction_service.Classify(request, timeout=self._timeout)
+            self.prediction_service.Classify(request, timeout=self._timeout)
         elif isinstance(request, regression_pb2.RegressionRequest):
-            self._prediction_service.Regress(request, timeout=self._timeout)
+            self.prediction_service.Regress(request, timeout=self._timeout)
         elif isinstance(request, predict_pb2.PredictRequest):
-            self._prediction_service.Predict(request, timeout=self._timeout)
+            self.prediction_service.Predict(request, timeout=self._timeout)
         else:
             raise NotImplementedError(f"Unsupported request type {type(request).__name__}")
 
 
-class Executor(tfx_executor.Executor):
+class Executor(tfx_private.InfraValidatorExecutorBase):
     """Runs LOAD_ONLY or LOAD_AND_QUERY validation against a local model server process."""
 
     def Do(
@@ -83,7 +82,7 @@ class Executor(tfx_executor.Executor):
         self._requests_sent = 0
         super().Do(input_dict, output_dict, exec_properties)
 
-    def _Do(self, model, examples, blessing, serving_spec, validation_spec, request_spec):  # noqa: N802
+    def validate(self, model, examples, blessing, serving_spec, validation_spec, request_spec):
         started = time.monotonic()
         server = self._binary or "project model server (python, TensorFlow)"
         blessing.set_string_custom_property(SERVER_KEY, server)
@@ -111,9 +110,9 @@ class Executor(tfx_executor.Executor):
                 )
                 return
 
-        model_path = self._PrepareModelPath(model, serving_spec)
+        model_path = self.prepare_model_path(model, serving_spec)
         passed = all(
-            self._ValidateWithRetry(
+            self.validate_with_retry(
                 model_path=model_path,
                 serving_binary=b,
                 serving_spec=serving_spec,
@@ -129,7 +128,7 @@ class Executor(tfx_executor.Executor):
                 blessing, True, f"the model loaded in {server} and {mode} in {seconds:.1f} s"
             )
             if requests and request_spec.make_warmup:
-                self._CreateWarmupModel(blessing, model_path, warmup_requests=requests)
+                self.create_warmup_model(blessing, model_path, requests)
         else:
             tries = validation_spec.num_tries
             self._mark(
@@ -146,7 +145,7 @@ class Executor(tfx_executor.Executor):
         blessing.set_int_custom_property(BLESSED_KEY, int(blessed))
         blessing.set_string_custom_property(REASON_KEY, reason)
 
-    def _ValidateOnce(self, model_path, serving_binary, serving_spec, validation_spec, requests):  # noqa: N802
+    def validate_once(self, model_path, serving_binary, serving_spec, validation_spec, requests):
         deadline = time.time() + validation_spec.max_loading_time_seconds
         runner = LocalProcessRunner(
             model_base_path=os.path.dirname(model_path),
@@ -186,7 +185,7 @@ class Executor(tfx_executor.Executor):
 
 def _load_error(client: TimedTensorFlowServingClient) -> str | None:
     try:
-        response = client._GetModelStatus()  # noqa: SLF001 - our own subclass
+        response = client.get_model_status()
     except Exception:  # noqa: BLE001
         return None
     messages = [

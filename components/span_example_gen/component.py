@@ -8,11 +8,12 @@ more parameters: `span_pattern` (e.g. `span-{SPAN}/*.csv`, relative to `input_ba
 from __future__ import annotations
 
 from tfx.components.example_gen.component import FileBasedExampleGen
-from tfx.dsl.components.base import base_beam_component, executor_spec
+from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 from tfx.types import channel, standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
+from components import tfx_private
 from components.span_example_gen import driver, executor
 
 
@@ -51,4 +52,4 @@ class SpanCsvExampleGen(FileBasedExampleGen):
             training_spans=training_spans,
             examples=channel.Channel(type=standard_artifacts.Examples),
         )
-        base_beam_component.BaseBeamComponent.__init__(self, spec=spec)
+        tfx_private.init_example_gen_with_spec(self, spec)

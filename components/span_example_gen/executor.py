@@ -16,19 +16,17 @@ from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
-from tfx.components.example_gen import base_example_gen_executor
 from tfx.components.example_gen import utils as example_gen_utils
 from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
+from components import tfx_private
 from components.span_example_gen import csv_checks, spans
 
 SPAN_PATTERN_KEY = "span_pattern"
 TRAINING_SPANS_KEY = "training_spans"
-# Custom properties on the output Examples: span numbers read per role ("" when none).
-SPANS_PROPERTY_PREFIX = "spans_"
 _HASH_SPLIT_CONFIG_KEY = "_hash_split_output_config"
 
 
@@ -79,17 +77,17 @@ class Executor(csv_executor.Executor):
                 f"output_config must split into {spans.HASH_SPLITS}, got {hash_split_names}"
             )
 
-        exec_properties["_beam_pipeline_args"] = self._beam_pipeline_args or []
+        tfx_private.beam_args_for_csv_reader(self, exec_properties)
 
         result = {}
         for role in spans.roles_for(training_spans):
             parts: dict[str, list[beam.pvalue.PCollection]] = {s: [] for s in hash_split_names}
             for span in spans.plan_spans_with_files(plan, role, files_by_span):
-                examples = pipeline | f"ReadSpan[{span}]" >> csv_executor._CsvToExample(  # noqa: SLF001 - TFX's own CSV reader
+                examples = pipeline | f"ReadSpan[{span}]" >> tfx_private.CsvToExample(
                     exec_properties, spans.pattern_for_span(span_pattern, span)
                 )
                 partitions = examples | f"SplitSpan[{span}]" >> beam.Partition(
-                    base_example_gen_executor._PartitionFn,  # noqa: SLF001 - TFX's own hash split
+                    tfx_private.hash_partition_fn,
                     len(buckets),
                     buckets,
                     split_config,
@@ -141,5 +139,5 @@ class Executor(csv_executor.Executor):
             for role in spans.roles_for(training_spans):
                 read = spans.plan_spans_with_files(self._plan, role, self._files_by_span)
                 examples.set_string_custom_property(
-                    SPANS_PROPERTY_PREFIX + role, ",".join(str(s) for s in read)
+                    spans.spans_property(role), ",".join(str(s) for s in read)
                 )

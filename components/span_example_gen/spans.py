@@ -25,6 +25,13 @@ SPAN_FULL_REGEX = r"{SPAN}|{SPAN:(?P<width>.*?)}"
 LATEST, PREVIOUS, OLDER = "latest", "previous", "older"
 TRAIN, EVAL = "train", "eval"
 HASH_SPLITS = (TRAIN, EVAL)
+# Custom properties on SpanCsvExampleGen's Examples: the span numbers read per role, e.g.
+# `spans_latest` = "2", `spans_previous` = "1" ("" when there is none).
+SPANS_PROPERTY_PREFIX = "spans_"
+
+
+def spans_property(role: str) -> str:
+    return SPANS_PROPERTY_PREFIX + role
 
 
 def roles_for(training_spans: int) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ import yaml
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
 from pipeline.config import PipelineConfig
-from pipeline.pipeline import create_pipeline
+from pipeline.definition import create_pipeline
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,7 +29,9 @@ class SubmitError(Exception):
     """The KFP endpoint could not be reached or refused the run."""
 
 
-def compile_pipeline(config: PipelineConfig, image: str, output_dir: Path) -> CompiledPipeline:
+def compile_pipeline(
+    config: PipelineConfig, image: str, output_dir: Path, beam_pipeline_args: tuple[str, ...] = ()
+) -> CompiledPipeline:
     """Compiles the pipeline for a cluster where every task runs in `image`."""
     output_dir.mkdir(parents=True, exist_ok=True)
     job_path = output_dir / f"{config.pipeline_name}.pipeline_job.json"
@@ -38,9 +40,11 @@ def compile_pipeline(config: PipelineConfig, image: str, output_dir: Path) -> Co
         output_dir=str(output_dir),
         output_filename=job_path.name,
     )
-    # Kubeflow's compiler accepts only TFX's stock resolver strategies (see PipelineConfig).
-    kubeflow_config = dataclasses.replace(config, baseline_excludes_candidate=False)
-    runner.run(create_pipeline(kubeflow_config), write_out=True)
+    # Kubeflow's compiler accepts only TFX's stock resolver strategies; KFP brings its own MLMD.
+    pipeline = create_pipeline(
+        config, beam_pipeline_args=beam_pipeline_args, exclude_candidate_from_baseline=False
+    )
+    runner.run(pipeline, write_out=True)
     job = json.loads(job_path.read_text())
     spec = job["pipelineSpec"]
     spec["defaultPipelineRoot"] = job["runtimeConfig"]["gcsOutputDirectory"]

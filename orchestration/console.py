@@ -13,9 +13,7 @@ from typing import TextIO
 
 from absl import logging as absl_logging
 
-# The two messages TFX 1.16's LocalDagRunner logs around each node (local_dag_runner.py).
-_NODE_STARTED = "Component %s is running."
-_NODE_FINISHED = "Component %s is finished."
+from components import tfx_private
 
 
 @contextlib.contextmanager
@@ -50,7 +48,10 @@ def output_to_log_file(log_path: Path) -> Iterator[TextIO]:
 
 
 class ComponentProgress(logging.Handler):
-    """Prints a line when each component starts and when it ends (state and seconds)."""
+    """Prints a line when each component starts and when it ends (state and seconds).
+
+    TFX's LocalDagRunner reports nodes only in its log; this handler reads those records.
+    """
 
     def __init__(self, console: TextIO, node_ids: list[str], state_of: Callable[[str], str]):
         super().__init__(level=logging.INFO)
@@ -63,34 +64,29 @@ class ComponentProgress(logging.Handler):
         self.finished: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.msg not in (_NODE_STARTED, _NODE_FINISHED) or not record.args:
+        progress = tfx_private.node_progress(record.msg, record.args)
+        if progress is None:
             return
-        node_id = str(record.args[0])
-        if record.msg == _NODE_STARTED:
+        event, node_id = progress
+        if event == "started":
             self.running = node_id
             self._started[node_id] = time.monotonic()
-            position = len(self.finished) + 1
-            self._write(f"[{position:>2}/{self._total}] {node_id:<{self._width}}  running ...")
+            self._line(len(self.finished) + 1, node_id, "running ...")
         else:
             seconds = time.monotonic() - self._started.get(node_id, time.monotonic())
             self.running = None
             self.finished.append(node_id)
-            state = self._state_of(node_id)
-            position = len(self.finished)
-            self._write(
-                f"[{position:>2}/{self._total}] {node_id:<{self._width}}  {state:<9} {seconds:6.1f} s"
+            self._line(
+                len(self.finished), node_id, f"{self._state_of(node_id):<9} {seconds:6.1f} s"
             )
 
     def mark_failed(self) -> None:
         """Ends the running component's line as failed (TFX logs no "finished" for it)."""
         if self.running is None:
             return
-        node_id, seconds = self.running, time.monotonic() - self._started[self.running]
-        self._write(
-            f"[{len(self.finished) + 1:>2}/{self._total}] {node_id:<{self._width}}  "
-            f"{'failed':<9} {seconds:6.1f} s"
-        )
+        seconds = time.monotonic() - self._started[self.running]
+        self._line(len(self.finished) + 1, self.running, f"{'failed':<9} {seconds:6.1f} s")
 
-    def _write(self, line: str) -> None:
-        self._console.write(line + "\n")
+    def _line(self, position: int, node_id: str, text: str) -> None:
+        self._console.write(f"[{position:>2}/{self._total}] {node_id:<{self._width}}  {text}\n")
         self._console.flush()

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from components.data_gate.executor import refusal_message
+from components.data_gate.anomalies import refusal_message
+from metadata.run_summary import RunSummary
 from pipeline.config import PipelineConfig
-from pipeline.run_summary import RunSummary
 
 
 def _relative(path: str | Path) -> str:

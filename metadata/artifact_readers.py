@@ -1,24 +1,47 @@
-"""Type-specific contents of TFX artifacts, read from their files, as plain data."""
+"""What each kind of TFX artifact holds, read from its files, as plain data.
+
+The one place the project reads an artifact's contents: `inspect show` (text and JSON), the run
+summary, `inspect diff` and the HTML report all call `read()` or the reader for a type. TensorFlow,
+TFDV and TFMA are imported inside the readers that need them, so listing runs never loads them.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from components import tfx_private
+from components.data_gate.anomalies import anomaly_splits, load_anomalies, reason_text
 
 _MAX_TOP_VALUES = 5
 _INFERENCE_SAMPLE = 3
 
 
-def details(type_name: str, uri: str, properties: dict[str, Any], explorer=None) -> dict[str, Any]:
-    reader = _READERS.get(type_name)
+@dataclasses.dataclass(frozen=True)
+class ArtifactFiles:
+    """What a reader needs to know of one artifact."""
+
+    type_name: str
+    uri: str
+    properties: Mapping[str, Any]
+    # Output key -> URI of the other outputs of the execution that produced it (a ModelBlessing's
+    # reasons are in the ModelEvaluation written beside it).
+    sibling_uris: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+def read(artifact: ArtifactFiles) -> dict[str, Any]:
+    """The artifact's contents as plain data; {} for a type without a reader."""
+    reader = _READERS.get(artifact.type_name)
     if reader is None:
         return {}
     try:
-        return reader(uri, properties, explorer)
+        return reader(artifact)
     except (OSError, ValueError) as e:
-        return {"error": f"cannot read the {type_name} at {uri}: {e}"}
+        return {"error": f"cannot read the {artifact.type_name} at {artifact.uri}: {e}"}
 
 
 def _splits(uri: str) -> list[str]:
@@ -28,8 +51,9 @@ def _splits(uri: str) -> list[str]:
 
 
 # ---- statistics -------------------------------------------------------------------------
-def statistics(uri: str, properties=None, explorer=None) -> dict[str, Any]:
-    import tensorflow_data_validation as tfdv
+def statistics(uri: str) -> dict[str, Any]:
+    """Per split: example count, and per feature its type, count, missing and distribution."""
+    import tensorflow_data_validation as tfdv  # imported when needed: TFDV loads TensorFlow
 
     result: dict[str, Any] = {"splits": {}}
     for split in _splits(uri):
@@ -83,40 +107,9 @@ def _feature_type(value: int) -> str:
     return statistics_pb2.FeatureNameStatistics.Type.Name(value)
 
 
-def diff_statistics(a: dict | None, b: dict | None) -> dict[str, Any]:
-    if not a or not b:
-        return {"available": False}
-    split = (
-        "train"
-        if "train" in a["splits"] and "train" in b["splits"]
-        else next(iter(a["splits"]), None)
-    )
-    if split is None or split not in b["splits"]:
-        return {"available": False}
-    fa, fb = a["splits"][split]["features"], b["splits"][split]["features"]
-    changed = {}
-    for name in sorted(set(fa) | set(fb)):
-        x, y = fa.get(name), fb.get(name)
-        if x is None or y is None:
-            changed[name] = {"a": x and "present", "b": y and "present"}
-            continue
-        delta = {
-            k: {"a": x[k], "b": y[k]}
-            for k in ("count", "missing", "mean", "std")
-            if k in x and x.get(k) != y.get(k)
-        }
-        if delta:
-            changed[name] = delta
-    return {
-        "available": True,
-        "split": split,
-        "examples": {"a": a["splits"][split]["examples"], "b": b["splits"][split]["examples"]},
-        "changed_features": changed,
-    }
-
-
 # ---- schema -----------------------------------------------------------------------------
-def schema(uri: str, properties=None, explorer=None) -> dict[str, Any]:
+def schema(uri: str) -> dict[str, Any]:
+    """Every feature: type, required or not, domain, environments it is not in."""
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
@@ -148,27 +141,10 @@ def schema(uri: str, properties=None, explorer=None) -> dict[str, Any]:
     return {"features": features}
 
 
-def diff_schema(a: dict | None, b: dict | None) -> dict[str, Any]:
-    if not a or not b:
-        return {"available": False}
-    fa = {f["name"]: f for f in a["features"]}
-    fb = {f["name"]: f for f in b["features"]}
-    return {
-        "available": True,
-        "added": sorted(set(fb) - set(fa)),
-        "removed": sorted(set(fa) - set(fb)),
-        "changed": {
-            n: {"a": fa[n], "b": fb[n]} for n in sorted(set(fa) & set(fb)) if fa[n] != fb[n]
-        },
-    }
-
-
 # ---- anomalies --------------------------------------------------------------------------
-def anomalies(uri: str, properties=None, explorer=None) -> dict[str, Any]:
+def anomalies(uri: str) -> dict[str, Any]:
     """Per split (or split pair, for drift and skew): feature, kind, description, severity."""
     from tensorflow_metadata.proto.v0 import anomalies_pb2
-
-    from components.data_gate.anomalies import anomaly_splits, load_anomalies, reason_text
 
     result = {"splits": {}}
     for split in anomaly_splits(uri):
@@ -189,21 +165,14 @@ def anomalies(uri: str, properties=None, explorer=None) -> dict[str, Any]:
 
 
 # ---- evaluation and blessings -------------------------------------------------------------
-def evaluation(uri: str, properties=None, explorer=None) -> dict[str, Any]:
+def evaluation(uri: str) -> dict[str, Any]:
+    """Overall and per-slice metrics, the change against the baseline, thresholds, verdict."""
     import tensorflow_model_analysis as tfma
-
-    from pipeline.run_summary import blessing_reasons
 
     slices: dict[str, dict[str, float]] = {}
     diffs: dict[str, dict[str, float]] = {}
     for per_slice in tfma.load_metrics(uri):
-        name = (
-            ", ".join(
-                f"{k.column}={k.int64_value if k.HasField('int64_value') else k.float_value if k.HasField('float_value') else k.bytes_value.decode()}"
-                for k in per_slice.slice_key.single_slice_keys
-            )
-            or "Overall"
-        )
+        name = slice_name(per_slice.slice_key, overall="Overall")
         for entry in per_slice.metric_keys_and_values:
             if entry.key.model_name not in ("", "candidate") or not entry.value.HasField(
                 "double_value"
@@ -242,33 +211,66 @@ def _slice_order(name: str):
         return (column, value)
 
 
-def model_blessing(uri: str, properties: dict[str, Any], explorer=None) -> dict[str, Any]:
-    result: dict[str, Any] = {"blessed": properties.get("blessed") == 1}
-    if explorer is not None:
-        evaluations = [
-            a
-            for a in explorer.artifacts()
-            if a["type"] == "ModelEvaluation"
-            and a["execution_id"] is not None
-            and a["execution_id"] == _execution_of(explorer, uri)
-        ]
-        if evaluations:
-            from pipeline.run_summary import blessing_reasons
+def blessing_reasons(evaluation_uri: str) -> list[str]:
+    """Each failed threshold as a sentence; empty when every threshold passed."""
+    import tensorflow_model_analysis as tfma
 
-            result["reasons"] = blessing_reasons(evaluations[0]["uri"]) or [
-                "every threshold passed"
-            ]
-            result["evaluation_id"] = evaluations[0]["id"]
+    reasons = []
+    result = tfma.load_validation_result(evaluation_uri)
+    for per_slice in result.metric_validations_per_slice:
+        where = slice_name(per_slice.slice_key)
+        for failure in per_slice.failures:
+            kind = "change vs baseline" if failure.metric_key.is_diff else "value"
+            reasons.append(
+                f"{failure.metric_key.name} {kind} {failure.metric_value.double_value.value:.4f} "
+                f"on {where} fails its threshold ({_threshold_text(failure.metric_threshold)})"
+            )
+    if result.missing_thresholds:
+        reasons.append("a metric that has a threshold was not computed")
+    for missing in result.missing_slices:
+        reasons.append(f"no evaluation data for slice {slice_name(missing)}")
+    if result.rubber_stamp:
+        reasons.append("no baseline yet: change thresholds were not applied (first blessed model)")
+    return reasons
+
+
+def slice_name(slice_key, overall: str = "all data") -> str:
+    """'trip_start_hour=0' for a TFMA slice key; `overall` for the whole data set."""
+    parts = []
+    for k in slice_key.single_slice_keys:
+        kind = k.WhichOneof("kind")
+        value = (
+            k.bytes_value.decode() if kind == "bytes_value" else getattr(k, kind) if kind else ""
+        )
+        parts.append(f"{k.column}={value}")
+    return ", ".join(parts) or overall
+
+
+def _threshold_text(threshold) -> str:
+    if threshold.HasField("value_threshold"):
+        t = threshold.value_threshold
+        bounds = []
+        if t.HasField("lower_bound"):
+            bounds.append(f">= {t.lower_bound.value:g}")
+        if t.HasField("upper_bound"):
+            bounds.append(f"<= {t.upper_bound.value:g}")
+        return " and ".join(bounds)
+    t = threshold.change_threshold
+    return f"change >= {t.absolute.value:g}" if t.HasField("absolute") else str(t).strip()
+
+
+def model_blessing(artifact: ArtifactFiles) -> dict[str, Any]:
+    """The Evaluator's verdict, with the reasons from the evaluation written beside it."""
+    result: dict[str, Any] = {"blessed": artifact.properties.get("blessed") == 1}
+    evaluation_uri = artifact.sibling_uris.get("evaluation")
+    if evaluation_uri:
+        result["reasons"] = blessing_reasons(evaluation_uri) or ["every threshold passed"]
     return result
 
 
-def _execution_of(explorer, uri: str) -> int | None:
-    for artifact in explorer.store.get_artifacts_by_uri(uri):
-        return explorer.describe(artifact)["execution_id"]
-    return None
-
-
-def infra_blessing(uri: str, properties: dict[str, Any], explorer=None) -> dict[str, Any]:
+def infra_blessing(artifact: ArtifactFiles) -> dict[str, Any]:
+    """The InfraValidator's verdict, its reason and the model server it used."""
+    properties = artifact.properties
     return {
         "blessed": properties.get("blessed") == 1,
         "reason": properties.get("reason", "no reason recorded"),
@@ -277,12 +279,11 @@ def infra_blessing(uri: str, properties: dict[str, Any], explorer=None) -> dict[
 
 
 # ---- models and their outputs -----------------------------------------------------------
-def model(uri: str, properties=None, explorer=None) -> dict[str, Any]:
-    from tensorflow.python.saved_model import loader_impl
-
+def model(uri: str) -> dict[str, Any]:
+    """The SavedModel's path and its signatures (inputs, outputs), without loading it."""
     serving = os.path.join(uri, "Format-Serving")
     path = serving if os.path.isdir(serving) else uri
-    saved_model = loader_impl.parse_saved_model(path)
+    saved_model = tfx_private.parse_saved_model(path)
     signatures = {}
     for name, sig in saved_model.meta_graphs[0].signature_def.items():
         if name.startswith("__"):
@@ -295,7 +296,9 @@ def model(uri: str, properties=None, explorer=None) -> dict[str, Any]:
     return {"saved_model": path, "signatures": signatures}
 
 
-def pushed_model(uri: str, properties: dict[str, Any], explorer=None) -> dict[str, Any]:
+def pushed_model(artifact: ArtifactFiles) -> dict[str, Any]:
+    """Whether Pusher pushed, which version, and where to."""
+    properties = artifact.properties
     return {
         "pushed": properties.get("pushed") == 1,
         "version": properties.get("pushed_version"),
@@ -303,7 +306,16 @@ def pushed_model(uri: str, properties: dict[str, Any], explorer=None) -> dict[st
     }
 
 
-def inference_result(uri: str, properties=None, explorer=None) -> dict[str, Any]:
+def count_prediction_logs(inference_uri: str) -> int:
+    """Number of PredictionLog records BulkInferrer wrote."""
+    import tensorflow as tf
+
+    files = tf.io.gfile.glob(os.path.join(inference_uri, "prediction_logs-*"))
+    return sum(1 for f in files for _ in tf.data.TFRecordDataset(f, compression_type="GZIP"))
+
+
+def inference_result(uri: str) -> dict[str, Any]:
+    """How many predictions BulkInferrer wrote, a sample, their mean and histogram."""
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -335,41 +347,35 @@ def inference_result(uri: str, properties=None, explorer=None) -> dict[str, Any]
     return summary
 
 
-def hyperparameters(uri: str, properties=None, explorer=None) -> dict[str, Any]:
+def hyperparameters(uri: str) -> dict[str, Any]:
+    """The Tuner's best hyperparameter values."""
     config = json.load(open(os.path.join(uri, "best_hyperparameters.txt")))
     return {"values": config.get("values", {})}
 
 
-def examples(uri: str, properties: dict[str, Any], explorer=None) -> dict[str, Any]:
+def examples(uri: str) -> dict[str, Any]:
+    """The splits and how many files each has."""
     return {
         "splits": {s: len(glob.glob(os.path.join(uri, f"Split-{s}", "*"))) for s in _splits(uri)}
     }
 
 
-def diff_flat(a: dict | None, b: dict | None) -> dict[str, Any]:
-    if a is None or b is None:
-        return {"available": False}
-    return {
-        "available": True,
-        "changed": {
-            k: {"a": a.get(k), "b": b.get(k)}
-            for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k)
-        },
-        "unchanged": sorted(k for k in set(a) & set(b) if a[k] == b[k]),
-    }
+def _by_uri(reader: Callable[[str], dict[str, Any]]) -> Callable[[ArtifactFiles], dict]:
+    return lambda artifact: reader(artifact.uri)
 
 
-_READERS = {
-    "ExampleStatistics": statistics,
-    "Schema": schema,
-    "ExampleAnomalies": anomalies,
-    "ModelEvaluation": evaluation,
+# Artifact type name -> reader. A new artifact type gets its reader here, and `inspect show`,
+# the summary and the report can show it.
+_READERS: dict[str, Callable[[ArtifactFiles], dict[str, Any]]] = {
+    "ExampleStatistics": _by_uri(statistics),
+    "Schema": _by_uri(schema),
+    "ExampleAnomalies": _by_uri(anomalies),
+    "ModelEvaluation": _by_uri(evaluation),
     "ModelBlessing": model_blessing,
     "InfraBlessing": infra_blessing,
-    "Model": model,
+    "Model": _by_uri(model),
     "PushedModel": pushed_model,
-    "InferenceResult": inference_result,
-    "HyperParameters": hyperparameters,
-    "Examples": examples,
+    "InferenceResult": _by_uri(inference_result),
+    "HyperParameters": _by_uri(hyperparameters),
+    "Examples": _by_uri(examples),
 }

@@ -1,8 +1,12 @@
-"""The pipeline definition: one `create_pipeline()`, with no orchestrator choice in it."""
+"""The pipeline definition: one `create_pipeline()`, with no orchestrator choice in it.
+
+What differs between orchestrators comes in as arguments: the metadata connection (None on
+Kubeflow, which brings its own) and whether the Evaluator's baseline excludes the candidate.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
@@ -11,24 +15,17 @@ from tfx import v1 as tfx
 from tfx.proto import distribution_validator_pb2
 
 from components import features, model
+from components.curated_schema.component import CuratedSchemaImporter, content_fingerprint
 from components.data_gate.component import DataGate
 from components.data_gate.distribution_validator import DistributionValidator
 from components.infra_validator.component import InfraValidator
 from components.span_example_gen import spans
 from components.span_example_gen.component import SpanCsvExampleGen
-from pipeline.baseline import LatestBlessedOtherModelStrategy
+from pipeline import node_ids
+from pipeline.baseline import CANDIDATE_KEY, LatestBlessedOtherModelStrategy
 from pipeline.config import PipelineConfig
 from pipeline.fingerprint import code_fingerprint, tuning_fingerprint
 
-# Node ids, as they appear in ML Metadata, the console and the Kubeflow spec.
-LABELED_EXAMPLE_GEN = "CsvExampleGen"
-UNLABELED_EXAMPLE_GEN = "UnlabeledExampleGen"
-UNLABELED_STATISTICS_GEN = "UnlabeledStatisticsGen"
-DRIFT_VALIDATOR = "DriftValidator"
-SKEW_VALIDATOR = "SkewValidator"
-DATA_GATE = "DataGate"
-CURATED_SCHEMA = "CuratedSchemaImporter"
-BLESSED_MODEL_RESOLVER = "LatestBlessedModelResolver"
 UNLABELED_SPLIT = "unlabeled"
 
 
@@ -112,12 +109,19 @@ def distribution_config(
 
 def create_pipeline(
     config: PipelineConfig,
+    *,
+    beam_pipeline_args: Sequence[str] = (),
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+    exclude_candidate_from_baseline: bool = True,
 ) -> tfx.dsl.Pipeline:
     """The whole chain, from CSV ingestion to a pushed model and batch predictions.
 
-    Reads and writes only the config's `*_location`s; the orchestrator supplies the metadata
-    connection (None on Kubeflow, which brings its own).
+    Reads and writes only the config's `*_location`s. The orchestrator supplies the Beam options
+    (the DirectRunner mode it chose, then the config's extra ones), the metadata connection (None
+    on Kubeflow, which brings its own) and chooses the Evaluator's baseline:
+    the latest blessed model other than the candidate (local; an unchanged re-run is then fully
+    cached instead of evaluating the model against itself), or TFX's stock latest blessed model
+    (Kubeflow, whose compiler accepts only TFX's own resolver strategies).
     """
     split_config = tfx.proto.SplitConfig(
         splits=[
@@ -130,7 +134,7 @@ def create_pipeline(
         span_pattern=config.span_pattern,
         training_spans=config.training_spans,
         split_config=split_config,
-    ).with_id(LABELED_EXAMPLE_GEN)
+    ).with_id(node_ids.LABELED_EXAMPLE_GEN)
     train_splits = spans.training_split_names(config.training_spans, spans.TRAIN)
     eval_splits = spans.training_split_names(config.training_spans, spans.EVAL)
 
@@ -138,9 +142,11 @@ def create_pipeline(
     inferred_schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False
     )
-    curated_schema = tfx.components.ImportSchemaGen(
-        schema_file=config.curated_schema_location
-    ).with_id(CURATED_SCHEMA)
+    # The fingerprint of the local file: the same file the image carries (see Dockerfile).
+    curated_schema = CuratedSchemaImporter(
+        schema_file=config.curated_schema_location,
+        fingerprint=content_fingerprint(config.curated_schema_file),
+    ).with_id(node_ids.CURATED_SCHEMA)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=curated_schema.outputs["schema"]
     )
@@ -156,12 +162,12 @@ def create_pipeline(
                 spans.split_name(spans.PREVIOUS, spans.TRAIN),
             )
         ],
-    ).with_id(DRIFT_VALIDATOR)
+    ).with_id(node_ids.DRIFT_VALIDATOR)
     data_gate = DataGate(
         examples=example_gen.outputs["examples"],
         anomalies=example_validator.outputs["anomalies"],
         drift_anomalies=drift_validator.outputs["anomalies"],
-    ).with_id(DATA_GATE)
+    ).with_id(node_ids.DATA_GATE)
 
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -202,18 +208,17 @@ def create_pipeline(
         custom_config={"seed": config.seed, "code_fingerprint": code_fingerprint(config.run_fn)},
     )
 
-    # The Evaluator's baseline; locally it excludes the candidate (see PipelineConfig).
     candidate = (
-        {"candidate": trainer.outputs["model"]} if config.baseline_excludes_candidate else {}
+        {CANDIDATE_KEY: trainer.outputs["model"]} if exclude_candidate_from_baseline else {}
     )
     blessed_model_resolver = tfx.dsl.Resolver(
         strategy_class=LatestBlessedOtherModelStrategy
-        if config.baseline_excludes_candidate
+        if exclude_candidate_from_baseline
         else tfx.dsl.experimental.LatestBlessedModelStrategy,
         model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
         model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
         **candidate,
-    ).with_id(BLESSED_MODEL_RESOLVER)
+    ).with_id(node_ids.BLESSED_MODEL_RESOLVER)
 
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],
@@ -267,16 +272,16 @@ def create_pipeline(
                 splits=[tfx.proto.SplitConfig.Split(name=UNLABELED_SPLIT, hash_buckets=1)]
             )
         ),
-    ).with_id(UNLABELED_EXAMPLE_GEN)
+    ).with_id(node_ids.UNLABELED_EXAMPLE_GEN)
     unlabeled_statistics_gen = tfx.components.StatisticsGen(
         examples=unlabeled_example_gen.outputs["examples"]
-    ).with_id(UNLABELED_STATISTICS_GEN)
+    ).with_id(node_ids.UNLABELED_STATISTICS_GEN)
     skew_validator = DistributionValidator(
         statistics=unlabeled_statistics_gen.outputs["statistics"],
         baseline_statistics=statistics_gen.outputs["statistics"],
         config=distribution_config(config.skew_thresholds),
         include_split_pairs=[(UNLABELED_SPLIT, spans.split_name(spans.LATEST, spans.TRAIN))],
-    ).with_id(SKEW_VALIDATOR)
+    ).with_id(node_ids.SKEW_VALIDATOR)
 
     bulk_inferrer = tfx.components.BulkInferrer(
         examples=unlabeled_example_gen.outputs["examples"],
@@ -311,5 +316,5 @@ def create_pipeline(
         ],
         enable_cache=config.enable_cache,
         metadata_connection_config=metadata_connection_config,
-        beam_pipeline_args=list(config.beam_args),
+        beam_pipeline_args=list(beam_pipeline_args),
     )

@@ -9,12 +9,15 @@ process's memory bounded. The cut-over is a size of labeled CSV read by the run 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
+from components import tfx_private
 from components.span_example_gen import spans
+from pipeline.config import BEAM_MODES, PipelineConfig
 
-MODES = ("auto", "in_memory", "multi_processing")
+AUTO, IN_MEMORY, MULTI_PROCESSING = BEAM_MODES
 # About 400k rows of the taxi data.
 MULTI_PROCESSING_FROM_BYTES = 64 * 2**20
 
@@ -33,39 +36,50 @@ def labeled_bytes_read(labeled_dir: Path, span_pattern: str, training_spans: int
 
 
 def resolve(mode: str, data_bytes: int) -> str:
-    if mode != "auto":
+    if mode != AUTO:
         return mode
-    return "multi_processing" if data_bytes >= MULTI_PROCESSING_FROM_BYTES else "in_memory"
-
-
-# TFX packages its own source as an sdist for remote Beam workers before every Beam component runs
-# (about 1.5 s each, seven times a run) unless a dependency option is set. DirectRunner workers
-# share this environment and need none; naming the SDK image (unused by the DirectRunner) skips it.
-# Only for the DirectRunner: another runner brings its own dependency options.
-_SKIP_TFX_SDIST = "--sdk_container_image=apache/beam_python3.10_sdk:2.59.0"
+    return MULTI_PROCESSING if data_bytes >= MULTI_PROCESSING_FROM_BYTES else IN_MEMORY
 
 
 def direct_runner_args(mode: str) -> tuple[str, ...]:
-    if mode == "in_memory":
+    if mode == IN_MEMORY:
         return ("--direct_running_mode=in_memory", "--direct_num_workers=1")
     return ("--direct_running_mode=multi_processing", f"--direct_num_workers={os.cpu_count() or 1}")
 
 
 def local_beam_args(mode: str, extra: tuple[str, ...]) -> tuple[str, ...]:
-    """DirectRunner options for `mode`, then the user's (later options win)."""
+    """DirectRunner options for `mode`, then the user's (later options win).
+
+    TFX's packaging of itself for remote workers is skipped on the DirectRunner only: another
+    runner, or options of the user's own that ship dependencies, keep it.
+    """
     other_runner = any(
         arg.startswith("--runner=") and arg != "--runner=DirectRunner" for arg in extra
     )
-    dependency_set = any(
-        arg.split("=")[0]
-        in (
-            "--setup_file",
-            "--extra_package",
-            "--extra_packages",
-            "--requirements_file",
-            "--sdk_container_image",
-        )
-        for arg in extra
-    )
-    skip = () if other_runner or dependency_set else (_SKIP_TFX_SDIST,)
+    dependency_set = any(arg.split("=")[0] in tfx_private.BEAM_DEPENDENCY_OPTIONS for arg in extra)
+    skip = () if other_runner or dependency_set else (tfx_private.SKIP_TFX_SDIST_BEAM_ARG,)
     return direct_runner_args(mode) + skip + tuple(extra)
+
+
+@dataclasses.dataclass(frozen=True)
+class BeamChoice:
+    """The DirectRunner mode a local run uses, and why."""
+
+    requested: str  # auto, in_memory or multi_processing
+    mode: str  # in_memory or multi_processing
+    labeled_bytes: int
+    beam_args: tuple[str, ...]  # the DirectRunner's options, then the user's
+
+    def describe(self) -> str:
+        chosen = "auto, " if self.requested == AUTO else ""
+        return (
+            f"DirectRunner {self.mode} ({chosen}{self.labeled_bytes / 2**20:.1f} MiB of labeled "
+            "CSV to read)"
+        )
+
+
+def choose(config: PipelineConfig) -> BeamChoice:
+    """The mode for a run of `config` (its `beam_mode`, "auto" deciding by the data it reads)."""
+    size = labeled_bytes_read(config.labeled_data_dir, config.span_pattern, config.training_spans)
+    mode = resolve(config.beam_mode, size)
+    return BeamChoice(config.beam_mode, mode, size, local_beam_args(mode, config.extra_beam_args))

@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import graphlib
 import json
 import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import yaml
 
 PLACEHOLDER = "{{$}}"
 
@@ -45,12 +49,7 @@ class TaskFailed(Exception):
 def load_pipeline_spec(path: Path) -> dict:
     """A PipelineSpec dict from TFX's PipelineJob JSON or a bare spec (JSON or YAML)."""
     text = path.read_text()
-    if path.suffix == ".json":
-        document = json.loads(text)
-    else:
-        import yaml
-
-        document = yaml.safe_load(text)
+    document = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     return document.get("pipelineSpec", document)
 
 
@@ -63,12 +62,13 @@ def task_order(spec: dict) -> list[str]:
             producer = source.get("taskOutputArtifact", {}).get("producerTask")
             if producer:
                 upstream[name].add(producer)
+    sorter = graphlib.TopologicalSorter(upstream)
+    sorter.prepare()  # raises graphlib.CycleError, naming the cycle
     order: list[str] = []
-    while len(order) < len(tasks):
-        ready = sorted(n for n in tasks if n not in order and upstream[n] <= set(order))
-        if not ready:
-            raise ValueError(f"cycle among tasks {sorted(set(tasks) - set(order))}")
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready())  # sorted: the same order every time
         order.extend(ready)
+        sorter.done(*ready)
     return order
 
 
@@ -85,8 +85,10 @@ def run_spec(
     env: dict[str, str] | None = None,
     python: str = sys.executable,
     timeout: int = 1800,
+    on_task_done: Callable[[int, TaskResult], None] | None = None,
 ) -> dict[str, TaskResult]:
-    """Runs the spec's tasks (all, or `only_tasks` and nothing downstream of a skipped one)."""
+    """Runs the spec's tasks (all, or `only_tasks` and nothing downstream of a skipped one);
+    `on_task_done(position, result)` is called after each."""
     components = spec["components"]
     executors = spec["deploymentSpec"]["executors"]
     tasks = spec["root"]["dag"]["tasks"]
@@ -102,6 +104,8 @@ def run_spec(
         if "resolver" in executor:
             outputs = {key: [] for key in executor["resolver"]["outputArtifactQueries"]}
             results[name] = TaskResult(name, "resolver", 0.0, outputs)
+            if on_task_done:
+                on_task_done(len(results), results[name])
             continue
         executor_input = _executor_input(name, task, component, results, pipeline_root)
         log_path = logs_dir / f"{name}.log"
@@ -113,6 +117,8 @@ def run_spec(
         _run_container_step(container, executor_input, python, log_path, env, timeout, name)
         outputs = _read_outputs(executor_input)
         results[name] = TaskResult(name, "container", time.monotonic() - started, outputs, log_path)
+        if on_task_done:
+            on_task_done(len(results), results[name])
     return results
 
 

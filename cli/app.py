@@ -1,0 +1,485 @@
+"""The command line: `python run_local.py [RUN OPTIONS]` runs the pipeline; commands read what ran.
+
+    python run_local.py [options]                     run the whole chain here (or, with
+                                                      --orchestrator kubeflow, compile and submit)
+    python run_local.py inspect runs|artifacts|show|lineage|diff
+    python run_local.py report [RUN]
+    python run_local.py schema diff|accept
+    python run_local.py run-spec PIPELINE_JOB         run a compiled Kubeflow spec here, task by task
+
+Every default comes from `PipelineConfig`; the config checks ranges once, and a bad value is
+reported here by its option name with exit code 2 (see cli/exit_codes.py).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from cli import exit_codes, inspect_text, run_commands, schema_text
+from cli import report as html_report
+from metadata import artifacts, lineage, run_diff, runs, schema_review
+from metadata.store import NotFound, StoreIndex
+from orchestration import beam_mode, kubeflow_locations
+from pipeline.config import BEAM_MODES, ConfigError, PipelineConfig
+
+DEFAULTS = PipelineConfig()
+# Config fields whose option is not simply `--<field-name>`.
+_OPTION_OF_SETTING = {"curated_schema_file": "--schema", "extra_beam_args": "--beam-arg"}
+
+
+class UserError(click.ClickException):
+    """A bad setting or reference: one line on stderr, `error: ...`, exit code 2."""
+
+    exit_code = exit_codes.BAD_SETTINGS
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"error: {self.format_message()}", err=True)
+
+
+def _config(**settings: Any) -> PipelineConfig:
+    """The one PipelineConfig of this command; a value out of range is the user's to fix."""
+    try:
+        return PipelineConfig(**settings)
+    except ConfigError as e:
+        option = _OPTION_OF_SETTING.get(e.setting, "--" + e.setting.replace("_", "-"))
+        raise UserError(f"{option} {e.problem}.") from e
+
+
+def _quiet_libraries() -> None:
+    """TensorFlow and Google's client libraries log at import; `inspect` output is for people."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    warnings.filterwarnings("ignore")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+# ---- the run ---------------------------------------------------------------------------------
+@click.group(
+    invoke_without_command=True,
+    context_settings=CONTEXT_SETTINGS,
+    epilog="Exit codes: 0 success; 1 a component failed; 2 bad settings or inputs found before "
+    "the run; 3 the data gate refused the data; 130 interrupted. "
+    "`python run_local.py COMMAND --help` documents each command.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULTS.data_dir,
+    show_default=True,
+    help="Folder with labeled/ and unlabeled/, one folder per span in each.",
+)
+@click.option(
+    "--output-dir",
+    type=click.Path(path_type=Path),
+    default=DEFAULTS.output_dir,
+    show_default=True,
+    help="Where metadata.db, pipeline_root/, serving_model/, logs/ and reports/ go.",
+)
+@click.option(
+    "--schema",
+    "curated_schema_file",
+    type=click.Path(path_type=Path),
+    default=DEFAULTS.curated_schema_file,
+    show_default=True,
+    help="Curated schema (text proto) that ExampleValidator and Transform use.",
+)
+@click.option(
+    "--tuner-trials", type=int, default=DEFAULTS.tuner_trials, show_default=True,
+    help="KerasTuner trial budget.",
+)
+@click.option(
+    "--tuner-train-steps", type=int, default=DEFAULTS.tuner_train_steps, show_default=True,
+    help="Training steps per tuning trial.",
+)
+@click.option(
+    "--train-steps", type=int, default=DEFAULTS.train_steps, show_default=True,
+    help="Trainer training steps.",
+)
+@click.option(
+    "--eval-steps", type=int, default=DEFAULTS.eval_steps, show_default=True,
+    help="Validation steps for Tuner and Trainer.",
+)
+@click.option(
+    "--seed", type=int, default=DEFAULTS.seed, show_default=True,
+    help="Random seed for tuning and training.",
+)
+@click.option(
+    "--training-spans", type=int, default=DEFAULTS.training_spans, show_default=True,
+    metavar="N", help="Train on the latest N spans of labeled/.",
+)
+@click.option(
+    "--retune", is_flag=True,
+    help="Search hyperparameters again even if data and search space are unchanged "
+    "(otherwise the last best hyperparameters are reused).",
+)
+@click.option(
+    "--beam-mode", type=click.Choice(BEAM_MODES), default=DEFAULTS.beam_mode, show_default=True,
+    help="Beam DirectRunner mode; auto: in_memory below "
+    f"{beam_mode.MULTI_PROCESSING_FROM_BYTES // 2**20} MiB of labeled CSV read, else "
+    "multi_processing with one worker per core.",
+)
+@click.option(
+    "--beam-arg", "beam_args", multiple=True, metavar="ARG",
+    help="Extra Apache Beam pipeline option, repeatable, e.g. "
+    "--beam-arg=--direct_running_mode=multi_processing or --beam-arg=--runner=FlinkRunner; "
+    "later options override --beam-mode's.",
+)
+@click.option(
+    "--model-server-bin", default=None, metavar="PATH",
+    help="tensorflow_model_server binary for InfraValidator [default: one on PATH, else the "
+    "project's model server].",
+)
+@click.option(
+    "--no-cache", is_flag=True, help="Re-execute every component instead of reusing cached results."
+)
+@click.option(
+    "--orchestrator", type=click.Choice(["local", "kubeflow"]), default="local",
+    show_default=True,
+    help="local: run here; kubeflow: compile the same pipeline to a KFP v2 spec (and submit it "
+    "with --kfp-endpoint). Kubeflow brings its own ML Metadata.",
+)
+@click.option(
+    "--image", default=kubeflow_locations.DEFAULT_IMAGE, show_default=True,
+    help="Kubeflow: container image every task runs in, built from the Dockerfile.",
+)
+@click.option(
+    "--pipeline-root", default=None, metavar="URI",
+    help="Kubeflow: where tasks write artifacts, an object store the cluster reaches (gs://, "
+    "s3://, minio://) [default: <output-dir>/kubeflow/pipeline_root, fine for compiling only].",
+)
+@click.option(
+    "--data-uri", default=None, metavar="URI",
+    help="Kubeflow: folder with labeled/ and unlabeled/ as the tasks see it [default: the data "
+    "in the image, <image-project-dir>/data].",
+)
+@click.option(
+    "--serving-model-uri", default=None, metavar="URI",
+    help="Kubeflow: Pusher's destination [default: <pipeline-root>/serving_model/<pipeline>].",
+)
+@click.option(
+    "--image-project-dir", default=kubeflow_locations.DEFAULT_IMAGE_PROJECT_DIR,
+    show_default=True, metavar="PATH",
+    help="Kubeflow: where this project (code, schema/, data/) lives inside the image.",
+)
+@click.option(
+    "--kfp-endpoint", default=None, metavar="URL",
+    help="Kubeflow: submit the compiled pipeline to this Kubeflow Pipelines API endpoint.",
+)
+@click.option("--kfp-experiment", default=None, help="Kubeflow: experiment to file the run under.")
+@click.pass_context
+def main(ctx: click.Context, **options: Any) -> None:
+    """Run the TFX pipeline, ExampleGen to BulkInferrer, on this machine.
+
+    Every Beam step runs on Apache Beam's DirectRunner and ML Metadata is a SQLite file in the
+    output directory. With --orchestrator kubeflow the same pipeline compiles for Kubeflow
+    Pipelines instead. The commands below read what runs did.
+    """
+    if ctx.invoked_subcommand is not None:
+        given = [
+            "--" + name.replace("_", "-")
+            for name in options
+            if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise UserError(
+                f"{', '.join(given)}: run options go without a command "
+                f"(`python run_local.py {' '.join(given)} ...` runs the pipeline)."
+            )
+        return
+    ctx.exit(_run(**options))
+
+
+def _run(
+    orchestrator: str,
+    image: str,
+    pipeline_root: str | None,
+    data_uri: str | None,
+    serving_model_uri: str | None,
+    image_project_dir: str,
+    kfp_endpoint: str | None,
+    kfp_experiment: str | None,
+    retune: bool,
+    no_cache: bool,
+    beam_args: tuple[str, ...],
+    model_server_bin: str | None,
+    **settings: Any,
+) -> int:
+    settings = {
+        **settings,
+        "data_dir": settings["data_dir"].resolve(),
+        "output_dir": settings["output_dir"].resolve(),
+        "curated_schema_file": settings["curated_schema_file"].resolve(),
+        "extra_beam_args": beam_args,
+        "model_server_binary": model_server_bin,
+        "retune_token": datetime.datetime.now().isoformat() if retune else None,
+        "enable_cache": not no_cache,
+    }
+    if orchestrator == "local":
+        return run_commands.run_locally(_config(**settings))
+    locations = kubeflow_locations.task_locations(
+        output_dir=settings["output_dir"],
+        pipeline_name=DEFAULTS.pipeline_name,
+        curated_schema_file=settings["curated_schema_file"],
+        image_project_dir=image_project_dir,
+        pipeline_root=pipeline_root,
+        data_uri=data_uri,
+        serving_model_uri=serving_model_uri,
+    )
+    config = _config(**settings, **locations)
+    return run_commands.compile_for_kubeflow(config, image, kfp_endpoint, kfp_experiment)
+
+
+# ---- inspect: what ML Metadata knows -----------------------------------------------------------
+def _store_options(command):
+    command = click.option(
+        "--json", "as_json", is_flag=True, help="Print JSON instead of text."
+    )(command)
+    return click.option(
+        "--metadata-path",
+        type=click.Path(path_type=Path),
+        default=DEFAULTS.metadata_path,
+        show_default=True,
+        help="ML Metadata SQLite file.",
+    )(command)
+
+
+def _open(metadata_path: Path) -> StoreIndex:
+    _quiet_libraries()
+    try:
+        return StoreIndex.open(metadata_path)
+    except NotFound as e:
+        raise UserError(str(e)) from e
+
+
+def _answer(as_json: bool, compute, as_text) -> None:
+    """Prints what `compute()` returns, as JSON or as text; a missing id or run is a UserError."""
+    try:
+        data = compute()
+    except NotFound as e:
+        raise UserError(str(e)) from e
+    click.echo(json.dumps(data, indent=2, default=str) if as_json else as_text(data))
+
+
+def _artifact_id(value: str) -> int:
+    if not value.isdigit():
+        raise UserError(
+            f"artifact id must be a number, got {value!r}; `inspect artifacts` lists them"
+        )
+    return int(value)
+
+
+@main.group(context_settings=CONTEXT_SETTINGS)
+def inspect() -> None:
+    """Query runs, executions, artifacts and lineage in ML Metadata."""
+
+
+@inspect.command("runs")
+@_store_options
+def inspect_runs(metadata_path: Path, as_json: bool) -> None:
+    """Every pipeline run, newest first, with what each component did and how long it took."""
+    index = _open(metadata_path)
+    _answer(as_json, lambda: runs.list_runs(index), inspect_text.runs_text)
+
+
+@inspect.command("artifacts")
+@click.option("--run", help="Run id, id prefix, or position (1 = newest).")
+@click.option("--component", help="Producing component, e.g. Trainer.")
+@click.option("--type", "type_name", help="Artifact type, e.g. Model, ExampleStatistics.")
+@_store_options
+def inspect_artifacts(
+    run: str | None, component: str | None, type_name: str | None, metadata_path: Path,
+    as_json: bool,
+) -> None:
+    """Artifacts with id, type, state, URI and key properties."""
+    index = _open(metadata_path)
+    _answer(
+        as_json,
+        lambda: artifacts.list_artifacts(index, run=run, component=component, type_name=type_name),
+        inspect_text.artifacts_text,
+    )
+
+
+@inspect.command("show")
+@click.argument("artifact_id")
+@_store_options
+def inspect_show(artifact_id: str, metadata_path: Path, as_json: bool) -> None:
+    """One artifact in human terms (statistics, schema, anomalies, evaluation, ...).
+
+    ARTIFACT_ID: see `inspect artifacts`.
+    """
+    index = _open(metadata_path)
+    _answer(as_json, lambda: artifacts.show(index, _artifact_id(artifact_id)), inspect_text.show_text)
+
+
+@inspect.command("lineage")
+@click.argument("artifact_id")
+@_store_options
+def inspect_lineage(artifact_id: str, metadata_path: Path, as_json: bool) -> None:
+    """Where an artifact came from, back to data, schema and code.
+
+    ARTIFACT_ID: an artifact id, or 'pushed-model' for the latest pushed model.
+    """
+    index = _open(metadata_path)
+
+    def compute() -> dict:
+        target = (
+            artifacts.latest_pushed_model(index)
+            if artifact_id == "pushed-model"
+            else _artifact_id(artifact_id)
+        )
+        tree = lineage.lineage(index, target)
+        tree["edges"] = sorted(lineage.lineage_edges(tree))
+        return tree
+
+    _answer(as_json, compute, inspect_text.lineage_text)
+
+
+@inspect.command("diff")
+@click.argument("run_a")
+@click.argument("run_b")
+@_store_options
+def inspect_diff(run_a: str, run_b: str, metadata_path: Path, as_json: bool) -> None:
+    """What changed between two runs: statistics, schema, hyperparameters, metrics, blessings.
+
+    RUN_A, RUN_B: run ids, id prefixes or positions (1 = newest).
+    """
+    index = _open(metadata_path)
+    _answer(as_json, lambda: run_diff.diff_runs(index, run_a, run_b), inspect_text.diff_text)
+
+
+# ---- report ------------------------------------------------------------------------------------
+@main.command("report", context_settings=CONTEXT_SETTINGS)
+@click.argument("run", default="1")
+@click.option(
+    "--metadata-path",
+    type=click.Path(path_type=Path),
+    default=DEFAULTS.metadata_path,
+    show_default=True,
+    help="ML Metadata SQLite file.",
+)
+@click.option(
+    "--output",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="HTML file to write [default: <metadata folder>/reports/run-<id>.html].",
+)
+def report_command(run: str, metadata_path: Path, output: Path | None) -> None:
+    """Write a self-contained HTML report of a run.
+
+    One HTML file with no scripts and no network requests. RUN: run id, prefix or position
+    [default: 1, the newest].
+    """
+    index = _open(metadata_path)
+    try:
+        path = html_report.write_report(index, run, output)
+    except NotFound as e:
+        raise UserError(str(e)) from e
+    click.echo(f"Report: {path}")
+
+
+# ---- schema ------------------------------------------------------------------------------------
+@main.group(context_settings=CONTEXT_SETTINGS)
+def schema() -> None:
+    """Compare the latest data with the curated schema; accept a change.
+
+    `diff` compares the schema SchemaGen inferred from the latest run's data with the curated
+    schema and shows the change `accept` would make; `accept` writes that change to the curated
+    schema file, for review like any code change.
+    """
+
+
+def _schema_options(command):
+    command = click.option(
+        "--metadata-path",
+        type=click.Path(path_type=Path),
+        default=DEFAULTS.metadata_path,
+        show_default=True,
+        help="ML Metadata SQLite file.",
+    )(command)
+    return click.option(
+        "--schema",
+        "curated_schema_file",
+        type=click.Path(path_type=Path),
+        default=DEFAULTS.curated_schema_file,
+        show_default=True,
+        help="The curated schema file.",
+    )(command)
+
+
+def _review(metadata_path: Path, curated_schema_file: Path) -> dict:
+    index = _open(metadata_path)
+    try:
+        return schema_review.review(index, DEFAULTS.pipeline_name, curated_schema_file)
+    except schema_review.SchemaReviewError as e:
+        raise UserError(str(e)) from e
+
+
+@schema.command("diff")
+@_schema_options
+def schema_diff(metadata_path: Path, curated_schema_file: Path) -> None:
+    """Show how the latest data differs from the curated schema, and what `accept` would write."""
+    click.echo(schema_text.diff_text(_review(metadata_path, curated_schema_file)))
+
+
+@schema.command("accept")
+@_schema_options
+def schema_accept(metadata_path: Path, curated_schema_file: Path) -> None:
+    """Relax the curated schema to accept the latest data, and write it for review."""
+    click.echo(schema_text.accept(_review(metadata_path, curated_schema_file)))
+
+
+# ---- run-spec: a compiled Kubeflow spec, run here ----------------------------------------------
+@main.command("run-spec", context_settings=CONTEXT_SETTINGS)
+@click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--pipeline-root",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="Local folder for the tasks' artifacts (the spec's own root is the cluster's).",
+)
+@click.option(
+    "--logs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="One log file per task [default: <pipeline-root>/task-logs].",
+)
+def run_spec(spec: Path, pipeline_root: Path, logs_dir: Path | None) -> None:
+    """Run a compiled Kubeflow spec on this machine, task by task, as a KFP launcher would.
+
+    SPEC: the .yaml or .pipeline_job.json that `--orchestrator kubeflow` wrote. Each task runs
+    its own container command with this environment's Python, fed the inputs a KFP launcher
+    would give it: a check that the compiled spec runs before it goes to a cluster. Resolver
+    tasks resolve to nothing, as on a pipeline's first run.
+    """
+    from orchestration import kfp_spec_runner  # its tasks import TensorFlow, not this process
+
+    logs_dir = logs_dir or pipeline_root / "task-logs"
+    pipeline_spec = kfp_spec_runner.load_pipeline_spec(spec)
+    tasks = kfp_spec_runner.task_order(pipeline_spec)
+    width = max(len(t) for t in tasks)
+
+    def progress(position: int, result: kfp_spec_runner.TaskResult) -> None:
+        click.echo(
+            f"[{position:>2}/{len(tasks)}] {result.name:<{width}}  {result.kind:<9} "
+            f"{result.seconds:6.1f} s"
+        )
+
+    try:
+        kfp_spec_runner.run_spec(pipeline_spec, pipeline_root, logs_dir, on_task_done=progress)
+    except kfp_spec_runner.TaskFailed as e:
+        click.echo(f"error: {e}", err=True)
+        raise SystemExit(exit_codes.COMPONENT_FAILED) from e
+    click.echo(f"All {len(tasks)} tasks ran. Artifacts: {pipeline_root}; task logs: {logs_dir}")

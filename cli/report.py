@@ -1,0 +1,140 @@
+"""One self-contained HTML file per run: no scripts, no network, inline CSS and SVG only.
+
+What the report shows comes from the metadata readers (the same data `inspect --json` prints);
+how it looks is `templates/report.html.j2`, rendered by jinja2 with autoescaping on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from metadata import artifacts
+from metadata.runs import find_run
+from metadata.store import StoreIndex
+from pipeline import node_ids
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+_ENVIRONMENT = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+# The run outputs the report reads, by '<node>.<artifact type>'.
+_SECTIONS = {
+    "evaluation": f"{node_ids.EVALUATOR}.ModelEvaluation",
+    "model_blessing": f"{node_ids.EVALUATOR}.ModelBlessing",
+    "infra_blessing": f"{node_ids.INFRA_VALIDATOR}.InfraBlessing",
+    "pushed": f"{node_ids.PUSHER}.PushedModel",
+    "schema": f"{node_ids.CURATED_SCHEMA}.Schema",
+    "inference": f"{node_ids.BULK_INFERRER}.InferenceResult",
+    "statistics": f"{node_ids.STATISTICS_GEN}.ExampleStatistics",
+    "schema_anomalies": f"{node_ids.EXAMPLE_VALIDATOR}.ExampleAnomalies",
+    "drift_anomalies": f"{node_ids.DRIFT_VALIDATOR}.ExampleAnomalies",
+    "skew_anomalies": f"{node_ids.SKEW_VALIDATOR}.ExampleAnomalies",
+}
+_STATE_COLORS = {"executed": "#5b8def", "cached": "#9aa3b2", "failed": "#d9534f"}
+
+
+def number(value: Any, digits: int = 4) -> str:
+    """Counts as integers, other floats to `digits` decimals, anything else as text."""
+    if isinstance(value, float) and value.is_integer() and abs(value) >= 1:
+        return f"{value:.0f}"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return "" if value is None else str(value)
+
+
+def histogram_bars(counts: list[float], width: int, height: int) -> list[dict[str, float]]:
+    """SVG bar geometry (x, y, width, height) for counts scaled to the tallest."""
+    if not counts:
+        return []
+    peak = max(counts) or 1
+    bar = width / len(counts)
+    return [
+        {
+            "x": i * bar,
+            "y": height - count / peak * (height - 2),
+            "width": max(bar - 1, 1),
+            "height": count / peak * (height - 2),
+        }
+        for i, count in enumerate(counts)
+    ]
+
+
+def timeline_rows(run: dict[str, Any], label_width: int, chart_width: int) -> list[dict]:
+    """Each component as a bar from its start to its end, on one scale for the whole run."""
+    components = run["components"]
+    total = max((c["offset_seconds"] + c["seconds"] for c in components), default=1) or 1
+    rows = []
+    for i, c in enumerate(components):
+        x = label_width + c["offset_seconds"] / total * chart_width
+        width = max(c["seconds"] / total * chart_width, 2)
+        rows.append(
+            {
+                **c,
+                "y": i * 22,
+                "x": x,
+                "width": width,
+                "color": _STATE_COLORS.get(c["state"], "#c1c7d2"),
+                "label_x": min(x + width + 6, label_width + chart_width + 10),
+            }
+        )
+    return rows
+
+
+def thresholds_text(evaluation: dict[str, Any]) -> dict[str, str]:
+    """Metric name -> its thresholds in words, e.g. {'auc': '≥ 0.7 · change ≥ -0.01'}."""
+    by_metric = {"auc": "AUC", "binary_accuracy": "BinaryAccuracy"}
+    result = {}
+    for name, class_name in by_metric.items():
+        threshold = evaluation["thresholds"].get(class_name) or {}
+        lower = threshold.get("valueThreshold", {}).get("lowerBound")
+        change = threshold.get("changeThreshold", {}).get("absolute")
+        parts = [f"≥ {lower}" if lower is not None else "", f"change ≥ {change}" if change is not None else ""]
+        result[name] = " · ".join(p for p in parts if p)
+    return result
+
+
+def render(index: StoreIndex, run_ref: str) -> str:
+    """The report of one run (id, prefix or position) as an HTML document."""
+    run = find_run(index, run_ref)
+    outputs = artifacts.run_outputs(index, run["run_id"])
+    sections = {
+        name: artifacts.output_contents(index, outputs, key) for name, key in _SECTIONS.items()
+    }
+    gate_state = next(
+        (c["state"] for c in run["components"] if c["node_id"] == node_ids.DATA_GATE), None
+    )
+    statistics = sections["statistics"]
+    statistics_split = None
+    if statistics and statistics.get("splits"):
+        splits = statistics["splits"]
+        statistics_split = "train" if "train" in splits else next(iter(splits))
+    template = _ENVIRONMENT.get_template("report.html.j2")
+    return template.render(
+        run=run,
+        timeline=timeline_rows(run, label_width=210, chart_width=760),
+        gate_passed=None if gate_state is None else gate_state != "failed",
+        statistics_split=statistics_split,
+        thresholds=thresholds_text(sections["evaluation"]) if sections["evaluation"] else {},
+        number=number,
+        histogram_bars=histogram_bars,
+        **sections,
+    )
+
+
+def write_report(index: StoreIndex, run_ref: str, output: Path | None) -> Path:
+    """Writes the report; by default to `<metadata folder>/reports/run-<id>.html`."""
+    run = find_run(index, run_ref)
+    if output is None:
+        safe = run["run_id"].replace(":", "-")
+        output = Path(index.location).parent / "reports" / f"run-{safe}.html"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render(index, run["run_id"]), encoding="utf-8")
+    return output

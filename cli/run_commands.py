@@ -1,0 +1,177 @@
+"""What `python run_local.py` does: run the pipeline here, or compile (and submit) it for Kubeflow.
+
+Both share the same steps: a writable output directory, a log file that takes every library's
+output while the terminal shows lines for people, the pre-run checks, and one mapping from what
+went wrong to an exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TextIO
+
+import click
+
+from cli import exit_codes, report
+from cli.summary_text import format_summary
+from metadata.run_summary import summarize_run
+from metadata.store import StoreIndex
+from orchestration import beam_mode, preflight
+from orchestration.console import output_to_log_file
+from pipeline.config import PipelineConfig
+
+
+class _Stop(Exception):
+    """Ends a command early with an exit code; the message is already on the console."""
+
+    def __init__(self, exit_code: int):
+        super().__init__(exit_code)
+        self.exit_code = exit_code
+
+
+@contextlib.contextmanager
+def _logged_command(config: PipelineConfig, log_name: str) -> Iterator[tuple[TextIO, Path]]:
+    """Checks the output directory, sends all output to a new log file, and yields the console
+    and the log's path. Bad settings found by the pre-run checks end the command with exit 2."""
+    try:
+        preflight.check_output_dir(config.output_dir)
+    except preflight.SetupError as e:  # no log file to point at: say it on stderr
+        click.echo(f"error: {e}", err=True)
+        raise _Stop(exit_codes.BAD_SETTINGS) from e
+    started = datetime.datetime.now()
+    log_path = config.logs_dir / f"{log_name}-{started:%Y%m%d-%H%M%S}.log"
+    with output_to_log_file(log_path) as console:
+        try:
+            yield console, log_path
+        except preflight.SetupError as e:
+            console.write(f"error: {e}\n")
+            raise _Stop(exit_codes.BAD_SETTINGS) from e
+
+
+def _relative(path: Path) -> str:
+    return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
+
+
+def _write_report(config: PipelineConfig, run_id: str, log_path: Path) -> str:
+    """Writes the run's HTML report; a report that cannot be written never fails the run."""
+    try:
+        path = report.write_report(StoreIndex.open(config.metadata_path), run_id, None)
+        return _relative(path)
+    except Exception:  # noqa: BLE001 - the run itself is over; say so and point at the log
+        logging.exception("Writing the HTML report failed")
+        return f"not written (see {log_path})"
+
+
+def _finish(config: PipelineConfig, run_id: str, console: TextIO, log_path: Path, started) -> None:
+    """The run's summary and report, read back from ML Metadata."""
+    elapsed = (datetime.datetime.now() - started).total_seconds()
+    summary = summarize_run(StoreIndex.open(config.metadata_path), run_id)
+    console.write("\n" + format_summary(summary, config, log_path, elapsed) + "\n")
+    console.write(f"Report:     {_write_report(config, run_id, log_path)}\n")
+
+
+def run_locally(config: PipelineConfig) -> int:
+    """Runs the whole chain on this machine; returns the exit code."""
+    beam = beam_mode.choose(config)
+    started = datetime.datetime.now()
+    try:
+        with _logged_command(config, "run") as (console, log_path):
+            console.write(
+                f"Pipeline {config.pipeline_name}: data {config.data_dir}, "
+                f"outputs {config.output_dir}\n"
+            )
+            console.write(f"Beam:     {beam.describe()}\n")
+            console.write(f"Full log: {log_path}\n")
+            preflight.run_all(config)
+            return _run_and_report(config, beam, console, log_path, started)
+    except _Stop as stop:
+        return stop.exit_code
+
+
+def _run_and_report(config, beam, console: TextIO, log_path: Path, started) -> int:
+    # The runner imports TensorFlow and TFX: after the log file has taken the output.
+    from orchestration import local_runner
+
+    try:
+        run_id = local_runner.run(config, beam, console)
+    except local_runner.DataRefusedError as e:
+        _finish(config, e.run_id, console, log_path, started)
+        return exit_codes.DATA_REFUSED
+    except local_runner.PipelineRunError as e:
+        console.write(
+            f"\nerror: {e.node_id or 'The pipeline'} failed: {e.cause_text()}\n"
+            f"Nothing was pushed. ML Metadata records the failed execution in "
+            f"{config.metadata_path}; the traceback is in {log_path}. Fix the cause and run "
+            "again: completed components are reused from the cache.\n"
+        )
+        return exit_codes.COMPONENT_FAILED
+    except KeyboardInterrupt:
+        console.write("\ninterrupted: the run was stopped; nothing more was pushed.\n")
+        return exit_codes.INTERRUPTED
+    except Exception:  # noqa: BLE001 - reported in words; the traceback goes to the log
+        logging.exception("Unexpected error")
+        console.write(
+            f"\nerror: the run stopped on an unexpected error; the traceback is in {log_path}.\n"
+        )
+        return exit_codes.COMPONENT_FAILED
+    _finish(config, run_id, console, log_path, started)
+    return exit_codes.OK
+
+
+def compile_for_kubeflow(
+    config: PipelineConfig, image: str, kfp_endpoint: str | None, kfp_experiment: str | None
+) -> int:
+    """Compiles the pipeline to a KFP v2 spec, says where it is, and submits it when asked."""
+    try:
+        with _logged_command(config, "compile") as (console, log_path):
+            preflight.check_user_code(config)
+            return _compile_and_submit(config, image, kfp_endpoint, kfp_experiment, console, log_path)
+    except _Stop as stop:
+        return stop.exit_code
+
+
+def _compile_and_submit(config, image, kfp_endpoint, kfp_experiment, console, log_path) -> int:
+    # The compiler imports TensorFlow and TFX: after the log file has taken the output.
+    from orchestration import kubeflow
+
+    try:
+        compiled = kubeflow.compile_pipeline(
+            config, image, config.output_dir / "kubeflow", beam_mode.choose(config).beam_args
+        )
+    except Exception as e:  # noqa: BLE001 - the compiler's own message is the useful part
+        logging.exception("Compilation failed")
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        console.write(
+            f"error: the pipeline does not compile for Kubeflow: {type(e).__name__}: "
+            f"{first_line}\nFull log: {log_path}\n"
+        )
+        return exit_codes.COMPONENT_FAILED
+    console.write(
+        f"Compiled {config.pipeline_name} for Kubeflow Pipelines (KFP v2):\n"
+        f"  pipeline spec (KFP):         {compiled.pipeline_spec}\n"
+        f"  pipeline job (Vertex AI):    {compiled.pipeline_job}\n"
+        f"  image:                       {image}\n"
+        f"  pipeline root:               {config.pipeline_root_location}\n"
+        f"  data:                        {config.labeled_data_location}, "
+        f"{config.unlabeled_data_location}\n"
+        f"  pushed models:               {config.serving_model_location}\n"
+    )
+    if not kfp_endpoint:
+        console.write(
+            "Submit it with: python run_local.py --orchestrator kubeflow --kfp-endpoint URL "
+            "(same options), or upload the .yaml in the KFP UI (see README, Run on Kubeflow).\n"
+        )
+        return exit_codes.OK
+    try:
+        run_id, run_url = kubeflow.submit(compiled, kfp_endpoint, kfp_experiment)
+    except kubeflow.SubmitError as e:
+        logging.exception("Submission failed")
+        console.write(f"error: {e}\nThe compiled spec stays at {compiled.pipeline_spec}.\n")
+        return exit_codes.COMPONENT_FAILED
+    console.write(f"Submitted run {run_id}: {run_url}\n")
+    return exit_codes.OK

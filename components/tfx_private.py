@@ -1,0 +1,284 @@
+"""Every private TFX (and TensorFlow/Keras) behaviour this project depends on, in one file.
+
+Upgrading TFX? Read this file first. Each entry names what it relies on, why no public API does
+the job, and the version it was checked against. Everything was checked against TFX 1.16.0
+(TensorFlow 2.16.2, Keras 3.6.0), the versions `requirements.lock` pins. The rest of the project
+reaches these internals only through the names defined here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ml_metadata.proto import metadata_store_pb2
+
+# Importing TFX's executors takes about 7 s; readers of ML Metadata (`inspect`, `report`) need only
+# the light part of this file. The TFX modules are therefore imported where they are used, and
+# the classes and functions that wrap them are built on first access (`__getattr__` below).
+
+# ---- How TFX records a pipeline in ML Metadata ----------------------------------------------
+# TFX 1.16 (tfx/orchestration/portable/mlmd/context_lib.py, resolver.py): every execution is
+# attached to three contexts, of types "pipeline" (named after the pipeline), "pipeline_run"
+# (named by the run id) and "node" (named "<pipeline>.<node id>"); a Resolver node's execution
+# has this type name. The readers in metadata/ derive runs and node ids from these.
+PIPELINE_CONTEXT = "pipeline"
+PIPELINE_RUN_CONTEXT = "pipeline_run"
+NODE_CONTEXT = "node"
+RESOLVER_EXECUTION_TYPE = "tfx.dsl.components.common.resolver.Resolver"
+
+
+def node_context_name(pipeline_name: str, node_id: str) -> str:
+    """The name TFX 1.16 gives a node's context."""
+    return f"{pipeline_name}.{node_id}"
+
+
+def node_id_from_context_name(context_name: str) -> str:
+    return context_name.split(".", 1)[-1]
+
+
+# ---- Failure messages on executions ---------------------------------------------------------
+# TFX 1.16 marks an execution FAILED when its executor raises but keeps no message. An executor
+# *reporting* a failure gets an ExecutionResult stored as JSON in the custom property
+# `__execution_result__` (tfx/orchestration/portable/mlmd/execution_lib.py, `_EXECUTION_RESULT`,
+# `set_execution_result`). The runner stores raised failures the same way, so that one reader
+# finds both.
+_EXECUTION_RESULT_PROPERTY = "__execution_result__"
+
+
+def set_execution_failure(execution: metadata_store_pb2.Execution, message: str) -> None:
+    """Writes `message` as the execution's failure result (the caller puts it in the store)."""
+    from tfx.orchestration.portable.mlmd import execution_lib
+    from tfx.proto.orchestration import execution_result_pb2
+
+    execution_lib.set_execution_result(
+        execution_result_pb2.ExecutionResult(code=1, result_message=message), execution
+    )
+
+
+def execution_failure(execution: metadata_store_pb2.Execution) -> str | None:
+    """The failure message stored on an execution, or None."""
+    value = execution.custom_properties.get(_EXECUTION_RESULT_PROPERTY)
+    if value is None or not value.string_value:
+        return None
+    return json.loads(value.string_value).get("resultMessage")
+
+
+# ---- LocalDagRunner's progress --------------------------------------------------------------
+# TFX 1.16's LocalDagRunner has no callback per node; it logs these two messages around each one
+# (tfx/orchestration/local/local_dag_runner.py, `logging.info('Component %s is running.')`).
+# The console's progress lines are made from them.
+NODE_STARTED_MESSAGE = "Component %s is running."
+NODE_FINISHED_MESSAGE = "Component %s is finished."
+
+
+def node_progress(message_format: Any, args: Any) -> tuple[str, str] | None:
+    """("started" | "finished", node id) for one of those log records, else None."""
+    if not args or message_format not in (NODE_STARTED_MESSAGE, NODE_FINISHED_MESSAGE):
+        return None
+    event = "started" if message_format == NODE_STARTED_MESSAGE else "finished"
+    return event, str(args[0])
+
+
+# ---- Running on LocalDagRunner with a known run id -------------------------------------------
+# TFX 1.16's LocalDagRunner.run() compiles the pipeline (tfx_runner.py, `_make_pipeline_proto`:
+# each component's private `_resolve_pip_dependencies`, then the compiler) and names the run
+# `datetime.now().isoformat()` inside `run_with_ir`, without telling the caller. Setting the
+# run-id runtime parameter first (runtime_parameter_utils, the way `run_with_ir` does it) lets
+# the runner report on the run it started rather than on "the latest run" in the store.
+def run_on_local_dag_runner(pipeline: Any, run_id: str) -> None:
+    from tfx.dsl.compiler import compiler, constants
+    from tfx.dsl.components.base import base_component
+    from tfx.orchestration.local import local_dag_runner
+    from tfx.orchestration.portable import runtime_parameter_utils
+
+    for component in pipeline.components:
+        if isinstance(component, base_component.BaseComponent):
+            component._resolve_pip_dependencies(pipeline.pipeline_info.pipeline_root)  # noqa: SLF001
+    pipeline_ir = compiler.Compiler().compile(pipeline)
+    runtime_parameter_utils.substitute_runtime_parameter(
+        pipeline_ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id}
+    )
+    local_dag_runner.LocalDagRunner().run_with_ir(pipeline_ir)
+
+
+# ---- Beam options on the DirectRunner -------------------------------------------------------
+# TFX 1.16 builds an sdist of itself for remote Beam workers before every Beam component unless
+# a dependency option is set (tfx/utils/dependency_utils.py, `make_beam_dependency_flags`, which
+# checks these flags). DirectRunner workers share this environment; naming an SDK image (which
+# the DirectRunner never uses) skips the packaging, about 1.5 s per Beam component.
+BEAM_DEPENDENCY_OPTIONS = (
+    "--setup_file",
+    "--extra_package",
+    "--extra_packages",
+    "--requirements_file",
+    "--sdk_container_image",
+)
+SKIP_TFX_SDIST_BEAM_ARG = "--sdk_container_image=apache/beam_python3.10_sdk:2.59.0"
+
+
+# ---- CsvExampleGen's reader and hash split --------------------------------------------------
+# SpanCsvExampleGen reads each span with TFX's own CSV-to-tf.Example transform and splits it with
+# TFX's own partition function, so a span is parsed and split exactly as CsvExampleGen would.
+# TFX 1.16: `_CsvToExample` (csv_example_gen/executor.py) reads `_beam_pipeline_args` from the
+# exec properties, which BaseExampleGenExecutor.GenerateExamplesByBeam puts there from the
+# executor's private `_beam_pipeline_args`; `_PartitionFn` (base_example_gen_executor.py).
+def _csv_to_example():
+    from tfx.components.example_gen.csv_example_gen import executor as csv_executor
+
+    return csv_executor._CsvToExample  # noqa: SLF001
+
+
+def _hash_partition_fn():
+    from tfx.components.example_gen import base_example_gen_executor
+
+    return base_example_gen_executor._PartitionFn  # noqa: SLF001
+
+
+def beam_args_for_csv_reader(executor: Any, exec_properties: dict[str, Any]) -> None:
+    """Puts the executor's Beam options where `CsvToExample` looks for them."""
+    exec_properties["_beam_pipeline_args"] = executor._beam_pipeline_args or []  # noqa: SLF001
+
+
+def init_example_gen_with_spec(component: Any, spec: Any) -> None:
+    """Initializes a FileBasedExampleGen subclass from a ready spec.
+
+    TFX 1.16's FileBasedExampleGen.__init__ builds its own spec from fixed arguments and has no
+    way to add parameters; BaseBeamComponent.__init__ (its grandparent) takes the spec as is.
+    """
+    from tfx.dsl.components.base import base_beam_component
+
+    base_beam_component.BaseBeamComponent.__init__(component, spec=spec)
+
+
+# ---- The Evaluator's baseline ---------------------------------------------------------------
+# TFX 1.16's LatestBlessedModelStrategy does its matching of models to blessings in the private
+# `_resolve(input_dict, model_channel_key, model_blessing_channel_key)`; the project's strategy
+# filters the candidate out first and then calls it.
+def latest_blessed_model(
+    strategy: Any,
+    input_dict: dict[str, list],
+    model_key: str,
+    model_blessing_key: str,
+) -> dict[str, list]:
+    return strategy._resolve(input_dict, model_key, model_blessing_key)  # noqa: SLF001
+
+
+# ---- InfraValidator's executor and TF Serving client ----------------------------------------
+def _infra_validator_executor_base():
+    from tfx.components.infra_validator import executor as infra_validator_executor
+
+    class InfraValidatorExecutorBase(infra_validator_executor.Executor):
+        """TFX 1.16's InfraValidator executor with its private steps under public names.
+
+        Its public `Do` parses the specs, installs the SIGTERM handler and cleans up, then calls the
+        private `_Do` (build requests, prepare the model path, validate with retries, mark the
+        blessing), which calls `_ValidateOnce` per attempt (start a server, wait, query, stop).
+        Subclasses override `validate` and `validate_once` and use the helpers below.
+        """
+
+        def validate(self, model, examples, blessing, serving_spec, validation_spec, request_spec):
+            return super()._Do(model, examples, blessing, serving_spec, validation_spec, request_spec)
+
+        def validate_once(self, model_path, serving_binary, serving_spec, validation_spec, requests):
+            return super()._ValidateOnce(
+                model_path, serving_binary, serving_spec, validation_spec, requests
+            )
+
+        def prepare_model_path(self, model, serving_spec) -> str:
+            """The model in TF Serving's directory layout (copied to a temporary one if needed)."""
+            return self._PrepareModelPath(model, serving_spec)
+
+        def validate_with_retry(
+            self, model_path, serving_binary, serving_spec, validation_spec, requests
+        ) -> bool:
+            return self._ValidateWithRetry(
+                model_path=model_path,
+                serving_binary=serving_binary,
+                serving_spec=serving_spec,
+                validation_spec=validation_spec,
+                requests=requests,
+            )
+
+        def create_warmup_model(self, blessing, model_path, requests) -> None:
+            self._CreateWarmupModel(blessing, model_path, warmup_requests=requests)
+
+        # The private hooks TFX calls, routed to the public names above.
+        def _Do(self, model, examples, blessing, serving_spec, validation_spec, request_spec):  # noqa: N802
+            return self.validate(model, examples, blessing, serving_spec, validation_spec, request_spec)
+
+        def _ValidateOnce(self, model_path, serving_binary, serving_spec, validation_spec, requests):  # noqa: N802
+            return self.validate_once(
+                model_path, serving_binary, serving_spec, validation_spec, requests
+            )
+
+    return InfraValidatorExecutorBase
+
+
+def _tensorflow_serving_client_base():
+    from tfx.components.infra_validator.model_server_clients import tensorflow_serving_client
+
+    class TensorFlowServingClientBase(tensorflow_serving_client.TensorFlowServingClient):
+        """TFX 1.16's TF Serving client with its private stubs and hooks under public names.
+
+        Its public `WaitUntilModelLoaded` and `SendRequests` call the private `_GetModelStatus` and
+        `_SendRequest`; subclasses override `get_model_status` and `send_request`.
+        """
+
+        @property
+        def model_name(self) -> str:
+            return self._model_name
+
+        @property
+        def model_service(self):
+            return self._model_service
+
+        @property
+        def prediction_service(self):
+            return self._prediction_service
+
+        def get_model_status(self):
+            return super()._GetModelStatus()
+
+        def send_request(self, request) -> None:
+            super()._SendRequest(request)
+
+        def _GetModelStatus(self):  # noqa: N802
+            return self.get_model_status()
+
+        def _SendRequest(self, request) -> None:  # noqa: N802
+            self.send_request(request)
+
+    return TensorFlowServingClientBase
+
+
+# ---- Keras export ---------------------------------------------------------------------------
+# Keras 3.6's ExportArchive saves only Keras variables and Keras lookup layers; tf.Transform's
+# vocabulary tables live in the transform layer's loaded graph and must hang off the object the
+# archive saves (`ExportArchive._tf_trackable`), or saving fails with "untracked resource".
+def attach_to_export_archive(archive: Any, name: str, trackable: Any) -> None:
+    setattr(archive._tf_trackable, name, trackable)  # noqa: SLF001
+
+
+# ---- SavedModel signatures without loading the model ----------------------------------------
+# TF 2.16 has no public parser for saved_model.pb; `loader_impl.parse_saved_model` reads it
+# without building a graph or restoring variables (loading would take seconds per model).
+def parse_saved_model(path: str):
+    from tensorflow.python.saved_model import loader_impl
+
+    return loader_impl.parse_saved_model(path)
+
+
+_BUILT_ON_FIRST_USE = {
+    "CsvToExample": _csv_to_example,
+    "hash_partition_fn": _hash_partition_fn,
+    "InfraValidatorExecutorBase": _infra_validator_executor_base,
+    "TensorFlowServingClientBase": _tensorflow_serving_client_base,
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _BUILT_ON_FIRST_USE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = _BUILT_ON_FIRST_USE[name]()
+    return value

@@ -1,0 +1,110 @@
+"""Pipeline runs in ML Metadata: which runs there are, and what each component did in them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from components import tfx_private
+from metadata.store import NodeExecution, NotFound, StoreIndex, iso_time
+
+Context = metadata_store_pb2.Context
+
+
+def run_contexts(store: metadata_store.MetadataStore, pipeline_name: str) -> list[Context]:
+    """Run contexts of `pipeline_name` (children of its pipeline context), newest first."""
+    pipeline_context = store.get_context_by_type_and_name(
+        tfx_private.PIPELINE_CONTEXT, pipeline_name
+    )
+    if pipeline_context is None:
+        return []
+    runs = [
+        c
+        for c in store.get_children_contexts_by_context(pipeline_context.id)
+        if c.type == tfx_private.PIPELINE_RUN_CONTEXT
+    ]
+    return sorted(runs, key=lambda c: (c.create_time_since_epoch, c.id), reverse=True)
+
+
+def run_executions(index: StoreIndex, run_context_id: int) -> list[NodeExecution]:
+    """Executions of one run in the order they started."""
+    executions = sorted(index.store.get_executions_by_context(run_context_id), key=lambda e: e.id)
+    return [index.node_execution(e) for e in executions]
+
+
+def run_context(index: StoreIndex, run_id: str) -> Context:
+    context = index.store.get_context_by_type_and_name(tfx_private.PIPELINE_RUN_CONTEXT, run_id)
+    if context is None:
+        raise NotFound(f"no run {run_id!r}; `inspect runs` lists them")
+    return context
+
+
+def _run_state(states: set[str]) -> str:
+    if "failed" in states:
+        return "FAILED"
+    if states & {"running", "new"}:
+        return "RUNNING"
+    return "COMPLETE"
+
+
+def describe_run(index: StoreIndex, context: Context) -> dict[str, Any]:
+    """A run as plain data: when, how long, its state and each component's state and timing."""
+    nodes = run_executions(index, context.id)
+    start = min(
+        (n.execution.create_time_since_epoch for n in nodes),
+        default=context.create_time_since_epoch,
+    )
+    end = max((n.execution.last_update_time_since_epoch for n in nodes), default=start)
+    components = [
+        {
+            "node_id": n.node_id,
+            "execution_id": n.execution.id,
+            "state": n.state,
+            "seconds": round(n.seconds, 3),
+            "started": iso_time(n.execution.create_time_since_epoch),
+            "offset_seconds": round((n.execution.create_time_since_epoch - start) / 1000, 3),
+            "error": n.failure,
+        }
+        for n in nodes
+    ]
+    parents = index.store.get_parent_contexts_by_context(context.id)
+    return {
+        "run_id": context.name,
+        "pipeline": parents[0].name if parents else None,
+        "started": iso_time(start),
+        "wall_seconds": round((end - start) / 1000, 3),
+        "state": _run_state({c["state"] for c in components}),
+        "components": components,
+    }
+
+
+def list_runs(index: StoreIndex) -> list[dict[str, Any]]:
+    """Every pipeline run in the store, newest first."""
+    contexts = sorted(
+        index.store.get_contexts_by_type(tfx_private.PIPELINE_RUN_CONTEXT),
+        key=lambda c: (c.create_time_since_epoch, c.id),
+        reverse=True,
+    )
+    if not contexts:
+        raise NotFound(f"the ML Metadata store {index.location} holds no pipeline runs yet")
+    return [describe_run(index, c) for c in contexts]
+
+
+def find_run(index: StoreIndex, run_ref: str) -> dict[str, Any]:
+    """A run by id, unique id prefix, or position (1 = newest)."""
+    runs = list_runs(index)
+    if (
+        run_ref.isdigit()
+        and 1 <= int(run_ref) <= len(runs)
+        and not any(r["run_id"] == run_ref for r in runs)
+    ):
+        return runs[int(run_ref) - 1]
+    matches = [r for r in runs if r["run_id"] == run_ref] or [
+        r for r in runs if r["run_id"].startswith(run_ref)
+    ]
+    if len(matches) != 1:
+        kind = "ambiguous" if matches else "unknown"
+        raise NotFound(f"no run {run_ref!r} ({kind}); `inspect runs` lists them")
+    return matches[0]

@@ -1,0 +1,205 @@
+"""Opening ML Metadata, and the facts every reader of it shares.
+
+`open_store` is the one way the project opens a store. `StoreIndex` reads, once, what most
+questions need (artifact type names, which node and run each execution belongs to, which execution
+produced each artifact), so that listing a hundred artifacts does not ask the store a hundred times.
+TFX's conventions for recording runs in ML Metadata are in `components/tfx_private.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from components import tfx_private
+
+Artifact = metadata_store_pb2.Artifact
+Execution = metadata_store_pb2.Execution
+Event = metadata_store_pb2.Event
+OUTPUT_EVENTS = (Event.OUTPUT, Event.DECLARED_OUTPUT, Event.PENDING_OUTPUT)
+INPUT_EVENTS = (Event.INPUT, Event.DECLARED_INPUT)
+
+_STATE_NAMES = {
+    Execution.COMPLETE: "executed",
+    Execution.CACHED: "cached",
+    Execution.FAILED: "failed",
+    Execution.RUNNING: "running",
+    Execution.NEW: "new",
+    Execution.CANCELED: "canceled",
+}
+
+
+class NotFound(LookupError):
+    """A store, run or artifact that does not exist; the message says which and what to do."""
+
+
+def sqlite_connection_config(
+    path: Path, read_only: bool = False
+) -> metadata_store_pb2.ConnectionConfig:
+    """MLMD connection to a SQLite file (created if missing unless `read_only`)."""
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(path)
+    config.sqlite.connection_mode = (
+        metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+        if read_only
+        else metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
+    )
+    return config
+
+
+def open_store(path: Path, *, writable: bool = False) -> metadata_store.MetadataStore:
+    """The store in the SQLite file at `path`: read-only, and it must exist, unless `writable`."""
+    if not writable and not Path(path).is_file():
+        raise NotFound(
+            f"no ML Metadata store at {path} (run the pipeline first, or pass --metadata-path)"
+        )
+    return metadata_store.MetadataStore(sqlite_connection_config(Path(path), read_only=not writable))
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeExecution:
+    """One component's execution within a run."""
+
+    node_id: str
+    execution: Execution
+
+    @property
+    def state(self) -> str:
+        """executed, cached, failed, ... ; a resolver that completed is "resolved"."""
+        if (
+            self.execution.type == tfx_private.RESOLVER_EXECUTION_TYPE
+            and self.execution.last_known_state == Execution.COMPLETE
+        ):
+            return "resolved"
+        return _STATE_NAMES.get(self.execution.last_known_state, "unknown")
+
+    @property
+    def seconds(self) -> float:
+        e = self.execution
+        return max(0, e.last_update_time_since_epoch - e.create_time_since_epoch) / 1000.0
+
+    @property
+    def failure(self) -> str | None:
+        """The failure message ML Metadata holds for a failed execution."""
+        return tfx_private.execution_failure(self.execution)
+
+
+# ---- values ---------------------------------------------------------------------------------
+def iso_time(ms: int) -> str:
+    return datetime.datetime.fromtimestamp(ms / 1000).isoformat(timespec="seconds")
+
+
+def value_of(value: metadata_store_pb2.Value) -> Any:
+    """A property value as plain data (int, float, string, or a dict for a struct)."""
+    kind = value.WhichOneof("value")
+    if kind == "struct_value":
+        return json_format.MessageToDict(value.struct_value)
+    return getattr(value, kind) if kind else None
+
+
+def properties(item: Artifact | Execution) -> dict[str, Any]:
+    """Properties and custom properties together, as plain data."""
+    props = {k: value_of(v) for k, v in item.properties.items()}
+    props.update({k: value_of(v) for k, v in item.custom_properties.items()})
+    return props
+
+
+def custom_property(item: Artifact | Execution, name: str) -> Any:
+    """A custom property's value, or None."""
+    if name not in item.custom_properties:
+        return None
+    return value_of(item.custom_properties[name])
+
+
+def split_names(artifact: Artifact) -> list[str]:
+    """The split names an Examples, statistics or anomalies artifact holds."""
+    encoded = artifact.properties["split_names"].string_value if "split_names" in artifact.properties else ""
+    return json.loads(encoded) if encoded else []
+
+
+# ---- questions about executions --------------------------------------------------------------
+def output_artifacts(
+    store: metadata_store.MetadataStore, execution_id: int
+) -> dict[str, list[Artifact]]:
+    """Output artifacts of an execution, by output key."""
+    events = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type in OUTPUT_EVENTS]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    by_key: dict[str, list[Artifact]] = {}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        by_key.setdefault(key, []).append(artifacts[event.artifact_id])
+    return by_key
+
+
+def latest_node_execution(
+    store: metadata_store.MetadataStore, pipeline_name: str, node_id: str
+) -> NodeExecution | None:
+    """The most recent execution of a node across runs."""
+    context = store.get_context_by_type_and_name(
+        tfx_private.NODE_CONTEXT, tfx_private.node_context_name(pipeline_name, node_id)
+    )
+    executions = store.get_executions_by_context(context.id) if context else []
+    if not executions:
+        return None
+    return NodeExecution(node_id, max(executions, key=lambda e: e.id))
+
+
+class StoreIndex:
+    """Read-only questions over one store, with what they share read once (a snapshot)."""
+
+    def __init__(self, store: metadata_store.MetadataStore, location: str = "the store"):
+        self.store = store
+        self.location = location
+        self.type_names = {t.id: t.name for t in store.get_artifact_types()}
+        self.node_of_execution: dict[int, str] = {}
+        self.run_of_execution: dict[int, str] = {}
+        for context in store.get_contexts():
+            if context.type == tfx_private.NODE_CONTEXT:
+                node_id = tfx_private.node_id_from_context_name(context.name)
+                for execution in store.get_executions_by_context(context.id):
+                    self.node_of_execution[execution.id] = node_id
+            elif context.type == tfx_private.PIPELINE_RUN_CONTEXT:
+                for execution in store.get_executions_by_context(context.id):
+                    self.run_of_execution[execution.id] = context.name
+
+    @classmethod
+    def open(cls, path: Path) -> StoreIndex:
+        return cls(open_store(path), str(path))
+
+    @functools.cached_property
+    def producing_execution(self) -> dict[int, int]:
+        """Artifact id -> id of the execution that output it, from one scan of the events."""
+        artifact_ids = [a.id for a in self.store.get_artifacts()]
+        return {
+            e.artifact_id: e.execution_id
+            for e in self.store.get_events_by_artifact_ids(artifact_ids)
+            if e.type in OUTPUT_EVENTS
+        }
+
+    def type_name(self, artifact: Artifact) -> str:
+        return self.type_names.get(artifact.type_id, artifact.type)
+
+    def node_execution(self, execution: Execution) -> NodeExecution:
+        return NodeExecution(self.node_of_execution.get(execution.id, "?"), execution)
+
+    def artifact(self, artifact_id: int) -> Artifact:
+        found = self.store.get_artifacts_by_id([artifact_id])
+        if not found:
+            raise NotFound(f"no artifact with id {artifact_id}; `inspect artifacts` lists them")
+        return found[0]
+
+    def sibling_outputs(self, artifact: Artifact) -> dict[str, str]:
+        """Output key -> URI of every output of the execution that produced `artifact`."""
+        execution_id = self.producing_execution.get(artifact.id)
+        if execution_id is None:
+            return {}
+        outputs = output_artifacts(self.store, execution_id)
+        return {key: artifacts[0].uri for key, artifacts in outputs.items() if artifacts}
