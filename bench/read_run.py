@@ -3,10 +3,10 @@
     python bench/read_run.py METADATA_DB --json-out FILE [--upstream-of Trainer]
 
 Reads the latest run in the ML Metadata store with the project's own readers
-(`pipeline.run_summary.summarize_run`, `pipeline.metadata_reader`): per-component state and
-duration, the Evaluator's overall metrics, blessing and push. With `--upstream-of NODE` it also
-lists every node the pipeline definition places upstream of NODE (data and control edges,
-transitively), from `pipeline.pipeline.create_pipeline`.
+(`metadata.run_summary.summarize_run`, `metadata.runs`): per-component state and duration, the
+Evaluator's overall metrics, blessing and push. With `--upstream-of NODE` it also lists every node
+the pipeline definition places upstream of NODE (data and control edges, transitively), from
+`pipeline.definition.create_pipeline`.
 
 The harness runs this as a subprocess so that it never imports TensorFlow itself: its own memory
 stays out of the way, and a reader failure cannot take the harness down.
@@ -21,8 +21,11 @@ import sys
 import traceback
 from pathlib import Path
 
-from pipeline import metadata_reader as mr
+from metadata.run_summary import summarize_run
+from metadata.runs import run_contexts, run_executions
+from metadata.store import NodeExecution, StoreIndex
 from pipeline.config import PipelineConfig
+from pipeline.definition import create_pipeline
 
 
 def _number(value) -> float | None:
@@ -34,7 +37,7 @@ def _number(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def components_of(executions: list[mr.NodeExecution]) -> list[dict]:
+def components_of(executions: list[NodeExecution]) -> list[dict]:
     return [
         {"node_id": e.node_id, "state": e.state, "seconds": round(e.seconds, 3)} for e in executions
     ]
@@ -42,20 +45,22 @@ def components_of(executions: list[mr.NodeExecution]) -> list[dict]:
 
 def read_run(metadata_path: Path, pipeline_name: str) -> dict:
     """Facts of the latest run; on a reader error, the executions alone and the error."""
-    from pipeline.run_summary import summarize_run
-
+    run_id = None
     try:
-        summary = summarize_run(metadata_path, pipeline_name)
+        index = StoreIndex.open(metadata_path)
+        runs = run_contexts(index.store, pipeline_name)
+        run_id = runs[0].name if runs else None
+        if run_id is None:
+            raise LookupError(f"no run of {pipeline_name} in {metadata_path}")
+        summary = summarize_run(index, run_id)
     except Exception as e:  # noqa: BLE001 - a partial answer beats none; the error is kept
         facts: dict = {"read_error": f"{type(e).__name__}: {e}", "components": []}
-        try:
-            store = mr.open_store(metadata_path)
-            runs = mr.run_contexts(store, pipeline_name)
-            if runs:
-                facts["run_id"] = runs[0].name
-                facts["components"] = components_of(mr.run_executions(store, runs[0].id))
-        except Exception as inner:  # noqa: BLE001
-            facts["read_error"] += f"; executions not readable either: {inner}"
+        if run_id is not None:
+            try:
+                facts["run_id"] = run_id
+                facts["components"] = components_of(run_executions(index, runs[0].id))
+            except Exception as inner:  # noqa: BLE001
+                facts["read_error"] += f"; executions not readable either: {inner}"
         return facts
     return {
         "run_id": summary.run_id,
@@ -78,8 +83,6 @@ def read_run(metadata_path: Path, pipeline_name: str) -> dict:
 
 def upstream_of(node_id: str) -> list[str]:
     """Every node upstream of `node_id` in the pipeline definition, in pipeline order."""
-    from pipeline.pipeline import create_pipeline
-
     components = create_pipeline(PipelineConfig()).components
     by_id = {c.id: c for c in components}
     if node_id not in by_id:

@@ -9,7 +9,7 @@ Scenarios, each one `python run_local.py ...` in a subprocess with its own outpu
 
   cold                full chain on --data-dir, fresh output directory;
   rerun_unchanged     the same command again on the same output directory (cache hits);
-  rerun_model_change  a copy of the project (run_local.py, pipeline/, components/, schema/) whose
+  rerun_model_change  a copy of the project (run_local.py, code folders, schema/) whose
                       components/model.py has one appended line, run on the same output
                       directory: Trainer and what follows must re-execute, and what is upstream
                       of Trainer must stay cached unless its own code fingerprint changed;
@@ -64,7 +64,15 @@ RESULTS_VERSION = 1
 GIB = 1024**3
 
 # The parts of the project a run needs (as tests/conftest.py's copy_project copies them).
-PROJECT_PARTS = ("run_local.py", "pipeline", "components", "schema")
+PROJECT_PARTS = (
+    "run_local.py",
+    "pipeline",
+    "components",
+    "orchestration",
+    "metadata",
+    "cli",
+    "schema",
+)
 CHANGED_MODULE = "components/model.py"
 # A real change to the module's bytes (the code fingerprint hashes file contents): a new
 # module-level constant that nothing reads.
@@ -316,7 +324,7 @@ def code_fingerprints(project: Path) -> dict[str, str]:
     snippet = (
         "import json\n"
         "from pipeline.config import PipelineConfig\n"
-        "from pipeline.pipeline import create_pipeline\n"
+        "from pipeline.definition import create_pipeline\n"
         f"nodes = {dict((v, k) for k, v in FINGERPRINTED_NODES.items())!r}\n"
         "out = {}\n"
         "for c in create_pipeline(PipelineConfig()).components:\n"

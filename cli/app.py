@@ -17,7 +17,6 @@ import datetime
 import json
 import logging
 import os
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -97,48 +96,76 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     help="Curated schema (text proto) that ExampleValidator and Transform use.",
 )
 @click.option(
-    "--tuner-trials", type=int, default=DEFAULTS.tuner_trials, show_default=True,
+    "--tuner-trials",
+    type=int,
+    default=DEFAULTS.tuner_trials,
+    show_default=True,
     help="KerasTuner trial budget.",
 )
 @click.option(
-    "--tuner-train-steps", type=int, default=DEFAULTS.tuner_train_steps, show_default=True,
+    "--tuner-train-steps",
+    type=int,
+    default=DEFAULTS.tuner_train_steps,
+    show_default=True,
     help="Training steps per tuning trial.",
 )
 @click.option(
-    "--train-steps", type=int, default=DEFAULTS.train_steps, show_default=True,
+    "--train-steps",
+    type=int,
+    default=DEFAULTS.train_steps,
+    show_default=True,
     help="Trainer training steps.",
 )
 @click.option(
-    "--eval-steps", type=int, default=DEFAULTS.eval_steps, show_default=True,
+    "--eval-steps",
+    type=int,
+    default=DEFAULTS.eval_steps,
+    show_default=True,
     help="Validation steps for Tuner and Trainer.",
 )
 @click.option(
-    "--seed", type=int, default=DEFAULTS.seed, show_default=True,
+    "--seed",
+    type=int,
+    default=DEFAULTS.seed,
+    show_default=True,
     help="Random seed for tuning and training.",
 )
 @click.option(
-    "--training-spans", type=int, default=DEFAULTS.training_spans, show_default=True,
-    metavar="N", help="Train on the latest N spans of labeled/.",
+    "--training-spans",
+    type=int,
+    default=DEFAULTS.training_spans,
+    show_default=True,
+    metavar="N",
+    help="Train on the latest N spans of labeled/.",
 )
 @click.option(
-    "--retune", is_flag=True,
+    "--retune",
+    is_flag=True,
     help="Search hyperparameters again even if data and search space are unchanged "
     "(otherwise the last best hyperparameters are reused).",
 )
 @click.option(
-    "--beam-mode", type=click.Choice(BEAM_MODES), default=DEFAULTS.beam_mode, show_default=True,
+    "--beam-mode",
+    type=click.Choice(BEAM_MODES),
+    default=DEFAULTS.beam_mode,
+    show_default=True,
     help="Beam DirectRunner mode; auto: in_memory below "
     f"{beam_mode.MULTI_PROCESSING_FROM_BYTES // 2**20} MiB of labeled CSV read, else "
     "multi_processing with one worker per core.",
 )
 @click.option(
-    "--beam-arg", "beam_args", multiple=True, metavar="ARG",
+    "--beam-arg",
+    "beam_args",
+    multiple=True,
+    metavar="ARG",
     help="Extra Apache Beam pipeline option, repeatable, e.g. "
     "--beam-arg=--direct_running_mode=multi_processing or --beam-arg=--runner=FlinkRunner; "
     "later options override --beam-mode's.",
 )
 @click.option(
-    "--model-server-bin", default=None, metavar="PATH",
+    "--model-server-bin",
+    default=None,
+    metavar="PATH",
     help="tensorflow_model_server binary for InfraValidator [default: one on PATH, else the "
     "project's model server].",
 )
@@ -146,36 +173,50 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     "--no-cache", is_flag=True, help="Re-execute every component instead of reusing cached results."
 )
 @click.option(
-    "--orchestrator", type=click.Choice(["local", "kubeflow"]), default="local",
+    "--orchestrator",
+    type=click.Choice(["local", "kubeflow"]),
+    default="local",
     show_default=True,
     help="local: run here; kubeflow: compile the same pipeline to a KFP v2 spec (and submit it "
     "with --kfp-endpoint). Kubeflow brings its own ML Metadata.",
 )
 @click.option(
-    "--image", default=kubeflow_locations.DEFAULT_IMAGE, show_default=True,
+    "--image",
+    default=kubeflow_locations.DEFAULT_IMAGE,
+    show_default=True,
     help="Kubeflow: container image every task runs in, built from the Dockerfile.",
 )
 @click.option(
-    "--pipeline-root", default=None, metavar="URI",
+    "--pipeline-root",
+    default=None,
+    metavar="URI",
     help="Kubeflow: where tasks write artifacts, an object store the cluster reaches (gs://, "
     "s3://, minio://) [default: <output-dir>/kubeflow/pipeline_root, fine for compiling only].",
 )
 @click.option(
-    "--data-uri", default=None, metavar="URI",
+    "--data-uri",
+    default=None,
+    metavar="URI",
     help="Kubeflow: folder with labeled/ and unlabeled/ as the tasks see it [default: the data "
     "in the image, <image-project-dir>/data].",
 )
 @click.option(
-    "--serving-model-uri", default=None, metavar="URI",
+    "--serving-model-uri",
+    default=None,
+    metavar="URI",
     help="Kubeflow: Pusher's destination [default: <pipeline-root>/serving_model/<pipeline>].",
 )
 @click.option(
-    "--image-project-dir", default=kubeflow_locations.DEFAULT_IMAGE_PROJECT_DIR,
-    show_default=True, metavar="PATH",
+    "--image-project-dir",
+    default=kubeflow_locations.DEFAULT_IMAGE_PROJECT_DIR,
+    show_default=True,
+    metavar="PATH",
     help="Kubeflow: where this project (code, schema/, data/) lives inside the image.",
 )
 @click.option(
-    "--kfp-endpoint", default=None, metavar="URL",
+    "--kfp-endpoint",
+    default=None,
+    metavar="URL",
     help="Kubeflow: submit the compiled pipeline to this Kubeflow Pipelines API endpoint.",
 )
 @click.option("--kfp-experiment", default=None, help="Kubeflow: experiment to file the run under.")
@@ -244,9 +285,9 @@ def _run(
 
 # ---- inspect: what ML Metadata knows -----------------------------------------------------------
 def _store_options(command):
-    command = click.option(
-        "--json", "as_json", is_flag=True, help="Print JSON instead of text."
-    )(command)
+    command = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(
+        command
+    )
     return click.option(
         "--metadata-path",
         type=click.Path(path_type=Path),
@@ -300,7 +341,10 @@ def inspect_runs(metadata_path: Path, as_json: bool) -> None:
 @click.option("--type", "type_name", help="Artifact type, e.g. Model, ExampleStatistics.")
 @_store_options
 def inspect_artifacts(
-    run: str | None, component: str | None, type_name: str | None, metadata_path: Path,
+    run: str | None,
+    component: str | None,
+    type_name: str | None,
+    metadata_path: Path,
     as_json: bool,
 ) -> None:
     """Artifacts with id, type, state, URI and key properties."""
@@ -321,7 +365,9 @@ def inspect_show(artifact_id: str, metadata_path: Path, as_json: bool) -> None:
     ARTIFACT_ID: see `inspect artifacts`.
     """
     index = _open(metadata_path)
-    _answer(as_json, lambda: artifacts.show(index, _artifact_id(artifact_id)), inspect_text.show_text)
+    _answer(
+        as_json, lambda: artifacts.show(index, _artifact_id(artifact_id)), inspect_text.show_text
+    )
 
 
 @inspect.command("lineage")

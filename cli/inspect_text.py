@@ -127,7 +127,10 @@ def _evaluation(d: dict) -> list[str]:
     lines.append(f"validation {'passed' if d['validation_ok'] else 'FAILED'}")
     lines += [f"  - {reason}" for reason in d["failures"]]
     columns = ("example_count", "auc", "binary_accuracy")
-    rows = [[name, *(number(m[k]) if k in m else "" for k in columns)] for name, m in d["slices"].items()]
+    rows = [
+        [name, *(number(m[k]) if k in m else "" for k in columns)]
+        for name, m in d["slices"].items()
+    ]
     if rows:
         lines.append(_indent(tabulate(rows, headers=["slice", *columns], disable_numparse=True), 2))
     return lines
@@ -204,7 +207,9 @@ def lineage_text(tree: dict, depth: int = 0) -> str:
             f"{pad}  <- {produced['node_id']} (execution {produced['execution_id']}, "
             f"{produced['state']})"
         )
-        lines += [f"{pad}       {key}: {str(value)[:160]}" for key, value in produced["sources"].items()]
+        lines += [
+            f"{pad}       {key}: {str(value)[:160]}" for key, value in produced["sources"].items()
+        ]
         lines += [lineage_text(child, depth + 1) for child in produced["inputs"]]
     return "\n".join(lines)
 

@@ -96,7 +96,10 @@ def thresholds_text(evaluation: dict[str, Any]) -> dict[str, str]:
         threshold = evaluation["thresholds"].get(class_name) or {}
         lower = threshold.get("valueThreshold", {}).get("lowerBound")
         change = threshold.get("changeThreshold", {}).get("absolute")
-        parts = [f"≥ {lower}" if lower is not None else "", f"change ≥ {change}" if change is not None else ""]
+        parts = [
+            f"≥ {lower}" if lower is not None else "",
+            f"change ≥ {change}" if change is not None else "",
+        ]
         result[name] = " · ".join(p for p in parts if p)
     return result
 

@@ -130,7 +130,9 @@ def compile_for_kubeflow(
     try:
         with _logged_command(config, "compile") as (console, log_path):
             preflight.check_user_code(config)
-            return _compile_and_submit(config, image, kfp_endpoint, kfp_experiment, console, log_path)
+            return _compile_and_submit(
+                config, image, kfp_endpoint, kfp_experiment, console, log_path
+            )
     except _Stop as stop:
         return stop.exit_code
 

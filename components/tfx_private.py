@@ -178,9 +178,13 @@ def _infra_validator_executor_base():
         """
 
         def validate(self, model, examples, blessing, serving_spec, validation_spec, request_spec):
-            return super()._Do(model, examples, blessing, serving_spec, validation_spec, request_spec)
+            return super()._Do(
+                model, examples, blessing, serving_spec, validation_spec, request_spec
+            )
 
-        def validate_once(self, model_path, serving_binary, serving_spec, validation_spec, requests):
+        def validate_once(
+            self, model_path, serving_binary, serving_spec, validation_spec, requests
+        ):
             return super()._ValidateOnce(
                 model_path, serving_binary, serving_spec, validation_spec, requests
             )
@@ -205,9 +209,13 @@ def _infra_validator_executor_base():
 
         # The private hooks TFX calls, routed to the public names above.
         def _Do(self, model, examples, blessing, serving_spec, validation_spec, request_spec):  # noqa: N802
-            return self.validate(model, examples, blessing, serving_spec, validation_spec, request_spec)
+            return self.validate(
+                model, examples, blessing, serving_spec, validation_spec, request_spec
+            )
 
-        def _ValidateOnce(self, model_path, serving_binary, serving_spec, validation_spec, requests):  # noqa: N802
+        def _ValidateOnce(
+            self, model_path, serving_binary, serving_spec, validation_spec, requests
+        ):  # noqa: N802
             return self.validate_once(
                 model_path, serving_binary, serving_spec, validation_spec, requests
             )

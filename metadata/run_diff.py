@@ -101,5 +101,3 @@ def diff_flat(a: dict | None, b: dict | None) -> dict[str, Any]:
         },
         "unchanged": sorted(k for k in set(a) & set(b) if a[k] == b[k]),
     }
-
-

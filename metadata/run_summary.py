@@ -69,7 +69,9 @@ def _data_checks(summary: RunSummary, outputs_by_node: dict[str, dict]) -> None:
 def summarize_run(index: StoreIndex, run_id: str) -> RunSummary:
     """Collects the facts of the run `run_id`."""
     store = index.store
-    summary = RunSummary(run_id=run_id, executions=run_executions(index, run_context(index, run_id).id))
+    summary = RunSummary(
+        run_id=run_id, executions=run_executions(index, run_context(index, run_id).id)
+    )
 
     outputs_by_node = {}
     for node in summary.executions:

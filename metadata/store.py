@@ -61,7 +61,9 @@ def open_store(path: Path, *, writable: bool = False) -> metadata_store.Metadata
         raise NotFound(
             f"no ML Metadata store at {path} (run the pipeline first, or pass --metadata-path)"
         )
-    return metadata_store.MetadataStore(sqlite_connection_config(Path(path), read_only=not writable))
+    return metadata_store.MetadataStore(
+        sqlite_connection_config(Path(path), read_only=not writable)
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +123,11 @@ def custom_property(item: Artifact | Execution, name: str) -> Any:
 
 def split_names(artifact: Artifact) -> list[str]:
     """The split names an Examples, statistics or anomalies artifact holds."""
-    encoded = artifact.properties["split_names"].string_value if "split_names" in artifact.properties else ""
+    encoded = (
+        artifact.properties["split_names"].string_value
+        if "split_names" in artifact.properties
+        else ""
+    )
     return json.loads(encoded) if encoded else []
 
 
@@ -130,7 +136,9 @@ def output_artifacts(
     store: metadata_store.MetadataStore, execution_id: int
 ) -> dict[str, list[Artifact]]:
     """Output artifacts of an execution, by output key."""
-    events = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type in OUTPUT_EVENTS]
+    events = [
+        e for e in store.get_events_by_execution_ids([execution_id]) if e.type in OUTPUT_EVENTS
+    ]
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
     by_key: dict[str, list[Artifact]] = {}
     for event in events:

@@ -1,6 +1,6 @@
 """Runs a compiled KFP v2 pipeline spec on this machine, task by task, as a KFP launcher would.
 
-For each task in dependency order it builds the `ExecutorInput` a KFP launcher builds (the task's
+For each task, once the tasks it depends on have run, it builds the `ExecutorInput` a KFP launcher builds (the task's
 constant parameters, its upstream tasks' output artifacts with their metadata, its own output
 artifact URIs under the pipeline root, an output file), runs the container's exact command and
 arguments (`{{$}}` replaced by that JSON, the ExampleGen driver hook first when the spec has one),
@@ -14,6 +14,7 @@ wrote runs; it does not replace a cluster.
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import dataclasses
 import graphlib
@@ -53,8 +54,8 @@ def load_pipeline_spec(path: Path) -> dict:
     return document.get("pipelineSpec", document)
 
 
-def task_order(spec: dict) -> list[str]:
-    """Tasks of the root DAG, each after every task it depends on."""
+def _upstream(spec: dict) -> dict[str, set[str]]:
+    """Each task of the root DAG -> the tasks it waits for (control and data edges)."""
     tasks = spec["root"]["dag"]["tasks"]
     upstream = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     for name, task in tasks.items():
@@ -62,8 +63,18 @@ def task_order(spec: dict) -> list[str]:
             producer = source.get("taskOutputArtifact", {}).get("producerTask")
             if producer:
                 upstream[name].add(producer)
-    sorter = graphlib.TopologicalSorter(upstream)
+    return upstream
+
+
+def _sorter(spec: dict) -> graphlib.TopologicalSorter:
+    sorter = graphlib.TopologicalSorter(_upstream(spec))
     sorter.prepare()  # raises graphlib.CycleError, naming the cycle
+    return sorter
+
+
+def task_order(spec: dict) -> list[str]:
+    """Tasks of the root DAG, each after every task it depends on."""
+    sorter = _sorter(spec)
     order: list[str] = []
     while sorter.is_active():
         ready = sorted(sorter.get_ready())  # sorted: the same order every time
@@ -86,40 +97,77 @@ def run_spec(
     python: str = sys.executable,
     timeout: int = 1800,
     on_task_done: Callable[[int, TaskResult], None] | None = None,
+    parallelism: int = os.cpu_count() or 1,
 ) -> dict[str, TaskResult]:
-    """Runs the spec's tasks (all, or `only_tasks` and nothing downstream of a skipped one);
-    `on_task_done(position, result)` is called after each."""
-    components = spec["components"]
-    executors = spec["deploymentSpec"]["executors"]
-    tasks = spec["root"]["dag"]["tasks"]
+    """Runs the spec's tasks (all, or `only_tasks` and nothing downstream of a skipped one), up to
+    `parallelism` at once as a cluster would run independent tasks; `on_task_done(position,
+    result)` is called after each. When a task fails, the running ones finish and nothing new
+    starts; TaskFailed names the task."""
     logs_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, TaskResult] = {}
-    for name in task_order(spec):
-        if only_tasks is not None and name not in only_tasks:
-            continue
-        task = tasks[name]
-        component = components[task["componentRef"]["name"]]
-        executor = executors[component["executorLabel"]]
-        started = time.monotonic()
-        if "resolver" in executor:
-            outputs = {key: [] for key in executor["resolver"]["outputArtifactQueries"]}
-            results[name] = TaskResult(name, "resolver", 0.0, outputs)
-            if on_task_done:
-                on_task_done(len(results), results[name])
-            continue
-        executor_input = _executor_input(name, task, component, results, pipeline_root)
-        log_path = logs_dir / f"{name}.log"
-        container = executor["container"]
-        hooks = [container["lifecycle"]["preCacheCheck"]] if "lifecycle" in container else []
-        for hook in hooks:
-            _run_container_step(hook, executor_input, python, log_path, env, timeout, name)
-            _apply_driver_output(executor_input)
-        _run_container_step(container, executor_input, python, log_path, env, timeout, name)
-        outputs = _read_outputs(executor_input)
-        results[name] = TaskResult(name, "container", time.monotonic() - started, outputs, log_path)
-        if on_task_done:
-            on_task_done(len(results), results[name])
+    sorter = _sorter(spec)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=parallelism) as pool:
+        running: dict[concurrent.futures.Future, str] = {}
+        failure: TaskFailed | None = None
+        while sorter.is_active() and failure is None:
+            for name in sorted(sorter.get_ready()):
+                if only_tasks is not None and name not in only_tasks:
+                    sorter.done(name)
+                    continue
+                # Upstream results are complete before a task is submitted; only this thread
+                # writes `results`.
+                running[
+                    pool.submit(
+                        _run_task,
+                        spec,
+                        name,
+                        dict(results),
+                        pipeline_root,
+                        logs_dir,
+                        env,
+                        python,
+                        timeout,
+                    )
+                ] = name
+            if not running:
+                continue
+            finished, _ = concurrent.futures.wait(
+                running, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in finished:
+                name = running.pop(future)
+                try:
+                    results[name] = future.result()
+                except TaskFailed as e:
+                    failure = failure or e
+                    continue
+                sorter.done(name)
+                if on_task_done:
+                    on_task_done(len(results), results[name])
+        concurrent.futures.wait(running)
+    if failure is not None:
+        raise failure
     return results
+
+
+def _run_task(spec, name, results, pipeline_root, logs_dir, env, python, timeout) -> TaskResult:
+    task = spec["root"]["dag"]["tasks"][name]
+    component = spec["components"][task["componentRef"]["name"]]
+    executor = spec["deploymentSpec"]["executors"][component["executorLabel"]]
+    if "resolver" in executor:
+        outputs = {key: [] for key in executor["resolver"]["outputArtifactQueries"]}
+        return TaskResult(name, "resolver", 0.0, outputs)
+    started = time.monotonic()
+    executor_input = _executor_input(name, task, component, results, pipeline_root)
+    log_path = logs_dir / f"{name}.log"
+    container = executor["container"]
+    hooks = [container["lifecycle"]["preCacheCheck"]] if "lifecycle" in container else []
+    for hook in hooks:
+        _run_container_step(hook, executor_input, python, log_path, env, timeout, name)
+        _apply_driver_output(executor_input)
+    _run_container_step(container, executor_input, python, log_path, env, timeout, name)
+    outputs = _read_outputs(executor_input)
+    return TaskResult(name, "container", time.monotonic() - started, outputs, log_path)
 
 
 def _apply_driver_output(executor_input: dict) -> None:

@@ -34,7 +34,10 @@ class LatestBlessedOtherModelStrategy(LatestBlessedModelStrategy):
         result = {MODEL_KEY: [], MODEL_BLESSING_KEY: []}
         if models and blessings:
             result = tfx_private.latest_blessed_model(
-                self, {MODEL_KEY: models, MODEL_BLESSING_KEY: blessings}, MODEL_KEY, MODEL_BLESSING_KEY
+                self,
+                {MODEL_KEY: models, MODEL_BLESSING_KEY: blessings},
+                MODEL_KEY,
+                MODEL_BLESSING_KEY,
             )
         result[CANDIDATE_KEY] = candidates
         return result

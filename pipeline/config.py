@@ -33,6 +33,7 @@ def _fraction(default: float):
     """A field whose value must be within [0, 1]."""
     return dataclasses.field(default=default, metadata={"min": 0.0, "max": 1.0})
 
+
 # Beam's DirectRunner modes; "auto" lets the orchestration choose by data size (see
 # orchestration/beam_mode.py). Another runner is chosen with an extra Beam option (--runner=...).
 BEAM_MODES = ("auto", "in_memory", "multi_processing")

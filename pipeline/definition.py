@@ -208,9 +208,7 @@ def create_pipeline(
         custom_config={"seed": config.seed, "code_fingerprint": code_fingerprint(config.run_fn)},
     )
 
-    candidate = (
-        {CANDIDATE_KEY: trainer.outputs["model"]} if exclude_candidate_from_baseline else {}
-    )
+    candidate = {CANDIDATE_KEY: trainer.outputs["model"]} if exclude_candidate_from_baseline else {}
     blessed_model_resolver = tfx.dsl.Resolver(
         strategy_class=LatestBlessedOtherModelStrategy
         if exclude_candidate_from_baseline

@@ -1,26 +1,47 @@
-"""Shared fixtures: a small, real sample of the taxi data and one end-to-end pipeline run."""
+"""Shared fixtures: a small, real sample of the taxi data, and the full runs tests share.
+
+Full pipeline runs are the expensive part of the suite (about a minute each on 2 cores), so each
+one is a session fixture that several tests read: `e2e_runs` (a cold run and an unchanged re-run)
+and `data_lifecycle` (bad data refused, fixed, a schema change accepted, then trained).
+"""
 
 from __future__ import annotations
 
 import csv
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
+
+from cli.app import main as cli_main
+from metadata.runs import run_contexts, run_executions
+from metadata.store import StoreIndex
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The project's code, one folder a part, lowest first (see README "How the code is organized").
+CODE_FOLDERS = ("components", "pipeline", "metadata", "orchestration", "cli")
 DATA_DIR = PROJECT_ROOT / "data"
+PIPELINE_NAME = "taxi-tips"
 SAMPLE_LABELED_ROWS = 2500
 SAMPLE_UNLABELED_ROWS = 150
-# A small but real training budget so the e2e run stays within a few minutes.
-FAST_RUN_ARGS = [
-    "--tuner-trials=1",
-    "--tuner-train-steps=30",
-    "--train-steps=150",
-    "--eval-steps=5",
-]
+# A small but real training budget so the e2e run stays within a minute or two.
+FAST_RUN_SETTINGS = {
+    "tuner_trials": 1,
+    "tuner_train_steps": 30,
+    "train_steps": 150,
+    "eval_steps": 5,
+}
+FAST_RUN_ARGS = [f"--{name.replace('_', '-')}={value}" for name, value in FAST_RUN_SETTINGS.items()]
+SAMPLE_SPANS = {
+    "labeled/span-1/taxi.csv": SAMPLE_LABELED_ROWS // 2,
+    "labeled/span-2/taxi.csv": SAMPLE_LABELED_ROWS // 2,
+    "unlabeled/span-1/taxi.csv": SAMPLE_UNLABELED_ROWS,
+}
+LATEST_SPAN = Path("labeled") / "span-2" / "taxi.csv"
 
 
 def write_sample(source: Path, target: Path, rows: int) -> int:
@@ -38,18 +59,30 @@ def write_sample(source: Path, target: Path, rows: int) -> int:
     return written
 
 
-SAMPLE_SPANS = {
-    "labeled/span-1/taxi.csv": SAMPLE_LABELED_ROWS // 2,
-    "labeled/span-2/taxi.csv": SAMPLE_LABELED_ROWS // 2,
-    "unlabeled/span-1/taxi.csv": SAMPLE_UNLABELED_ROWS,
-}
-
-
 def write_sample_data(data_dir: Path) -> Path:
     """The first rows of every shipped span, in the same layout."""
     for relative, rows in SAMPLE_SPANS.items():
         write_sample(DATA_DIR / relative, data_dir / relative, rows)
     return data_dir
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with path.open(newline="") as f:
+        return list(csv.reader(f))
+
+
+def write_rows(path: Path, rows: list[list[str]]) -> None:
+    with path.open("w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+
+
+def edit_column(path: Path, column: str, edit) -> None:
+    """Applies `edit(row_number, value) -> value` to one column of every data row."""
+    rows = read_rows(path)
+    index = rows[0].index(column)
+    for number, row in enumerate(rows[1:]):
+        row[index] = edit(number, row[index])
+    write_rows(path, rows)
 
 
 @pytest.fixture(scope="session")
@@ -60,7 +93,10 @@ def sample_data_dir(tmp_path_factory) -> Path:
 def run_cli(
     *args: str, cwd: Path = PROJECT_ROOT, timeout: int = 900
 ) -> subprocess.CompletedProcess:
-    """Runs `python run_local.py ARGS` as a user would, capturing what the terminal would show."""
+    """Runs `python run_local.py ARGS` as a user would, capturing what the terminal would show.
+
+    For runs of the pipeline: a run sends file descriptors 1 and 2 to its log file, which only a
+    process of its own shows as a user sees it."""
     return subprocess.run(
         [sys.executable, "run_local.py", *args],
         cwd=cwd,
@@ -70,13 +106,39 @@ def run_cli(
     )
 
 
+def invoke(*args: str) -> Result:
+    """Runs a command of the click app in this process (commands that read ML Metadata)."""
+    return CliRunner().invoke(cli_main, list(args), catch_exceptions=False)
+
+
 def copy_project(target: Path) -> Path:
     """A copy of the runnable project (entry point, code, schema) to edit without touching ours."""
     target.mkdir(parents=True)
-    for part in ("run_local.py", "pipeline", "components", "schema"):
+    for part in ("run_local.py", *CODE_FOLDERS, "schema"):
         source = PROJECT_ROOT / part
         (shutil.copytree if source.is_dir() else shutil.copy)(source, target / part)
     return target
+
+
+_PROGRESS_LINE = re.compile(r"^\[\s*\d+/\d+\] (\S+)\s+(.*)$")
+
+
+def node_status(output: str) -> dict[str, str]:
+    """Node id -> what its last progress line in a run's console output says, e.g.
+    "cached      0.1 s" (the line `[ 3/18] StatisticsGen  cached  0.1 s`)."""
+    status = {}
+    for line in output.splitlines():
+        match = _PROGRESS_LINE.match(line)
+        if match:
+            status[match.group(1)] = match.group(2)
+    return status
+
+
+def run_node_states(output_dir: Path, run_position: int = 0) -> dict[str, str]:
+    """Node id -> state in a run of the store in `output_dir` (0 = newest)."""
+    index = StoreIndex.open(output_dir / "metadata.db")
+    run = run_contexts(index.store, PIPELINE_NAME)[run_position]
+    return {n.node_id: n.state for n in run_executions(index, run.id)}
 
 
 @pytest.fixture(scope="session")

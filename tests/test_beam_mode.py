@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from pipeline import beam_mode
-from tests.conftest import run_cli
+from orchestration import beam_mode
+from pipeline.config import PipelineConfig
 
 
 def test_auto_picks_in_memory_for_small_data_and_multi_processing_for_large():
@@ -36,15 +36,14 @@ def test_size_counts_only_the_spans_a_run_reads(tmp_path):
     assert beam_mode.labeled_bytes_read(tmp_path, "span-{SPAN}/*.csv", training_spans=3) == 700
 
 
-def test_the_run_says_which_mode_it_chose(tmp_path):
-    """An empty data dir stops at the pre-run checks, after the header names the mode."""
-    data_dir = tmp_path / "data"
-    (data_dir / "labeled" / "span-1").mkdir(parents=True)
-    (data_dir / "labeled" / "span-1" / "taxi.csv").write_bytes(b"a\n" + b"1\n" * 1000)
-    result = run_cli(
-        f"--data-dir={data_dir}", f"--output-dir={tmp_path / 'out'}", "--beam-mode=multi_processing"
+def test_the_choice_describes_itself_and_carries_the_users_options(tmp_path):
+    (tmp_path / "labeled" / "span-1").mkdir(parents=True)
+    (tmp_path / "labeled" / "span-1" / "taxi.csv").write_bytes(b"x" * 2**20)
+    choice = beam_mode.choose(
+        PipelineConfig(data_dir=tmp_path, extra_beam_args=("--runner=FlinkRunner",))
     )
-    assert result.returncode == 2  # no unlabeled/ folder
-    assert (
-        "Beam:     DirectRunner multi_processing (0.0 MiB of labeled CSV to read)" in result.stdout
-    )
+    assert (choice.requested, choice.mode, choice.labeled_bytes) == ("auto", "in_memory", 2**20)
+    assert choice.describe() == "DirectRunner in_memory (auto, 1.0 MiB of labeled CSV to read)"
+    assert choice.beam_args[-1] == "--runner=FlinkRunner"
+    forced = beam_mode.choose(PipelineConfig(data_dir=tmp_path, beam_mode="multi_processing"))
+    assert forced.describe().startswith("DirectRunner multi_processing (1.0 MiB")

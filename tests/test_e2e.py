@@ -13,34 +13,41 @@ import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from pipeline import metadata_reader as mr
-from pipeline.run_summary import count_prediction_logs
-from tests.conftest import SAMPLE_UNLABELED_ROWS
+from metadata.artifact_readers import count_prediction_logs, evaluation
+from metadata.runs import run_contexts, run_executions
+from metadata.store import StoreIndex, custom_property, output_artifacts
+from tests.conftest import PIPELINE_NAME, SAMPLE_SPANS, SAMPLE_UNLABELED_ROWS, node_status
 from tests.test_pipeline import EXPECTED_NODES
 
 pytestmark = pytest.mark.e2e
-PIPELINE_NAME = "taxi-tips"
 # With nothing changed, every component is cached: the resolver only looks the baseline up.
 CACHED_ON_RERUN = EXPECTED_NODES - {"LatestBlessedModelResolver"}
 
 
 def _runs(output_dir: Path):
-    store = mr.open_store(output_dir / "metadata.db")
-    runs = mr.run_contexts(store, PIPELINE_NAME)
-    return store, runs
+    index = StoreIndex.open(output_dir / "metadata.db")
+    return index, run_contexts(index.store, PIPELINE_NAME)
 
 
-def _execution_outputs(store, executions, node_id):
+def _first_run_executions(output_dir: Path):
+    index, runs = _runs(output_dir)
+    return index, run_executions(index, runs[-1].id)  # the first, cold run
+
+
+def _execution_outputs(index, executions, node_id):
     node = next(e for e in executions if e.node_id == node_id)
-    return mr.output_artifacts(store, node.execution.id)
+    return output_artifacts(index.store, node.execution.id)
 
 
 def test_first_run_succeeds_and_prints_progress_and_summary(e2e_runs):
     first = e2e_runs["first"]
     assert first.returncode == 0, first.stdout + first.stderr
     out = first.stdout
-    for node_id in EXPECTED_NODES:
-        assert f"{node_id} " in out
+    status = node_status(out)
+    assert set(status) == EXPECTED_NODES
+    for node_id, text in status.items():
+        expected = "resolved" if node_id == "LatestBlessedModelResolver" else "executed"
+        assert text.startswith(expected), (node_id, text)
     assert "BLESSED by Evaluator" in out and "NOT BLESSED" not in out
     assert "Serving:    BLESSED by InfraValidator: the model loaded in" in out
     assert "Pushed:     version" in out
@@ -62,14 +69,15 @@ def test_no_model_server_process_is_left_running(e2e_runs):
         p.pid
         for p in psutil.process_iter(["cmdline"])
         if "components.infra_validator.model_server" in " ".join(p.info["cmdline"] or [])
+        and str(e2e_runs["output_dir"]) in " ".join(p.info["cmdline"] or [])
     ]
     assert not servers
 
 
 def test_one_complete_execution_per_component(e2e_runs):
-    store, runs = _runs(e2e_runs["output_dir"])
+    index, runs = _runs(e2e_runs["output_dir"])
     assert len(runs) == 2
-    executions = mr.run_executions(store, runs[-1].id)  # the first, cold run
+    executions = run_executions(index, runs[-1].id)  # the first, cold run
     assert sorted(e.node_id for e in executions) == sorted(EXPECTED_NODES)
     assert all(
         e.execution.last_known_state == metadata_store_pb2.Execution.COMPLETE for e in executions
@@ -77,12 +85,11 @@ def test_one_complete_execution_per_component(e2e_runs):
 
 
 def test_no_anomalies_and_no_drift_on_clean_data(e2e_runs):
-    store, runs = _runs(e2e_runs["output_dir"])
-    executions = mr.run_executions(store, runs[-1].id)
+    index, executions = _first_run_executions(e2e_runs["output_dir"])
     anomalies_dir = Path(
-        _execution_outputs(store, executions, "ExampleValidator")["anomalies"][0].uri
+        _execution_outputs(index, executions, "ExampleValidator")["anomalies"][0].uri
     )
-    drift_dir = Path(_execution_outputs(store, executions, "DriftValidator")["anomalies"][0].uri)
+    drift_dir = Path(_execution_outputs(index, executions, "DriftValidator")["anomalies"][0].uri)
     split_files = sorted(anomalies_dir.glob("Split-*/SchemaDiff.pb"))
     assert {f.parent.name for f in split_files} == {
         "Split-latest_train",
@@ -104,34 +111,28 @@ def test_no_anomalies_and_no_drift_on_clean_data(e2e_runs):
 
 def test_training_window_covers_both_spans(e2e_runs):
     """Both shipped spans were read, split by role, and evaluated together."""
-    from tests.conftest import SAMPLE_SPANS
-
-    store, runs = _runs(e2e_runs["output_dir"])
-    executions = mr.run_executions(store, runs[-1].id)
-    examples = _execution_outputs(store, executions, "CsvExampleGen")["examples"][0]
-    assert mr.custom_property(examples, "span") == 2
-    assert mr.custom_property(examples, "spans_latest") == "2"
-    assert mr.custom_property(examples, "spans_previous") == "1"
+    index, executions = _first_run_executions(e2e_runs["output_dir"])
+    examples = _execution_outputs(index, executions, "CsvExampleGen")["examples"][0]
+    assert custom_property(examples, "span") == 2
+    assert custom_property(examples, "spans_latest") == "2"
+    assert custom_property(examples, "spans_previous") == "1"
     labeled_rows = sum(n for path, n in SAMPLE_SPANS.items() if path.startswith("labeled"))
-    evaluation = _execution_outputs(store, executions, "Evaluator")["evaluation"][0]
-    from pipeline import artifact_details
-
-    example_count = artifact_details.evaluation(evaluation.uri)["overall"]["example_count"]
+    evaluation_artifact = _execution_outputs(index, executions, "Evaluator")["evaluation"][0]
+    example_count = evaluation(evaluation_artifact.uri)["overall"]["example_count"]
     # The eval share of the hash split (1 of 4 buckets) over both spans, not over one.
     assert 0.2 * labeled_rows < example_count < 0.3 * labeled_rows
 
 
 def test_model_is_blessed_and_pushed_in_tf_serving_layout(e2e_runs):
-    store, runs = _runs(e2e_runs["output_dir"])
-    executions = mr.run_executions(store, runs[-1].id)
-    blessing = _execution_outputs(store, executions, "Evaluator")["blessing"][0]
-    assert mr.custom_property(blessing, "blessed") == 1
-    infra_blessing = _execution_outputs(store, executions, "InfraValidator")["blessing"][0]
-    assert mr.custom_property(infra_blessing, "blessed") == 1
-    assert "answered 10 requests" in mr.custom_property(infra_blessing, "reason")
-    pushed = _execution_outputs(store, executions, "Pusher")["pushed_model"][0]
-    assert mr.custom_property(pushed, "pushed") == 1
-    version = str(mr.custom_property(pushed, "pushed_version"))
+    index, executions = _first_run_executions(e2e_runs["output_dir"])
+    blessing = _execution_outputs(index, executions, "Evaluator")["blessing"][0]
+    assert custom_property(blessing, "blessed") == 1
+    infra_blessing = _execution_outputs(index, executions, "InfraValidator")["blessing"][0]
+    assert custom_property(infra_blessing, "blessed") == 1
+    assert "answered 10 requests" in custom_property(infra_blessing, "reason")
+    pushed = _execution_outputs(index, executions, "Pusher")["pushed_model"][0]
+    assert custom_property(pushed, "pushed") == 1
+    version = str(custom_property(pushed, "pushed_version"))
     version_dir = e2e_runs["output_dir"] / "serving_model" / PIPELINE_NAME / version
     assert version.isdigit() and (version_dir / "saved_model.pb").is_file()
     assert (version_dir / "variables").is_dir()
@@ -192,8 +193,8 @@ def test_pushed_model_scores_a_tf_example_in_a_fresh_process(e2e_runs, sample_da
 
 
 def test_bulk_inferrer_wrote_one_prediction_per_unlabeled_row(e2e_runs):
-    store, runs = _runs(e2e_runs["output_dir"])
-    outputs = _execution_outputs(store, mr.run_executions(store, runs[-1].id), "BulkInferrer")
+    index, executions = _first_run_executions(e2e_runs["output_dir"])
+    outputs = _execution_outputs(index, executions, "BulkInferrer")
     uri = Path(outputs["inference_result"][0].uri)
     assert count_prediction_logs(str(uri)) == SAMPLE_UNLABELED_ROWS
     first_file = next(uri.glob("prediction_logs-*"))
@@ -207,8 +208,8 @@ def test_bulk_inferrer_wrote_one_prediction_per_unlabeled_row(e2e_runs):
 def test_rerun_with_nothing_changed_reuses_the_cache(e2e_runs):
     second = e2e_runs["second"]
     assert second is not None and second.returncode == 0, second and second.stdout + second.stderr
-    store, runs = _runs(e2e_runs["output_dir"])
-    executions = {e.node_id: e for e in mr.run_executions(store, runs[0].id)}
+    index, runs = _runs(e2e_runs["output_dir"])
+    executions = {e.node_id: e for e in run_executions(index, runs[0].id)}
     cached = {
         n
         for n, e in executions.items()
@@ -216,21 +217,9 @@ def test_rerun_with_nothing_changed_reuses_the_cache(e2e_runs):
     }
     assert cached == CACHED_ON_RERUN, {n: e.state for n, e in executions.items()}
     assert "(pushed by an earlier run; nothing changed)" in second.stdout
+    status = node_status(second.stdout)
     for node_id in CACHED_ON_RERUN:
-        assert f"{node_id} " in second.stdout and "cached" in second.stdout
-
-
-def test_a_single_span_trains_end_to_end_without_a_drift_baseline(sample_data_dir, tmp_path):
-    """The first batch ever: no previous span, so drift is not checked; everything else runs."""
-    import shutil
-
-    from tests.conftest import FAST_RUN_ARGS, run_cli
-
-    data_dir = tmp_path / "data"
-    shutil.copytree(sample_data_dir / "unlabeled", data_dir / "unlabeled")
-    shutil.copytree(sample_data_dir / "labeled" / "span-1", data_dir / "labeled" / "span-1")
-    result = run_cli(f"--data-dir={data_dir}", f"--output-dir={tmp_path / 'out'}", *FAST_RUN_ARGS)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "Data:       span 1 ingested; training on span(s) 1" in result.stdout
-    assert "drift not checked (no previous span)" in result.stdout
-    assert "Pushed:     version" in result.stdout
+        assert status[node_id].startswith("cached"), (node_id, status[node_id])
+    assert status["LatestBlessedModelResolver"].startswith("resolved")
+    # The summary is about this run: its own id, not the first run's.
+    assert f"Run {runs[0].name} finished" in second.stdout

@@ -305,11 +305,12 @@ def test_pusher_pushes_nothing_when_the_served_model_rejects_queries(tmp_path, e
     InfraValidator and Pusher; the model's serving signature rejects the requests."""
     from tfx import v1 as tfx
 
+    from cli.summary_text import format_summary
     from components.infra_validator.component import InfraValidator
-    from pipeline import metadata_reader as mr
+    from metadata.run_summary import summarize_run
+    from metadata.runs import run_contexts
+    from metadata.store import StoreIndex, sqlite_connection_config
     from pipeline.config import PipelineConfig
-    from pipeline.run_summary import summarize_run
-    from pipeline.summary_text import format_summary
 
     models.save_predict_model(
         tmp_path / "model" / "Format-Serving", required_feature="label_only_in_training"
@@ -360,11 +361,12 @@ def test_pusher_pushes_nothing_when_the_served_model_rejects_queries(tmp_path, e
             pipeline_name="iv_gate",
             pipeline_root=str(tmp_path / "root"),
             components=[model, model_blessing, eval_examples, infra_validator, pusher],
-            metadata_connection_config=mr.sqlite_connection_config(metadata_path),
+            metadata_connection_config=sqlite_connection_config(metadata_path),
         )
     )
 
-    summary = summarize_run(metadata_path, "iv_gate")
+    index = StoreIndex.open(metadata_path)
+    summary = summarize_run(index, run_contexts(index.store, "iv_gate")[0].name)
     assert summary.infra_blessed is False
     assert (
         "INVALID_ARGUMENT" in summary.infra_reason

@@ -1,8 +1,13 @@
-"""`--orchestrator kubeflow`: the same pipeline compiled to a KFP v2 spec, checked, and run."""
+"""`--orchestrator kubeflow`: the same pipeline compiled to a KFP v2 spec, checked, and run.
+
+The command line compiles once (cloud locations, Dataflow options); the other checks call the
+compiler in-process. `run-spec` then runs a compiled spec task by task on a first-ever span.
+"""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import kfp
@@ -11,11 +16,19 @@ import yaml
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from pipeline import kfp_local_launcher, kubeflow_runner
-from pipeline import pipeline as pipeline_module
+from metadata.artifact_readers import count_prediction_logs
+from orchestration import beam_mode, kfp_spec_runner, kubeflow, kubeflow_locations
+from pipeline import definition
 from pipeline.config import PipelineConfig
-from pipeline.run_summary import count_prediction_logs
-from tests.conftest import FAST_RUN_ARGS, PROJECT_ROOT, SAMPLE_UNLABELED_ROWS, copy_project, run_cli
+from tests.conftest import (
+    CODE_FOLDERS,
+    FAST_RUN_SETTINGS,
+    PROJECT_ROOT,
+    SAMPLE_UNLABELED_ROWS,
+    copy_project,
+    node_status,
+    run_cli,
+)
 
 IMAGE = "registry.example.com/ml/taxi-pipeline:test"
 RESOLVER_TASKS = {
@@ -62,8 +75,8 @@ def test_compile_writes_a_spec_the_kfp_sdk_loads(cloud_compile):
 def test_one_task_per_component_with_the_local_dag_edges(cloud_compile):
     _, spec_path, _ = cloud_compile
     tasks = yaml.safe_load(spec_path.read_text())["root"]["dag"]["tasks"]
-    local = {c.id: c for c in pipeline_module.create_pipeline(PipelineConfig()).components}
-    resolver = pipeline_module.BLESSED_MODEL_RESOLVER
+    local = {c.id: c for c in definition.create_pipeline(PipelineConfig()).components}
+    resolver = "LatestBlessedModelResolver"
     assert set(tasks) == (set(local) - {resolver}) | RESOLVER_TASKS
     for node_id, component in local.items():
         if node_id == resolver:
@@ -124,20 +137,40 @@ def test_caching_image_beam_args_and_locations(cloud_compile):
     assert "components.model.run_fn" in parameter("Trainer", "run_fn")
 
 
+def _compile_in_process(tmp_path: Path, locations=None, **settings) -> kubeflow.CompiledPipeline:
+    """Compiles as `--orchestrator kubeflow` does, without a process of its own."""
+    locations = locations or kubeflow_locations.task_locations(
+        tmp_path, "taxi-tips", PipelineConfig().curated_schema_file
+    )
+    config = PipelineConfig(output_dir=tmp_path, **locations, **settings)
+    return kubeflow.compile_pipeline(
+        config, IMAGE, tmp_path / "kubeflow", beam_mode.choose(config).beam_args
+    )
+
+
 def test_no_cache_switches_caching_off(tmp_path):
-    _, spec_path, _ = _compile(tmp_path, "--no-cache")
-    tasks = yaml.safe_load(spec_path.read_text())["root"]["dag"]["tasks"]
+    compiled = _compile_in_process(tmp_path, enable_cache=False)
+    tasks = yaml.safe_load(compiled.pipeline_spec.read_text())["root"]["dag"]["tasks"]
     assert all(not t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())
 
 
-def test_unreachable_endpoint_is_named_and_the_spec_stays(tmp_path):
-    result = run_cli(
-        "--orchestrator=kubeflow", f"--output-dir={tmp_path}", "--kfp-endpoint=http://127.0.0.1:9"
+def test_default_locations_are_the_image_and_the_local_pipeline_root(tmp_path):
+    locations = kubeflow_locations.task_locations(
+        tmp_path, "taxi-tips", Path("schema/schema.pbtxt")
     )
-    assert result.returncode == 1
-    assert "Could not submit to the Kubeflow Pipelines endpoint http://127.0.0.1:9" in result.stdout
-    assert (tmp_path / "kubeflow" / "taxi-tips.yaml").is_file()
-    assert "Traceback" not in result.stdout
+    assert locations == {
+        "data_uri": "/pipeline/data",
+        "pipeline_root_uri": str(tmp_path / "kubeflow" / "pipeline_root"),
+        "serving_model_uri": f"{tmp_path}/kubeflow/pipeline_root/serving_model/taxi-tips",
+        "curated_schema_uri": "/pipeline/schema/schema.pbtxt",
+    }
+
+
+def test_unreachable_endpoint_is_named(tmp_path):
+    compiled = _compile_in_process(tmp_path)
+    with pytest.raises(kubeflow.SubmitError, match="endpoint http://127.0.0.1:9: "):
+        kubeflow.submit(compiled, "http://127.0.0.1:9")
+    assert compiled.pipeline_spec.is_file()
 
 
 def test_a_component_the_compiler_refuses_fails_with_its_message(tmp_path, monkeypatch):
@@ -156,22 +189,20 @@ def test_a_component_the_compiler_refuses_fails_with_its_message(tmp_path, monke
             validation_spec=validation_spec,
         )
 
-    monkeypatch.setattr(pipeline_module, "InfraValidator", stock_infra_validator)
+    monkeypatch.setattr(definition, "InfraValidator", stock_infra_validator)
     with pytest.raises(
         NotImplementedError, match="infra_validator.component.InfraValidator.* is not supported"
     ):
-        kubeflow_runner.compile_pipeline(
-            PipelineConfig(output_dir=tmp_path), IMAGE, tmp_path / "kubeflow"
-        )
+        kubeflow.compile_pipeline(PipelineConfig(output_dir=tmp_path), IMAGE, tmp_path / "kubeflow")
     assert not (tmp_path / "kubeflow" / "taxi-tips.yaml").exists()
 
 
 def test_compiler_errors_reach_the_command_line(tmp_path):
     """The same refusal through `run_local.py --orchestrator kubeflow` on an edited copy."""
     project = copy_project(tmp_path / "project")
-    definition = project / "pipeline" / "pipeline.py"
-    definition.write_text(
-        definition.read_text().replace(
+    definition_file = project / "pipeline" / "definition.py"
+    definition_file.write_text(
+        definition_file.read_text().replace(
             "from components.infra_validator.component import InfraValidator",
             "from tfx.components import InfraValidator as _Stock\n\n\n"
             "def InfraValidator(model_server_binary=None, request_timeout_seconds=None, **kwargs):\n"
@@ -185,38 +216,74 @@ def test_compiler_errors_reach_the_command_line(tmp_path):
 
 
 @pytest.mark.e2e
-def test_the_compiled_spec_runs_task_by_task_through_the_container_entrypoint(
-    sample_data_dir, tmp_path
-):
-    """Every task of the compiled DAG, run with its own command line, fed like a KFP launcher."""
-    _, _, job_path = _compile(
+def test_a_compiled_spec_runs_task_by_task_on_a_first_ever_span(sample_data_dir, tmp_path):
+    """Every task of the compiled DAG, run with its own command line and fed like a KFP launcher
+    (`run-spec`), on data with a single span: no drift baseline, empty `previous` splits through
+    Transform, Trainer and Evaluator, and still a pushed model and scored batch."""
+    data_dir = tmp_path / "data"
+    shutil.copytree(sample_data_dir / "unlabeled", data_dir / "unlabeled")
+    shutil.copytree(sample_data_dir / "labeled" / "span-1", data_dir / "labeled" / "span-1")
+    locations = kubeflow_locations.task_locations(
         tmp_path,
-        f"--pipeline-root={tmp_path / 'root'}",
-        f"--data-uri={sample_data_dir}",
-        f"--image-project-dir={PROJECT_ROOT}",
-        *FAST_RUN_ARGS,
+        "taxi-tips",
+        PipelineConfig().curated_schema_file,
+        image_project_dir=str(PROJECT_ROOT),
+        pipeline_root=str(tmp_path / "root"),
+        data_uri=str(data_dir),
     )
-    spec = kfp_local_launcher.load_pipeline_spec(job_path)
-    results = kfp_local_launcher.run_spec(spec, tmp_path / "root", tmp_path / "task-logs")
+    job_path = _compile_in_process(
+        tmp_path, locations, data_dir=data_dir, **FAST_RUN_SETTINGS
+    ).pipeline_job
+    result = run_cli(
+        "run-spec", str(job_path), f"--pipeline-root={tmp_path / 'root'}", timeout=1800
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    spec = kfp_spec_runner.load_pipeline_spec(job_path)
+    tasks = spec["root"]["dag"]["tasks"]
+    assert f"All {len(tasks)} tasks ran." in result.stdout
+    status = node_status(result.stdout)
+    assert set(status) == set(tasks)
+    for name, text in status.items():
+        assert text.startswith("resolver" if name in RESOLVER_TASKS else "container"), name
 
-    assert set(results) == set(spec["root"]["dag"]["tasks"])
-    assert {r.name for r in results.values() if r.kind == "resolver"} == RESOLVER_TASKS
-    examples = results["CsvExampleGen"].outputs["examples"][0]
-    splits = ["latest_train", "latest_eval", "previous_train", "previous_eval"]
-    assert json.loads(examples["metadata"]["split_names"]) == splits
-    assert examples["metadata"]["spans_previous"] == "1"  # the window, in TFX's driver task
-    anomalies = results["ExampleValidator"].outputs["anomalies"][0]["metadata"]
-    assert anomalies["blessed"] == dict.fromkeys(splits, 1.0)
-    drift = results["DriftValidator"].outputs["anomalies"][0]["metadata"]
-    assert drift["blessed"] == {"latest_train_previous_train": 1.0}
-    assert "DataGate" in spec["root"]["dag"]["tasks"]["Transform"]["dependentTasks"]
-    assert results["Evaluator"].outputs["blessing"][0]["metadata"]["blessed"] == 1.0
-    assert results["InfraValidator"].outputs["blessing"][0]["metadata"]["blessed"] == 1.0
-    pushed = results["Pusher"].outputs["pushed_model"][0]["metadata"]
+    # What each task wrote, read back as the next task would (the launcher's output files).
+    def outputs(task: str, key: str) -> dict:
+        written = json.loads((tmp_path / "root" / task / "executor_output.json").read_text())
+        return written["artifacts"][key]["artifacts"][0]
+
+    examples = outputs("CsvExampleGen", "examples")["metadata"]
+    assert examples["spans_latest"] == "1" and examples["spans_previous"] == ""
+    assert outputs("Evaluator", "blessing")["metadata"]["blessed"] == 1.0
+    assert outputs("InfraValidator", "blessing")["metadata"]["blessed"] == 1.0
+    pushed = outputs("Pusher", "pushed_model")["metadata"]
     assert pushed["pushed"] == 1.0
     assert (Path(pushed["pushed_destination"]) / "saved_model.pb").is_file()
-    inference_uri = results["BulkInferrer"].outputs["inference_result"][0]["uri"]
-    assert count_prediction_logs(inference_uri) == SAMPLE_UNLABELED_ROWS
+    assert "DataGate" in tasks["Transform"]["dependentTasks"]
+    assert count_prediction_logs(str(tmp_path / "root" / "BulkInferrer" / "inference_result")) == (
+        SAMPLE_UNLABELED_ROWS
+    )
+
+
+def test_task_order_respects_data_and_control_edges_and_names_a_cycle():
+    spec = {
+        "root": {
+            "dag": {
+                "tasks": {
+                    "b": {
+                        "inputs": {
+                            "artifacts": {"x": {"taskOutputArtifact": {"producerTask": "a"}}}
+                        }
+                    },
+                    "c": {"dependentTasks": ["b"]},
+                    "a": {},
+                }
+            }
+        }
+    }
+    assert kfp_spec_runner.task_order(spec) == ["a", "b", "c"]
+    spec["root"]["dag"]["tasks"]["a"]["dependentTasks"] = ["c"]
+    with pytest.raises(kfp_spec_runner.graphlib.CycleError):
+        kfp_spec_runner.task_order(spec)
 
 
 def test_dockerfile_copies_what_the_tasks_import():
@@ -224,7 +291,7 @@ def test_dockerfile_copies_what_the_tasks_import():
     lines = (PROJECT_ROOT / "Dockerfile").read_text().splitlines()
     copies = [line.split()[1:-1] for line in lines if line.startswith("COPY ")]
     sources = {source.rstrip("/") for sources in copies for source in sources}
-    assert {"requirements.lock", "pipeline", "components", "schema", "data"} <= sources
+    assert {"requirements.lock", *CODE_FOLDERS, "schema", "data"} <= sources
     for source in sources:
         assert (PROJECT_ROOT / source).exists(), source
     assert any("--require-hashes" in line and "requirements.lock" in line for line in lines)

@@ -4,7 +4,7 @@ import pytest
 from google.protobuf import json_format
 from tfx import v1 as tfx
 
-from pipeline import pipeline as pipeline_module
+from pipeline import definition as pipeline_module
 from pipeline.config import PipelineConfig
 from pipeline.fingerprint import code_fingerprint, tuning_fingerprint
 
@@ -181,3 +181,39 @@ def test_retune_changes_only_the_tuner_cache_key(tmp_path):
     retuned = keys(PipelineConfig(output_dir=tmp_path, retune_token="2026-11-27T12:00:00"))
     assert retuned["Tuner"]["retune"] == "2026-11-27T12:00:00" and "retune" not in plain["Tuner"]
     assert retuned["Transform"] == plain["Transform"] and retuned["Trainer"] == plain["Trainer"]
+
+
+def test_the_baseline_excludes_the_candidate_only_when_the_orchestrator_asks():
+    def resolver(**options):
+        pipeline = pipeline_module.create_pipeline(PipelineConfig(), **options)
+        return next(c for c in pipeline.components if c.id == "LatestBlessedModelResolver")
+
+    local = resolver(exclude_candidate_from_baseline=True)
+    assert set(local.inputs) == {"model", "model_blessing", "candidate"}
+    stock = resolver(exclude_candidate_from_baseline=False)
+    assert set(stock.inputs) == {"model", "model_blessing"}
+
+
+def test_editing_the_curated_schema_changes_its_import_key(tmp_path):
+    """ImportSchemaGen's cache key is the schema's path: the content fingerprint makes an edited
+    schema re-import (and everything downstream re-run) at the same path."""
+    schema = tmp_path / "schema.pbtxt"
+    schema.write_text('feature { name: "fare" type: FLOAT }\n')
+
+    def import_key():
+        pipeline = pipeline_module.create_pipeline(PipelineConfig(curated_schema_file=schema))
+        node = next(c for c in pipeline.components if c.id == "CuratedSchemaImporter")
+        return node.exec_properties["schema_file"], node.exec_properties["content_fingerprint"]
+
+    path, before = import_key()
+    assert path == str(schema)
+    schema.write_text('feature { name: "fare" type: INT }\n')
+    path_after, after = import_key()
+    assert path_after == path and after != before
+
+
+def test_beam_options_come_from_the_orchestrator():
+    pipeline = pipeline_module.create_pipeline(
+        PipelineConfig(), beam_pipeline_args=("--direct_num_workers=1",)
+    )
+    assert pipeline.beam_pipeline_args == ["--direct_num_workers=1"]

@@ -6,7 +6,7 @@ from google.protobuf import json_format
 from tfx import v1 as tfx
 
 from components.span_example_gen import csv_checks, spans
-from pipeline import pipeline as pipeline_module
+from pipeline import definition as pipeline_module
 from pipeline.config import PipelineConfig
 
 

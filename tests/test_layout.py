@@ -1,0 +1,97 @@
+"""The code's layout holds: four parts, imports running one way, no import circles.
+
+Parts, lowest first: components/ (TFX components and user code), pipeline/ (the definition),
+metadata/ (reading ML Metadata), orchestration/ (running and compiling), cli/ (the command line
+and presentation). A module may import its own part and the parts below it. Imports inside
+functions count too, so an import written to dodge a circle fails here as well.
+"""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+from pathlib import Path
+
+from tests.conftest import CODE_FOLDERS, PROJECT_ROOT
+
+LAYERS = CODE_FOLDERS
+
+
+def project_modules() -> dict[str, Path]:
+    modules = {}
+    for layer in LAYERS:
+        for path in (PROJECT_ROOT / layer).rglob("*.py"):
+            parts = path.relative_to(PROJECT_ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            modules[name] = path
+    return modules
+
+
+def imports_of(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Project modules imported anywhere in the file (module level or inside functions)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found.update(name for name in names if name in modules)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = project_modules()
+    return {name: imports_of(path, modules) - {name} for name, path in modules.items()}
+
+
+def test_imports_run_from_the_command_line_down_to_the_components():
+    wrong_way = [
+        f"{module} imports {imported}"
+        for module, imported_modules in import_graph().items()
+        for imported in imported_modules
+        if LAYERS.index(imported.split(".")[0]) > LAYERS.index(module.split(".")[0])
+    ]
+    assert wrong_way == []
+
+
+def test_there_are_no_import_circles():
+    graph = {
+        module: {m for m in imported if "." in m or m not in LAYERS}  # packages' own __init__ aside
+        for module, imported in import_graph().items()
+    }
+    graphlib.TopologicalSorter(graph).prepare()  # raises CycleError naming the circle
+
+
+def test_the_graph_sees_real_imports():
+    """The checks above read what they should: known edges are in the graph."""
+    graph = import_graph()
+    assert "pipeline.definition" in graph["orchestration.local_runner"]
+    assert "components.tfx_private" in graph["pipeline.baseline"]
+    assert "metadata.store" in graph["metadata.runs"]
+
+
+def test_tfx_private_names_are_used_only_through_tfx_private():
+    """A TFX upgrade has one file to read: no other module reaches into TFX's private names."""
+    offenders = []
+    for name, path in project_modules().items():
+        if name == "components.tfx_private":
+            continue
+        text = path.read_text()
+        for needle in (
+            "._resolve(",
+            "._CsvToExample",
+            "._PartitionFn",
+            "tensorflow.python",
+            "_tf_trackable",
+            "__execution_result__",
+            "is running.",
+            "._Do(",
+            "._ValidateOnce",
+            "._GetModelStatus",
+            "._SendRequest",
+        ):
+            if needle in text:
+                offenders.append(f"{name}: {needle}")
+    assert offenders == []
