@@ -87,8 +87,12 @@ def run_locally(config: PipelineConfig) -> int:
             )
             console.write(f"Beam:     {beam.describe()}\n")
             console.write(f"Full log: {log_path}\n")
-            preflight.run_all(config)
-            return _run_and_report(config, beam, console, log_path, started)
+            try:
+                preflight.run_all(config)
+                return _run_and_report(config, beam, console, log_path, started)
+            except KeyboardInterrupt:
+                console.write("\ninterrupted: the run was stopped; nothing more was pushed.\n")
+                return exit_codes.INTERRUPTED
     except _Stop as stop:
         return stop.exit_code
 
@@ -110,9 +114,6 @@ def _run_and_report(config, beam, console: TextIO, log_path: Path, started) -> i
             "again: completed components are reused from the cache.\n"
         )
         return exit_codes.COMPONENT_FAILED
-    except KeyboardInterrupt:
-        console.write("\ninterrupted: the run was stopped; nothing more was pushed.\n")
-        return exit_codes.INTERRUPTED
     except Exception:  # noqa: BLE001 - reported in words; the traceback goes to the log
         logging.exception("Unexpected error")
         console.write(
@@ -129,10 +130,14 @@ def compile_for_kubeflow(
     """Compiles the pipeline to a KFP v2 spec, says where it is, and submits it when asked."""
     try:
         with _logged_command(config, "compile") as (console, log_path):
-            preflight.check_user_code(config)
-            return _compile_and_submit(
-                config, image, kfp_endpoint, kfp_experiment, console, log_path
-            )
+            try:
+                preflight.check_user_code(config)
+                return _compile_and_submit(
+                    config, image, kfp_endpoint, kfp_experiment, console, log_path
+                )
+            except KeyboardInterrupt:
+                console.write("\ninterrupted: the compile (or the submission) was stopped.\n")
+                return exit_codes.INTERRUPTED
     except _Stop as stop:
         return stop.exit_code
 
