@@ -65,6 +65,26 @@ def _quiet_libraries() -> None:
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
+def _setting(flag: str, help: str, field: str | None = None, **options: Any):
+    """An option for a PipelineConfig field, its type and shown default taken from the config."""
+    name = field or flag.lstrip("-").replace("-", "_")
+    default = getattr(DEFAULTS, name)
+    kind = click.Path(path_type=Path) if isinstance(default, Path) else type(default)
+    return click.option(
+        flag, name, type=kind, default=default, show_default=True, help=help, **options
+    )
+
+
+def _metadata_path_option(command):
+    return click.option(
+        "--metadata-path",
+        type=click.Path(path_type=Path),
+        default=DEFAULTS.metadata_path,
+        show_default=True,
+        help="ML Metadata SQLite file.",
+    )(command)
+
+
 # ---- the run ---------------------------------------------------------------------------------
 @click.group(
     invoke_without_command=True,
@@ -73,71 +93,21 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
     "the run; 3 the data gate refused the data; 130 interrupted. "
     "`python run_local.py COMMAND --help` documents each command.",
 )
-@click.option(
-    "--data-dir",
-    type=click.Path(path_type=Path),
-    default=DEFAULTS.data_dir,
-    show_default=True,
-    help="Folder with labeled/ and unlabeled/, one folder per span in each.",
+@_setting("--data-dir", "Folder with labeled/ and unlabeled/, one folder per span in each.")
+@_setting(
+    "--output-dir", "Where metadata.db, pipeline_root/, serving_model/, logs/ and reports/ go."
 )
-@click.option(
-    "--output-dir",
-    type=click.Path(path_type=Path),
-    default=DEFAULTS.output_dir,
-    show_default=True,
-    help="Where metadata.db, pipeline_root/, serving_model/, logs/ and reports/ go.",
-)
-@click.option(
+@_setting(
     "--schema",
-    "curated_schema_file",
-    type=click.Path(path_type=Path),
-    default=DEFAULTS.curated_schema_file,
-    show_default=True,
-    help="Curated schema (text proto) that ExampleValidator and Transform use.",
+    "Curated schema (text proto) that ExampleValidator and Transform use.",
+    field="curated_schema_file",
 )
-@click.option(
-    "--tuner-trials",
-    type=int,
-    default=DEFAULTS.tuner_trials,
-    show_default=True,
-    help="KerasTuner trial budget.",
-)
-@click.option(
-    "--tuner-train-steps",
-    type=int,
-    default=DEFAULTS.tuner_train_steps,
-    show_default=True,
-    help="Training steps per tuning trial.",
-)
-@click.option(
-    "--train-steps",
-    type=int,
-    default=DEFAULTS.train_steps,
-    show_default=True,
-    help="Trainer training steps.",
-)
-@click.option(
-    "--eval-steps",
-    type=int,
-    default=DEFAULTS.eval_steps,
-    show_default=True,
-    help="Validation steps for Tuner and Trainer.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=DEFAULTS.seed,
-    show_default=True,
-    help="Random seed for tuning and training.",
-)
-@click.option(
-    "--training-spans",
-    type=int,
-    default=DEFAULTS.training_spans,
-    show_default=True,
-    metavar="N",
-    help="Train on the latest N spans of labeled/.",
-)
+@_setting("--tuner-trials", "KerasTuner trial budget.")
+@_setting("--tuner-train-steps", "Training steps per tuning trial.")
+@_setting("--train-steps", "Trainer training steps.")
+@_setting("--eval-steps", "Validation steps for Tuner and Trainer.")
+@_setting("--seed", "Random seed for tuning and training.")
+@_setting("--training-spans", "Train on the latest N spans of labeled/.", metavar="N")
 @click.option(
     "--retune",
     is_flag=True,
@@ -288,13 +258,7 @@ def _store_options(command):
     command = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(
         command
     )
-    return click.option(
-        "--metadata-path",
-        type=click.Path(path_type=Path),
-        default=DEFAULTS.metadata_path,
-        show_default=True,
-        help="ML Metadata SQLite file.",
-    )(command)
+    return _metadata_path_option(command)
 
 
 def _open(metadata_path: Path) -> StoreIndex:
@@ -409,13 +373,7 @@ def inspect_diff(run_a: str, run_b: str, metadata_path: Path, as_json: bool) -> 
 # ---- report ------------------------------------------------------------------------------------
 @main.command("report", context_settings=CONTEXT_SETTINGS)
 @click.argument("run", default="1")
-@click.option(
-    "--metadata-path",
-    type=click.Path(path_type=Path),
-    default=DEFAULTS.metadata_path,
-    show_default=True,
-    help="ML Metadata SQLite file.",
-)
+@_metadata_path_option
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
@@ -448,13 +406,7 @@ def schema() -> None:
 
 
 def _schema_options(command):
-    command = click.option(
-        "--metadata-path",
-        type=click.Path(path_type=Path),
-        default=DEFAULTS.metadata_path,
-        show_default=True,
-        help="ML Metadata SQLite file.",
-    )(command)
+    command = _metadata_path_option(command)
     return click.option(
         "--schema",
         "curated_schema_file",
