@@ -50,7 +50,7 @@ def runs_text(runs: list[dict]) -> str:
         lines = [header, _indent(tabulate(rows, tablefmt="plain", disable_numparse=True), 6)]
         for c in run["components"]:
             if c.get("error"):
-                lines.append(f"      {c['node_id']} failed:")
+                lines.append(f"      {c['node_id']} {c['state']}:")
                 lines.append(_indent(c["error"], 10))
         blocks.append("\n".join(lines))
     return "\n".join(blocks)

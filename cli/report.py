@@ -38,7 +38,13 @@ _SECTIONS = {
     "drift_anomalies": f"{node_ids.DRIFT_VALIDATOR}.ExampleAnomalies",
     "skew_anomalies": f"{node_ids.SKEW_VALIDATOR}.ExampleAnomalies",
 }
-_STATE_COLORS = {"executed": "#5b8def", "cached": "#9aa3b2", "failed": "#d9534f"}
+_STATE_COLORS = {
+    "executed": "#5b8def",
+    "cached": "#9aa3b2",
+    "failed": "#d9534f",
+    "canceled": "#e39b3b",
+    "interrupted": "#e39b3b",
+}
 
 
 def number(value: Any, digits: int = 4) -> str:

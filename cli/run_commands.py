@@ -11,6 +11,7 @@ import contextlib
 import datetime
 import logging
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
@@ -19,6 +20,7 @@ import click
 
 from cli import exit_codes, report
 from cli.summary_text import format_summary
+from metadata import run_lock
 from metadata.run_summary import summarize_run
 from metadata.store import StoreIndex
 from orchestration import beam_mode, preflight
@@ -76,11 +78,21 @@ def _finish(config: PipelineConfig, run_id: str, console: TextIO, log_path: Path
 
 
 def run_locally(config: PipelineConfig) -> int:
-    """Runs the whole chain on this machine; returns the exit code."""
+    """Runs the whole chain on this machine; returns the exit code.
+
+    One run at a time per output directory: a second one is refused at once (exit 2).
+    """
     beam = beam_mode.choose(config)
     started = datetime.datetime.now()
+    run_id = started.isoformat()
     try:
-        with _logged_command(config, "run") as (console, log_path):
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(run_lock.hold(config.output_dir, run_id))
+            except run_lock.RunLocked as e:
+                click.echo(f"error: {e}", err=True)
+                return exit_codes.BAD_SETTINGS
+            console, log_path = stack.enter_context(_logged_command(config, "run"))
             console.write(
                 f"Pipeline {config.pipeline_name}: data {config.data_dir}, "
                 f"outputs {config.output_dir}\n"
@@ -89,20 +101,26 @@ def run_locally(config: PipelineConfig) -> int:
             console.write(f"Full log: {log_path}\n")
             try:
                 preflight.run_all(config)
-                return _run_and_report(config, beam, console, log_path, started)
-            except KeyboardInterrupt:
-                console.write("\ninterrupted: the run was stopped; nothing more was pushed.\n")
+                return _run_and_report(config, beam, console, log_path, started, run_id)
+            except KeyboardInterrupt:  # before any component started: nothing to record
+                console.write("\ninterrupted: the run was stopped before it started.\n")
                 return exit_codes.INTERRUPTED
     except _Stop as stop:
         return stop.exit_code
 
 
-def _run_and_report(config, beam, console: TextIO, log_path: Path, started) -> int:
+def _run_and_report(config, beam, console: TextIO, log_path: Path, started, run_id: str) -> int:
     # The runner imports TensorFlow and TFX: after the log file has taken the output.
     from orchestration import local_runner
 
     try:
-        run_id = local_runner.run(config, beam, console)
+        local_runner.run(config, beam, console, run_id)
+    except local_runner.RunInterrupted as e:
+        console.write(
+            f"\ninterrupted: run {run_id} was stopped ({e}); nothing more was pushed. ML Metadata "
+            "records its unfinished steps as canceled; run again to resume from the cache.\n"
+        )
+        return exit_codes.INTERRUPTED if e.signal_number == signal.SIGINT else exit_codes.TERMINATED
     except local_runner.DataRefusedError as e:
         _finish(config, e.run_id, console, log_path, started)
         return exit_codes.DATA_REFUSED

@@ -46,13 +46,16 @@ def node_id_from_context_name(context_name: str) -> str:
 _EXECUTION_RESULT_PROPERTY = "__execution_result__"
 
 
-def set_execution_failure(execution: metadata_store_pb2.Execution, message: str) -> None:
-    """Writes `message` as the execution's failure result (the caller puts it in the store)."""
+def set_execution_failure(
+    execution: metadata_store_pb2.Execution, message: str, code: int = 2
+) -> None:
+    """Writes `message` as the execution's result (the caller puts it in the store); `code` is
+    a canonical error code: 2 UNKNOWN for a failure, 1 CANCELLED for a stopped run."""
     from tfx.orchestration.portable.mlmd import execution_lib
     from tfx.proto.orchestration import execution_result_pb2
 
     execution_lib.set_execution_result(
-        execution_result_pb2.ExecutionResult(code=1, result_message=message), execution
+        execution_result_pb2.ExecutionResult(code=code, result_message=message), execution
     )
 
 

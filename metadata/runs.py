@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components import tfx_private
+from metadata import run_lock
 from metadata.store import NodeExecution, NotFound, StoreIndex, iso_time
 
 Context = metadata_store_pb2.Context
@@ -44,9 +46,19 @@ def run_context(index: StoreIndex, run_id: str) -> Context:
 def _run_state(states: set[str]) -> str:
     if "failed" in states:
         return "FAILED"
+    if "interrupted" in states:
+        return "INTERRUPTED"
+    if "canceled" in states:
+        return "CANCELED"
     if states & {"running", "new"}:
         return "RUNNING"
     return "COMPLETE"
+
+
+def _still_running(index: StoreIndex, run_id: str) -> bool:
+    """Whether the process of run `run_id` still holds its output directory's run lock (the
+    SQLite store's folder). A run whose process is gone, killed even with SIGKILL, does not."""
+    return run_lock.running_run(Path(index.location).parent) == run_id
 
 
 def describe_run(index: StoreIndex, context: Context) -> dict[str, Any]:
@@ -69,6 +81,13 @@ def describe_run(index: StoreIndex, context: Context) -> dict[str, Any]:
         }
         for n in nodes
     ]
+    if any(c["state"] in ("running", "new") for c in components) and not _still_running(
+        index, context.name
+    ):
+        for component in components:
+            if component["state"] in ("running", "new"):
+                component["state"] = "interrupted"
+                component["error"] = "interrupted: the run's process ended while this step ran"
     parents = index.store.get_parent_contexts_by_context(context.id)
     return {
         "run_id": context.name,

@@ -80,12 +80,13 @@ class ComponentProgress(logging.Handler):
                 len(self.finished), node_id, f"{self._state_of(node_id):<9} {seconds:6.1f} s"
             )
 
-    def mark_failed(self) -> None:
-        """Ends the running component's line as failed (TFX logs no "finished" for it)."""
+    def mark(self, state: str) -> None:
+        """Ends the running component's line with `state` (failed, canceled): TFX logs no
+        "finished" for a component that raised or was stopped."""
         if self.running is None:
             return
         seconds = time.monotonic() - self._started[self.running]
-        self._line(len(self.finished) + 1, self.running, f"{'failed':<9} {seconds:6.1f} s")
+        self._line(len(self.finished) + 1, self.running, f"{state:<9} {seconds:6.1f} s")
 
     def _line(self, position: int, node_id: str, text: str) -> None:
         self._console.write(f"[{position:>2}/{self._total}] {node_id:<{self._width}}  {text}\n")

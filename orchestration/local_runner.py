@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
+import contextlib
 import logging
+import signal
+from collections.abc import Iterator
 from typing import TextIO
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx.components.infra_validator import error_types
 
 from components import tfx_private
 from components.data_gate.executor import DataRefused
@@ -14,6 +19,9 @@ from orchestration.beam_mode import BeamChoice
 from orchestration.console import ComponentProgress
 from pipeline.config import PipelineConfig
 from pipeline.definition import create_pipeline
+
+Execution = metadata_store_pb2.Execution
+_CANCELLED = 1  # the canonical error code for a cancelled operation
 
 
 class PipelineRunError(Exception):
@@ -36,6 +44,30 @@ class DataRefusedError(PipelineRunError):
     """The data gate refused the data of run `run_id`."""
 
 
+class RunInterrupted(BaseException):
+    """The run was stopped by a signal (Ctrl-C or SIGTERM); its unfinished executions are
+    recorded CANCELED. A BaseException, like KeyboardInterrupt, so no `except Exception` in TFX,
+    Beam or a component swallows it."""
+
+    def __init__(self, signal_number: int):
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """SIGTERM raises RunInterrupted in the main thread, as Ctrl-C raises KeyboardInterrupt."""
+
+    def handler(signal_number, frame):
+        raise RunInterrupted(signal_number)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def record_failure(config: PipelineConfig, node_id: str | None, cause: BaseException) -> None:
     """Writes the failure's message on the node's failed execution in ML Metadata (TFX marks an
     execution FAILED when its executor raises, but keeps no message)."""
@@ -49,11 +81,38 @@ def record_failure(config: PipelineConfig, node_id: str | None, cause: BaseExcep
     store.put_executions([latest.execution])
 
 
-def run(config: PipelineConfig, beam: BeamChoice, console: TextIO) -> str:
-    """Runs the whole chain, printing per-component progress to `console`; returns the run id.
+def cancel_unfinished(config: PipelineConfig, run_id: str, reason: str) -> list[str]:
+    """Marks the run's executions that had not finished CANCELED, with `reason`; returns their
+    node ids. (TFX leaves them RUNNING when the process is stopped mid-component.)"""
+    store = open_store(config.metadata_path, writable=True)
+    run = store.get_context_by_type_and_name(tfx_private.PIPELINE_RUN_CONTEXT, run_id)
+    if run is None:
+        return []
+    unfinished = [
+        e
+        for e in store.get_executions_by_context(run.id)
+        if e.last_known_state in (Execution.RUNNING, Execution.NEW)
+    ]
+    for execution in unfinished:
+        execution.last_known_state = Execution.CANCELED
+        tfx_private.set_execution_failure(execution, reason, code=_CANCELLED)
+    if unfinished:
+        store.put_executions(unfinished)
+    nodes = {
+        e.id: tfx_private.node_id_from_context_name(c.name)
+        for e in unfinished
+        for c in store.get_contexts_by_execution(e.id)
+        if c.type == tfx_private.NODE_CONTEXT
+    }
+    return [nodes.get(e.id, "?") for e in unfinished]
+
+
+def run(config: PipelineConfig, beam: BeamChoice, console: TextIO, run_id: str) -> None:
+    """Runs the whole chain as run `run_id`, printing per-component progress to `console`.
 
     Raises DataRefusedError when the data gate refuses the data, PipelineRunError when a
-    component fails; either way ML Metadata holds the failed execution with its message.
+    component fails (ML Metadata holds the failed execution with its message), RunInterrupted
+    on Ctrl-C or SIGTERM (the unfinished executions are recorded CANCELED).
     """
     pipeline = create_pipeline(
         config,
@@ -69,17 +128,27 @@ def run(config: PipelineConfig, beam: BeamChoice, console: TextIO) -> str:
         return execution.state if execution else "skipped"
 
     progress = ComponentProgress(console, [c.id for c in pipeline.components], state_of)
-    run_id = datetime.datetime.now().isoformat()
     root_logger = logging.getLogger()
     root_logger.addHandler(progress)
     try:
-        tfx_private.run_on_local_dag_runner(pipeline, run_id)
+        with _sigterm_raises():
+            tfx_private.run_on_local_dag_runner(pipeline, run_id)
+    except (KeyboardInterrupt, RunInterrupted, error_types.GracefulShutdown) as e:
+        # InfraValidator's executor turns SIGTERM into its own GracefulShutdown while it runs.
+        signal_number = signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM
+        logging.exception("Run %s stopped by %s", run_id, signal.Signals(signal_number).name)
+        progress.mark("canceled")
+        reason = (
+            f"canceled: the run was stopped by {signal.Signals(signal_number).name} "
+            f"({'Ctrl-C' if signal_number == signal.SIGINT else 'a request to terminate'})"
+        )
+        cancel_unfinished(config, run_id, reason)
+        raise RunInterrupted(signal_number) from e
     except Exception as e:
         logging.exception("Pipeline run failed in %s", progress.running)
-        progress.mark_failed()
+        progress.mark("failed")
         record_failure(config, progress.running, e)
         error = DataRefusedError if isinstance(e, DataRefused) else PipelineRunError
         raise error(run_id, progress.running, e) from e
     finally:
         root_logger.removeHandler(progress)
-    return run_id
