@@ -27,7 +27,7 @@ from click.core import ParameterSource
 from cli import exit_codes, inspect_text, run_commands, schema_text
 from cli import report as html_report
 from metadata import artifacts, lineage, run_diff, runs, schema_review
-from metadata.store import NotFound, StoreIndex
+from metadata.store import NotFound, StoreIndex, UnusableStore
 from orchestration import beam_mode, kubeflow_locations
 from pipeline.config import BEAM_MODES, ConfigError, PipelineConfig
 
@@ -265,7 +265,7 @@ def _open(metadata_path: Path) -> StoreIndex:
     _quiet_libraries()
     try:
         return StoreIndex.open(metadata_path)
-    except NotFound as e:
+    except (NotFound, UnusableStore) as e:
         raise UserError(str(e)) from e
 
 

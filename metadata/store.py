@@ -12,6 +12,9 @@ import dataclasses
 import datetime
 import functools
 import json
+import os
+import sqlite3
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,69 @@ class NotFound(LookupError):
     """A store, run or artifact that does not exist; the message says which and what to do."""
 
 
+class UnusableStore(Exception):
+    """A file ML Metadata cannot use as it is (not a store, a newer one, read-only); the message
+    says which and what to do. The file is left as it is."""
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+@functools.cache
+def library_schema_version() -> int:
+    """The ML Metadata schema version this environment's MLMD library writes and reads."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "probe.db"
+        metadata_store.MetadataStore(sqlite_connection_config(path))
+        return _schema_version(path)
+
+
+def _schema_version(path: Path) -> int | None:
+    """The MLMDEnv schema version of a SQLite file, or None when it has no MLMD tables."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+        if "MLMDEnv" not in tables:
+            return None
+        row = connection.execute("SELECT schema_version FROM MLMDEnv").fetchone()
+        return int(row[0]) if row else None
+    finally:
+        connection.close()
+
+
+def check_sqlite_store(path: Path, *, writable: bool) -> None:
+    """Refuses, before ML Metadata opens it, a file it would fail on or change unasked: one that
+    is not SQLite, a SQLite database without MLMD's tables (MLMD would add them), a store of a
+    newer MLMD, and, when the caller will write, a read-only one. A missing file is fine."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with path.open("rb") as f:
+        if f.read(len(_SQLITE_HEADER)) != _SQLITE_HEADER:
+            raise UnusableStore(
+                f"{path} is not an ML Metadata store: it is not a SQLite database file. Move it "
+                "away or choose another --output-dir (or --metadata-path); it was left as it is."
+            )
+    version = _schema_version(path)
+    if version is None:
+        raise UnusableStore(
+            f"{path} is a SQLite database but not an ML Metadata store (it has no MLMDEnv table). "
+            "Move it away or choose another --output-dir (or --metadata-path); it was left as it is."
+        )
+    if version > library_schema_version():
+        raise UnusableStore(
+            f"{path} was written by a newer ML Metadata (schema version {version}; this "
+            f"environment's ML Metadata reads up to {library_schema_version()}). Use the "
+            "environment that wrote it, or choose another --output-dir; it was left as it is."
+        )
+    read_only = not (path.stat().st_mode & 0o222) or not os.access(path, os.W_OK)
+    if writable and (read_only or not os.access(path.parent, os.W_OK)):
+        raise UnusableStore(
+            f"{path} is read-only, and a run records every step in it. Make it and its folder "
+            "writable (chmod u+w), or choose another --output-dir."
+        )
+
+
 def sqlite_connection_config(
     path: Path, read_only: bool = False
 ) -> metadata_store_pb2.ConnectionConfig:
@@ -61,6 +127,7 @@ def open_store(path: Path, *, writable: bool = False) -> metadata_store.Metadata
         raise NotFound(
             f"no ML Metadata store at {path} (run the pipeline first, or pass --metadata-path)"
         )
+    check_sqlite_store(Path(path), writable=writable)
     return metadata_store.MetadataStore(
         sqlite_connection_config(Path(path), read_only=not writable)
     )

@@ -7,6 +7,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from metadata.store import UnusableStore, check_sqlite_store
 from pipeline.config import PipelineConfig
 
 
@@ -107,8 +108,17 @@ def check_curated_schema(schema_file: Path) -> None:
         ) from e
 
 
+def check_metadata_store(config: PipelineConfig) -> None:
+    """The run's ML Metadata store is one this environment can write, or does not exist yet."""
+    try:
+        check_sqlite_store(config.metadata_path, writable=True)
+    except UnusableStore as e:
+        raise SetupError(str(e)) from e
+
+
 def run_all(config: PipelineConfig) -> None:
     check_output_dir(config.output_dir)
+    check_metadata_store(config)
     check_data_dir(config)
     check_curated_schema(config.curated_schema_file)
     check_user_code(config)
