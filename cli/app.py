@@ -90,7 +90,8 @@ def _metadata_path_option(command):
     invoke_without_command=True,
     context_settings=CONTEXT_SETTINGS,
     epilog="Exit codes: 0 success; 1 a component failed; 2 bad settings or inputs found before "
-    "the run; 3 the data gate refused the data; 130 interrupted. "
+    "the run (or another run on the same output directory); 3 the data gate refused the data; "
+    "130 stopped with Ctrl-C; 143 stopped with SIGTERM. "
     "`python run_local.py COMMAND --help` documents each command.",
 )
 @_setting("--data-dir", "Folder with labeled/ and unlabeled/, one folder per span in each.")

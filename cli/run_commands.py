@@ -37,22 +37,28 @@ class _Stop(Exception):
 
 
 @contextlib.contextmanager
-def _logged_command(config: PipelineConfig, log_name: str) -> Iterator[tuple[TextIO, Path]]:
-    """Checks the output directory, sends all output to a new log file, and yields the console
-    and the log's path. Bad settings found by the pre-run checks end the command with exit 2."""
-    try:
-        preflight.check_output_dir(config.output_dir)
-    except preflight.SetupError as e:  # no log file to point at: say it on stderr
-        click.echo(f"error: {e}", err=True)
-        raise _Stop(exit_codes.BAD_SETTINGS) from e
-    started = datetime.datetime.now()
-    log_path = config.logs_dir / f"{log_name}-{started:%Y%m%d-%H%M%S}.log"
-    with output_to_log_file(log_path) as console:
-        try:
-            yield console, log_path
-        except preflight.SetupError as e:
-            console.write(f"error: {e}\n")
+def _logged_command(
+    config: PipelineConfig, log_name: str, run_id: str | None = None
+) -> Iterator[tuple[TextIO, Path]]:
+    """Checks the output directory, holds its run lock for `run_id` (a run), sends all output to
+    a new log file, and yields the console and the log's path. Bad settings found by the pre-run
+    checks, or another run holding the lock, end the command with exit 2."""
+    with contextlib.ExitStack() as stack:
+        try:  # no log file to point at yet: say it on stderr
+            preflight.check_output_dir(config.output_dir)
+            if run_id is not None:
+                stack.enter_context(run_lock.hold(config.output_dir, run_id))
+        except (preflight.SetupError, run_lock.RunLocked) as e:
+            click.echo(f"error: {e}", err=True)
             raise _Stop(exit_codes.BAD_SETTINGS) from e
+        started = datetime.datetime.now()
+        log_path = config.logs_dir / f"{log_name}-{started:%Y%m%d-%H%M%S}.log"
+        with output_to_log_file(log_path) as console:
+            try:
+                yield console, log_path
+            except preflight.SetupError as e:
+                console.write(f"error: {e}\n")
+                raise _Stop(exit_codes.BAD_SETTINGS) from e
 
 
 def _relative(path: Path) -> str:
@@ -86,13 +92,7 @@ def run_locally(config: PipelineConfig) -> int:
     started = datetime.datetime.now()
     run_id = started.isoformat()
     try:
-        with contextlib.ExitStack() as stack:
-            try:
-                stack.enter_context(run_lock.hold(config.output_dir, run_id))
-            except run_lock.RunLocked as e:
-                click.echo(f"error: {e}", err=True)
-                return exit_codes.BAD_SETTINGS
-            console, log_path = stack.enter_context(_logged_command(config, "run"))
+        with _logged_command(config, "run", run_id) as (console, log_path):
             console.write(
                 f"Pipeline {config.pipeline_name}: data {config.data_dir}, "
                 f"outputs {config.output_dir}\n"
@@ -102,8 +102,8 @@ def run_locally(config: PipelineConfig) -> int:
             try:
                 preflight.run_all(config)
                 return _run_and_report(config, beam, console, log_path, started, run_id)
-            except KeyboardInterrupt:  # before any component started: nothing to record
-                console.write("\ninterrupted: the run was stopped before it started.\n")
+            except KeyboardInterrupt:  # outside the runner (which records its own): checks, summary
+                console.write("\ninterrupted: the run was stopped.\n")
                 return exit_codes.INTERRUPTED
     except _Stop as stop:
         return stop.exit_code
