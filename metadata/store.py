@@ -230,9 +230,9 @@ def latest_node_execution(
 class StoreIndex:
     """Read-only questions over one store, with what they share read once (a snapshot)."""
 
-    def __init__(self, store: metadata_store.MetadataStore, location: str = "the store"):
+    def __init__(self, store: metadata_store.MetadataStore, location: str):
         self.store = store
-        self.location = location
+        self.location = location  # the SQLite file: its folder holds the run lock
         self.type_names = {t.id: t.name for t in store.get_artifact_types()}
         self.node_of_execution: dict[int, str] = {}
         self.run_of_execution: dict[int, str] = {}
