@@ -314,11 +314,14 @@ def inspect_artifacts(
 ) -> None:
     """Artifacts with id, type, state, URI and key properties."""
     index = _open(metadata_path)
-    _answer(
-        as_json,
-        lambda: artifacts.list_artifacts(index, run=run, component=component, type_name=type_name),
-        inspect_text.artifacts_text,
-    )
+
+    def compute() -> list[dict]:
+        run_id = runs.find_run(index, run)["run_id"] if run else None
+        return artifacts.list_artifacts(
+            index, run_id=run_id, component=component, type_name=type_name
+        )
+
+    _answer(as_json, compute, inspect_text.artifacts_text)
 
 
 @inspect.command("show")
@@ -408,14 +411,7 @@ def schema() -> None:
 
 def _schema_options(command):
     command = _metadata_path_option(command)
-    return click.option(
-        "--schema",
-        "curated_schema_file",
-        type=click.Path(path_type=Path),
-        default=DEFAULTS.curated_schema_file,
-        show_default=True,
-        help="The curated schema file.",
-    )(command)
+    return _setting("--schema", "The curated schema file.", field="curated_schema_file")(command)
 
 
 def _review(metadata_path: Path, curated_schema_file: Path) -> dict:

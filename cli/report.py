@@ -110,9 +110,8 @@ def thresholds_text(evaluation: dict[str, Any]) -> dict[str, str]:
     return result
 
 
-def render(index: StoreIndex, run_ref: str) -> str:
-    """The report of one run (id, prefix or position) as an HTML document."""
-    run = find_run(index, run_ref)
+def render(index: StoreIndex, run: dict[str, Any]) -> str:
+    """The report of one run (as `metadata.runs.describe_run` gives it) as an HTML document."""
     outputs = artifacts.run_outputs(index, run["run_id"])
     sections = {
         name: artifacts.output_contents(index, outputs, key) for name, key in _SECTIONS.items()
@@ -145,5 +144,5 @@ def write_report(index: StoreIndex, run_ref: str, output: Path | None) -> Path:
         safe = run["run_id"].replace(":", "-")
         output = Path(index.location).parent / "reports" / f"run-{safe}.html"
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render(index, run["run_id"]), encoding="utf-8")
+    output.write_text(render(index, run), encoding="utf-8")
     return output

@@ -65,10 +65,10 @@ def _relative(path: Path) -> str:
     return os.path.relpath(path) if path.is_relative_to(Path.cwd()) else str(path)
 
 
-def _write_report(config: PipelineConfig, run_id: str, log_path: Path) -> str:
+def _write_report(index: StoreIndex, run_id: str, log_path: Path) -> str:
     """Writes the run's HTML report; a report that cannot be written never fails the run."""
     try:
-        path = report.write_report(StoreIndex.open(config.metadata_path), run_id, None)
+        path = report.write_report(index, run_id, None)
         return _relative(path)
     except Exception:  # noqa: BLE001 - the run itself is over; say so and point at the log
         logging.exception("Writing the HTML report failed")
@@ -78,9 +78,10 @@ def _write_report(config: PipelineConfig, run_id: str, log_path: Path) -> str:
 def _finish(config: PipelineConfig, run_id: str, console: TextIO, log_path: Path, started) -> None:
     """The run's summary and report, read back from ML Metadata."""
     elapsed = (datetime.datetime.now() - started).total_seconds()
-    summary = summarize_run(StoreIndex.open(config.metadata_path), run_id)
+    index = StoreIndex.open(config.metadata_path)
+    summary = summarize_run(index, run_id)
     console.write("\n" + format_summary(summary, config, log_path, elapsed) + "\n")
-    console.write(f"Report:     {_write_report(config, run_id, log_path)}\n")
+    console.write(f"Report:     {_write_report(index, run_id, log_path)}\n")
 
 
 def run_locally(config: PipelineConfig) -> int:

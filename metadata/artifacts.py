@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from metadata import artifact_readers
-from metadata.runs import find_run, run_context
+from metadata.runs import run_context
 from metadata.store import Artifact, NotFound, StoreIndex, iso_time, properties
 
 
@@ -39,16 +39,15 @@ def contents(index: StoreIndex, artifact: Artifact) -> dict[str, Any]:
 
 def list_artifacts(
     index: StoreIndex,
-    run: str | None = None,
+    run_id: str | None = None,
     component: str | None = None,
     type_name: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Artifacts by id, filtered by run (id, prefix or position), producing component or type.
+    """Artifacts by id, filtered by run id, producing component or type.
 
     A run's artifacts include those its cached executions reused from earlier runs.
     """
-    if run:
-        run_id = find_run(index, run)["run_id"]
+    if run_id:
         candidates = index.store.get_artifacts_by_context(run_context(index, run_id).id)
     else:
         candidates = index.store.get_artifacts()
@@ -84,7 +83,7 @@ def latest_pushed_model(index: StoreIndex) -> int:
 def run_outputs(index: StoreIndex, run_id: str) -> dict[str, dict[str, Any]]:
     """The run's artifacts (cached ones included) by '<node>.<type>', e.g. 'Trainer.Model'."""
     outputs: dict[str, dict[str, Any]] = {}
-    for info in list_artifacts(index, run=run_id):
+    for info in list_artifacts(index, run_id=run_id):
         outputs.setdefault(f"{info['producer']}.{info['type']}", info)
     return outputs
 

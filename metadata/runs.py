@@ -113,6 +113,9 @@ def list_runs(index: StoreIndex) -> list[dict[str, Any]]:
 
 def find_run(index: StoreIndex, run_ref: str) -> dict[str, Any]:
     """A run by id, unique id prefix, or position (1 = newest)."""
+    exact = index.store.get_context_by_type_and_name(tfx_private.PIPELINE_RUN_CONTEXT, run_ref)
+    if exact is not None and not run_ref.isdigit():
+        return describe_run(index, exact)
     runs = list_runs(index)
     if (
         run_ref.isdigit()

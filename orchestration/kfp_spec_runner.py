@@ -20,7 +20,6 @@ import dataclasses
 import graphlib
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -81,11 +80,6 @@ def task_order(spec: dict) -> list[str]:
         order.extend(ready)
         sorter.done(*ready)
     return order
-
-
-def _schema_title(instance_schema: str) -> str:
-    match = re.search(r"^title:\s*(\S+)", instance_schema, re.MULTILINE)
-    return match.group(1) if match else ""
 
 
 def run_spec(
