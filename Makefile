@@ -11,12 +11,12 @@ RUN_ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test bench setup lock lint clean browser
+.PHONY: run test bench setup lock lint clean browser databases
 
 run: $(INSTALLED)
 	$(PY) run_local.py $(RUN_ARGS)
 
-test: $(INSTALLED) browser
+test: $(INSTALLED) browser databases
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The benchmark harness (not part of `make test`): cold run, re-runs, 100k and 1M rows; writes
@@ -29,6 +29,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 browser:
 	@command -v chromium >/dev/null || { echo "Installing Debian's chromium for the HTML report test ..."; \
 	  $(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
+
+# The shared-ML-Metadata tests start their own MariaDB and PostgreSQL servers (as an unprivileged
+# user, on a free loopback port, in a temporary folder) from Debian's packages.
+databases:
+	@{ command -v mariadbd || command -v mysqld; } >/dev/null || { echo "Installing Debian's mariadb-server for the shared ML Metadata tests ..."; \
+	  $(SUDO) apt-get install -y -q --no-install-recommends mariadb-server >/dev/null 2>&1 || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q --no-install-recommends mariadb-server >/dev/null; }; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "Installing Debian's postgresql for the shared ML Metadata tests ..."; \
+	  $(SUDO) apt-get install -y -q --no-install-recommends postgresql >/dev/null 2>&1 || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q --no-install-recommends postgresql >/dev/null; }; }
 
 setup: $(INSTALLED)
 

@@ -14,6 +14,7 @@ reported here by its option name with exit code 2 (see cli/exit_codes.py).
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import logging
 import os
@@ -29,7 +30,9 @@ from cli import report as html_report
 from metadata import artifacts, lineage, run_diff, runs, schema_review
 from metadata.store import NotFound, StoreIndex, UnusableStore
 from orchestration import beam_mode, kubeflow_locations
+from pipeline import metadata_location
 from pipeline.config import BEAM_MODES, ConfigError, PipelineConfig
+from pipeline.metadata_location import MetadataLocation, MetadataUriError
 
 DEFAULTS = PipelineConfig()
 # Config fields whose option is not simply `--<field-name>`.
@@ -75,14 +78,66 @@ def _setting(flag: str, help: str, field: str | None = None, **options: Any):
     )
 
 
-def _metadata_path_option(command):
-    return click.option(
-        "--metadata-path",
-        type=click.Path(path_type=Path),
-        default=DEFAULTS.metadata_path,
-        show_default=True,
-        help="ML Metadata SQLite file.",
+_METADATA_URI_HELP = (
+    "ML Metadata store: sqlite:///PATH (or a plain path), mysql://USER@HOST:PORT/DATABASE or "
+    "postgresql://USER@HOST:PORT/DATABASE; a team shares one database server. Give the password "
+    f"in {metadata_location.PASSWORD_ENV_VAR} or --metadata-password-file rather than in the URI "
+    "(`ps` shows command lines)."
+)
+
+
+def _metadata_location(
+    uri: str | None, password_file: Path | None, default: Path | None
+) -> MetadataLocation | None:
+    """The store a command uses: `uri`, else the SQLite file `default` (None: the run's own)."""
+    if uri is None:
+        return metadata_location.sqlite_location(default) if default else None
+    try:
+        password = (
+            metadata_location.read_password_file(password_file)
+            if password_file
+            else os.environ.get(metadata_location.PASSWORD_ENV_VAR)
+        )
+        return metadata_location.parse_metadata_uri(uri, password=password)
+    except MetadataUriError as e:
+        option = "--metadata-password-file" if "password file" in str(e) else "--metadata-uri"
+        raise UserError(f"{option}: {e}.") from e
+
+
+def _metadata_uri_options(command, help: str):
+    command = click.option(
+        "--metadata-password-file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar=metadata_location.PASSWORD_FILE_ENV_VAR,
+        show_envvar=True,
+        default=None,
+        metavar="FILE",
+        help="File whose first line is the ML Metadata database password.",
     )(command)
+    return click.option(
+        "--metadata-uri",
+        "--metadata-path",
+        "metadata_uri",
+        envvar=metadata_location.URI_ENV_VAR,
+        show_envvar=True,
+        default=None,
+        metavar="URI",
+        help=help,
+    )(command)
+
+
+def _store_location(command):
+    """The reader's store options (--metadata-uri, --metadata-password-file), given to the
+    command as one `location`."""
+
+    @functools.wraps(command)
+    def with_location(*args, metadata_uri, metadata_password_file, **kwargs):
+        location = _metadata_location(metadata_uri, metadata_password_file, DEFAULTS.metadata_path)
+        return command(*args, location=location, **kwargs)
+
+    return _metadata_uri_options(
+        with_location, _METADATA_URI_HELP + f" [default: {DEFAULTS.metadata_path}]"
+    )
 
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -143,6 +198,12 @@ def _metadata_path_option(command):
 @click.option(
     "--no-cache", is_flag=True, help="Re-execute every component instead of reusing cached results."
 )
+@functools.partial(
+    _metadata_uri_options,
+    help=_METADATA_URI_HELP + " [default: <output-dir>/metadata.db] Runs on one database from "
+    "other output directories or machines run side by side; on one output directory, one at a "
+    "time. Kubeflow runs use Kubeflow Pipelines' own ML Metadata, so this applies to local runs.",
+)
 @click.option(
     "--orchestrator",
     type=click.Choice(["local", "kubeflow"]),
@@ -195,9 +256,10 @@ def _metadata_path_option(command):
 def main(ctx: click.Context, **options: Any) -> None:
     """Run the TFX pipeline, ExampleGen to BulkInferrer, on this machine.
 
-    Every Beam step runs on Apache Beam's DirectRunner and ML Metadata is a SQLite file in the
-    output directory. With --orchestrator kubeflow the same pipeline compiles for Kubeflow
-    Pipelines instead. The commands below read what runs did.
+    Every Beam step runs on Apache Beam's DirectRunner; ML Metadata is a SQLite file in the
+    output directory, or a MySQL or PostgreSQL database shared by a team (--metadata-uri). With
+    --orchestrator kubeflow the same pipeline compiles for Kubeflow Pipelines instead, which keeps
+    its own ML Metadata. The commands below read what runs did.
     """
     if ctx.invoked_subcommand is not None:
         given = [
@@ -211,11 +273,21 @@ def main(ctx: click.Context, **options: Any) -> None:
                 f"(`python run_local.py {' '.join(given)} ...` runs the pipeline)."
             )
         return
+    if (
+        options["orchestrator"] == "kubeflow"
+        and ctx.get_parameter_source("metadata_uri") == ParameterSource.COMMANDLINE
+    ):
+        raise UserError(
+            "--metadata-uri applies to local runs: Kubeflow Pipelines records its runs in its "
+            "own ML Metadata. Leave it out with --orchestrator kubeflow."
+        )
     ctx.exit(_run(**options))
 
 
 def _run(
     orchestrator: str,
+    metadata_uri: str | None,
+    metadata_password_file: Path | None,
     image: str,
     pipeline_root: str | None,
     data_uri: str | None,
@@ -240,7 +312,8 @@ def _run(
         "enable_cache": not no_cache,
     }
     if orchestrator == "local":
-        return run_commands.run_locally(_config(**settings))
+        location = _metadata_location(metadata_uri, metadata_password_file, None)
+        return run_commands.run_locally(_config(**settings, metadata=location))
     locations = kubeflow_locations.task_locations(
         output_dir=settings["output_dir"],
         pipeline_name=DEFAULTS.pipeline_name,
@@ -259,13 +332,13 @@ def _store_options(command):
     command = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")(
         command
     )
-    return _metadata_path_option(command)
+    return _store_location(command)
 
 
-def _open(metadata_path: Path) -> StoreIndex:
+def _open(location: MetadataLocation) -> StoreIndex:
     _quiet_libraries()
     try:
-        return StoreIndex.open(metadata_path)
+        return StoreIndex.open(location)
     except (NotFound, UnusableStore) as e:
         raise UserError(str(e)) from e
 
@@ -294,9 +367,9 @@ def inspect() -> None:
 
 @inspect.command("runs")
 @_store_options
-def inspect_runs(metadata_path: Path, as_json: bool) -> None:
+def inspect_runs(location: MetadataLocation, as_json: bool) -> None:
     """Every pipeline run, newest first, with what each component did and how long it took."""
-    index = _open(metadata_path)
+    index = _open(location)
     _answer(as_json, lambda: runs.list_runs(index), inspect_text.runs_text)
 
 
@@ -309,11 +382,11 @@ def inspect_artifacts(
     run: str | None,
     component: str | None,
     type_name: str | None,
-    metadata_path: Path,
+    location: MetadataLocation,
     as_json: bool,
 ) -> None:
     """Artifacts with id, type, state, URI and key properties."""
-    index = _open(metadata_path)
+    index = _open(location)
 
     def compute() -> list[dict]:
         run_id = runs.find_run(index, run)["run_id"] if run else None
@@ -327,12 +400,12 @@ def inspect_artifacts(
 @inspect.command("show")
 @click.argument("artifact_id")
 @_store_options
-def inspect_show(artifact_id: str, metadata_path: Path, as_json: bool) -> None:
+def inspect_show(artifact_id: str, location: MetadataLocation, as_json: bool) -> None:
     """One artifact in human terms (statistics, schema, anomalies, evaluation, ...).
 
     ARTIFACT_ID: see `inspect artifacts`.
     """
-    index = _open(metadata_path)
+    index = _open(location)
     _answer(
         as_json, lambda: artifacts.show(index, _artifact_id(artifact_id)), inspect_text.show_text
     )
@@ -341,12 +414,12 @@ def inspect_show(artifact_id: str, metadata_path: Path, as_json: bool) -> None:
 @inspect.command("lineage")
 @click.argument("artifact_id")
 @_store_options
-def inspect_lineage(artifact_id: str, metadata_path: Path, as_json: bool) -> None:
+def inspect_lineage(artifact_id: str, location: MetadataLocation, as_json: bool) -> None:
     """Where an artifact came from, back to data, schema and code.
 
     ARTIFACT_ID: an artifact id, or 'pushed-model' for the latest pushed model.
     """
-    index = _open(metadata_path)
+    index = _open(location)
 
     def compute() -> dict:
         target = (
@@ -365,32 +438,33 @@ def inspect_lineage(artifact_id: str, metadata_path: Path, as_json: bool) -> Non
 @click.argument("run_a")
 @click.argument("run_b")
 @_store_options
-def inspect_diff(run_a: str, run_b: str, metadata_path: Path, as_json: bool) -> None:
+def inspect_diff(run_a: str, run_b: str, location: MetadataLocation, as_json: bool) -> None:
     """What changed between two runs: statistics, schema, hyperparameters, metrics, blessings.
 
     RUN_A, RUN_B: run ids, id prefixes or positions (1 = newest).
     """
-    index = _open(metadata_path)
+    index = _open(location)
     _answer(as_json, lambda: run_diff.diff_runs(index, run_a, run_b), inspect_text.diff_text)
 
 
 # ---- report ------------------------------------------------------------------------------------
 @main.command("report", context_settings=CONTEXT_SETTINGS)
 @click.argument("run", default="1")
-@_metadata_path_option
+@_store_location
 @click.option(
     "--output",
     type=click.Path(path_type=Path),
     default=None,
-    help="HTML file to write [default: <metadata folder>/reports/run-<id>.html].",
+    help="HTML file to write [default: <metadata folder>/reports/run-<id>.html; on a database "
+    "server, <the run's output dir>/reports/].",
 )
-def report_command(run: str, metadata_path: Path, output: Path | None) -> None:
+def report_command(run: str, location: MetadataLocation, output: Path | None) -> None:
     """Write a self-contained HTML report of a run.
 
     One HTML file with no scripts and no network requests. RUN: run id, prefix or position
     [default: 1, the newest].
     """
-    index = _open(metadata_path)
+    index = _open(location)
     try:
         path = html_report.write_report(index, run, output)
     except NotFound as e:
@@ -410,12 +484,12 @@ def schema() -> None:
 
 
 def _schema_options(command):
-    command = _metadata_path_option(command)
+    command = _store_location(command)
     return _setting("--schema", "The curated schema file.", field="curated_schema_file")(command)
 
 
-def _review(metadata_path: Path, curated_schema_file: Path) -> dict:
-    index = _open(metadata_path)
+def _review(location: MetadataLocation, curated_schema_file: Path) -> dict:
+    index = _open(location)
     try:
         return schema_review.review(index, DEFAULTS.pipeline_name, curated_schema_file)
     except schema_review.SchemaReviewError as e:
@@ -424,16 +498,16 @@ def _review(metadata_path: Path, curated_schema_file: Path) -> dict:
 
 @schema.command("diff")
 @_schema_options
-def schema_diff(metadata_path: Path, curated_schema_file: Path) -> None:
+def schema_diff(location: MetadataLocation, curated_schema_file: Path) -> None:
     """Show how the latest data differs from the curated schema, and what `accept` would write."""
-    click.echo(schema_text.diff_text(_review(metadata_path, curated_schema_file)))
+    click.echo(schema_text.diff_text(_review(location, curated_schema_file)))
 
 
 @schema.command("accept")
 @_schema_options
-def schema_accept(metadata_path: Path, curated_schema_file: Path) -> None:
+def schema_accept(location: MetadataLocation, curated_schema_file: Path) -> None:
     """Relax the curated schema to accept the latest data, and write it for review."""
-    click.echo(schema_text.accept(_review(metadata_path, curated_schema_file)))
+    click.echo(schema_text.accept(_review(location, curated_schema_file)))
 
 
 # ---- run-spec: a compiled Kubeflow spec, run here ----------------------------------------------

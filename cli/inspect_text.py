@@ -43,6 +43,8 @@ def runs_text(runs: list[dict]) -> str:
             f"#{position}  run {run['run_id']}  started {run['started']}  "
             f"{run['wall_seconds']:.1f} s  {run['state']}"
         )
+        if run.get("host"):  # who ran it, where: runs from many machines may share a store
+            header += f"  by {run['user']}@{run['host']} in {run['output_dir']}"
         rows = [
             [c["node_id"], c["state"], f"{c['seconds']:.1f} s", f"execution {c['execution_id']}"]
             for c in run["components"]

@@ -137,12 +137,21 @@ def render(index: StoreIndex, run: dict[str, Any]) -> str:
     )
 
 
+def _report_folder(index: StoreIndex, run: dict) -> Path:
+    if index.location.is_sqlite:
+        return index.location.path.parent
+    output_dir = Path(run["output_dir"]) if run.get("output_dir") else None
+    return output_dir if output_dir and output_dir.is_dir() else Path.cwd()
+
+
 def write_report(index: StoreIndex, run_ref: str, output: Path | None) -> Path:
-    """Writes the report; by default to `<metadata folder>/reports/run-<id>.html`."""
+    """Writes the report; by default to `<folder>/reports/run-<id>.html`, the folder being the
+    SQLite store's, or, on a database server, the run's output directory when this machine has
+    it (else the current directory)."""
     run = find_run(index, run_ref)
     if output is None:
         safe = run["run_id"].replace(":", "-")
-        output = Path(index.location).parent / "reports" / f"run-{safe}.html"
+        output = _report_folder(index, run) / "reports" / f"run-{safe}.html"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(render(index, run), encoding="utf-8")
     return output

@@ -53,7 +53,7 @@ def _logged_command(
             raise _Stop(exit_codes.BAD_SETTINGS) from e
         started = datetime.datetime.now()
         log_path = config.logs_dir / f"{log_name}-{started:%Y%m%d-%H%M%S}.log"
-        with output_to_log_file(log_path) as console:
+        with output_to_log_file(log_path, config.metadata_location.secrets()) as console:
             try:
                 yield console, log_path
             except preflight.SetupError as e:
@@ -78,7 +78,7 @@ def _write_report(index: StoreIndex, run_id: str, log_path: Path) -> str:
 def _finish(config: PipelineConfig, run_id: str, console: TextIO, log_path: Path, started) -> None:
     """The run's summary and report, read back from ML Metadata."""
     elapsed = (datetime.datetime.now() - started).total_seconds()
-    index = StoreIndex.open(config.metadata_path)
+    index = StoreIndex.open(config.metadata_location)
     summary = summarize_run(index, run_id)
     console.write("\n" + format_summary(summary, config, log_path, elapsed) + "\n")
     console.write(f"Report:     {_write_report(index, run_id, log_path)}\n")
@@ -99,6 +99,9 @@ def run_locally(config: PipelineConfig) -> int:
                 f"outputs {config.output_dir}\n"
             )
             console.write(f"Beam:     {beam.describe()}\n")
+            console.write(
+                f"Metadata: {config.metadata_location} ({config.metadata_location.engine})\n"
+            )
             console.write(f"Full log: {log_path}\n")
             try:
                 preflight.run_all(config)
@@ -129,7 +132,7 @@ def _run_and_report(config, beam, console: TextIO, log_path: Path, started, run_
         console.write(
             f"\nerror: {e.node_id or 'The pipeline'} failed: {e.cause_text()}\n"
             f"Nothing was pushed. ML Metadata records the failed execution in "
-            f"{config.metadata_path}; the traceback is in {log_path}. Fix the cause and run "
+            f"{config.metadata_location}; the traceback is in {log_path}. Fix the cause and run "
             "again: completed components are reused from the cache.\n"
         )
         return exit_codes.COMPONENT_FAILED

@@ -111,7 +111,9 @@ def format_summary(
         lines.append(
             f"Inference:  {summary.predictions} predictions -> {_relative(summary.predictions_uri)}"
         )
-    lines.append(f"Metadata:   {_relative(config.metadata_path)} (ML Metadata, SQLite)")
+    location = config.metadata_location
+    where = _relative(location.path) if location.is_sqlite else str(location)
+    lines.append(f"Metadata:   {where} (ML Metadata, {location.engine})")
     lines.append(f"Outputs:    {_relative(config.pipeline_root)}")
     lines.append(f"Full log:   {_relative(log_path)}")
     return "\n".join(lines)

@@ -89,7 +89,12 @@ def node_progress(message_format: Any, args: Any) -> tuple[str, str] | None:
 # `datetime.now().isoformat()` inside `run_with_ir`, without telling the caller. Setting the
 # run-id runtime parameter first (runtime_parameter_utils, the way `run_with_ir` does it) lets
 # the runner report on the run it started rather than on "the latest run" in the store.
-def run_on_local_dag_runner(pipeline: Any, run_id: str) -> None:
+def run_on_local_dag_runner(
+    pipeline: Any, run_id: str, run_properties: dict[str, str] | None = None
+) -> None:
+    """Runs `pipeline` as run `run_id`. `run_properties` are recorded on the run's context in ML
+    Metadata before the first component starts (who runs it, where: readers of a shared store
+    use them to tell a live run from an interrupted one)."""
     from tfx.dsl.compiler import compiler, constants
     from tfx.dsl.components.base import base_component
     from tfx.orchestration.local import local_dag_runner
@@ -102,7 +107,30 @@ def run_on_local_dag_runner(pipeline: Any, run_id: str) -> None:
     runtime_parameter_utils.substitute_runtime_parameter(
         pipeline_ir, {constants.PIPELINE_RUN_ID_PARAMETER_NAME: run_id}
     )
+    if run_properties:
+        _record_run(pipeline.metadata_connection_config, pipeline_ir, run_id, run_properties)
     local_dag_runner.LocalDagRunner().run_with_ir(pipeline_ir)
+
+
+# TFX 1.16 creates the pipeline and run contexts (and the run's parent link) when the first node
+# starts (context_lib.prepare_contexts, from each node's `contexts` in the compiled IR), and reuses
+# contexts that exist. Calling it first, with the first node's context specs, creates exactly what
+# TFX would, so the run's context exists, with our properties, before any component runs.
+def _record_run(
+    connection_config: metadata_store_pb2.ConnectionConfig,
+    pipeline_ir: Any,
+    run_id: str,
+    run_properties: dict[str, str],
+) -> None:
+    from tfx.orchestration import metadata
+    from tfx.orchestration.portable.mlmd import context_lib
+
+    with metadata.Metadata(connection_config) as handle:
+        context_lib.prepare_contexts(handle, pipeline_ir.nodes[0].pipeline_node.contexts)
+        run = handle.store.get_context_by_type_and_name(PIPELINE_RUN_CONTEXT, run_id)
+        for name, value in run_properties.items():
+            run.custom_properties[name].string_value = value
+        handle.store.put_contexts([run])
 
 
 # ---- Beam options on the DirectRunner -------------------------------------------------------

@@ -1,7 +1,15 @@
-"""Pipeline runs in ML Metadata: which runs there are, and what each component did in them."""
+"""Pipeline runs in ML Metadata: which runs there are, and what each component did in them.
+
+A run records who runs it and where (host, pid, user, output directory) on its context before its
+first component starts. A reader on that host tells a live run from one whose process is gone
+(killed, even with SIGKILL) by the output directory's run lock, which the kernel frees when the
+process dies. A run on another host sharing a server database cannot be checked from here: it
+reads as running (on that host) until a reader there, or its next run, says otherwise.
+"""
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +18,15 @@ from ml_metadata.proto import metadata_store_pb2
 
 from components import tfx_private
 from metadata import run_lock
-from metadata.store import NodeExecution, NotFound, StoreIndex, iso_time
+from metadata.store import NodeExecution, NotFound, StoreIndex, custom_property, iso_time
 
 Context = metadata_store_pb2.Context
+
+# Custom properties of a run's context (orchestration/local_runner.py writes them).
+HOST_PROPERTY = "host"
+PID_PROPERTY = "pid"
+USER_PROPERTY = "user"
+OUTPUT_DIR_PROPERTY = "output_dir"
 
 
 def run_contexts(store: metadata_store.MetadataStore, pipeline_name: str) -> list[Context]:
@@ -55,10 +69,18 @@ def _run_state(states: set[str]) -> str:
     return "COMPLETE"
 
 
-def _still_running(index: StoreIndex, run_id: str) -> bool:
-    """Whether the process of run `run_id` still holds its output directory's run lock (the
-    SQLite store's folder). A run whose process is gone, killed even with SIGKILL, does not."""
-    return run_lock.running_run(Path(index.location).parent) == run_id
+def _still_running(index: StoreIndex, context: Context) -> bool:
+    """Whether run `context`'s process still holds its output directory's run lock. A run from
+    before runs recorded their host is checked against the SQLite store's own folder."""
+    host = custom_property(context, HOST_PROPERTY)
+    output_dir = custom_property(context, OUTPUT_DIR_PROPERTY)
+    if host is not None and host != socket.gethostname():
+        return True  # another machine's run: its lock is not ours to read
+    if output_dir is None:
+        if not index.location.is_sqlite:
+            return True
+        output_dir = index.location.path.parent
+    return run_lock.running_run(Path(output_dir)) == context.name
 
 
 def describe_run(index: StoreIndex, context: Context) -> dict[str, Any]:
@@ -82,7 +104,7 @@ def describe_run(index: StoreIndex, context: Context) -> dict[str, Any]:
         for n in nodes
     ]
     if any(c["state"] in ("running", "new") for c in components) and not _still_running(
-        index, context.name
+        index, context
     ):
         for component in components:
             if component["state"] in ("running", "new"):
@@ -92,6 +114,9 @@ def describe_run(index: StoreIndex, context: Context) -> dict[str, Any]:
     return {
         "run_id": context.name,
         "pipeline": parents[0].name if parents else None,
+        "host": custom_property(context, HOST_PROPERTY),
+        "user": custom_property(context, USER_PROPERTY),
+        "output_dir": custom_property(context, OUTPUT_DIR_PROPERTY),
         "started": iso_time(start),
         "wall_seconds": round((end - start) / 1000, 3),
         "state": _run_state({c["state"] for c in components}),

@@ -8,13 +8,17 @@ TFX's conventions for recording runs in ML Metadata are in `components/tfx_priva
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import functools
 import json
 import os
+import re
+import socket
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +27,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components import tfx_private
+from pipeline.metadata_location import MetadataLocation, sqlite_location
 
 Artifact = metadata_store_pb2.Artifact
 Execution = metadata_store_pb2.Execution
@@ -45,8 +50,9 @@ class NotFound(LookupError):
 
 
 class UnusableStore(Exception):
-    """A file ML Metadata cannot use as it is (not a store, a newer one, read-only); the message
-    says which and what to do. The file is left as it is."""
+    """A store ML Metadata cannot use as it is (not a store, a newer one, read-only, a database
+    server that cannot be reached or refuses the login); the message says which and what to do.
+    The store is left as it is."""
 
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -111,26 +117,110 @@ def sqlite_connection_config(
     path: Path, read_only: bool = False
 ) -> metadata_store_pb2.ConnectionConfig:
     """MLMD connection to a SQLite file (created if missing unless `read_only`)."""
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = str(path)
-    config.sqlite.connection_mode = (
-        metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-        if read_only
-        else metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-    )
-    return config
+    return sqlite_location(path).connection_config(read_only=read_only)
 
 
-def open_store(path: Path, *, writable: bool = False) -> metadata_store.MetadataStore:
-    """The store in the SQLite file at `path`: read-only, and it must exist, unless `writable`."""
-    if not writable and not Path(path).is_file():
+def open_store(
+    location: MetadataLocation | Path, *, writable: bool = False
+) -> metadata_store.MetadataStore:
+    """The store at `location` (a SQLite file, or a MySQL / PostgreSQL database).
+
+    A SQLite file is opened read-only, and must exist, unless `writable`. A server database must
+    exist and accept the login; UnusableStore says, naming host, port and database, why not.
+    """
+    if isinstance(location, Path):
+        location = sqlite_location(location)
+    if not location.is_sqlite:
+        return connect_server(location)
+    path = location.path
+    if not writable and not path.is_file():
         raise NotFound(
-            f"no ML Metadata store at {path} (run the pipeline first, or pass --metadata-path)"
+            f"no ML Metadata store at {path} (run the pipeline first, or pass --metadata-uri)"
         )
-    check_sqlite_store(Path(path), writable=writable)
-    return metadata_store.MetadataStore(
-        sqlite_connection_config(Path(path), read_only=not writable)
-    )
+    check_sqlite_store(path, writable=writable)
+    return metadata_store.MetadataStore(location.connection_config(read_only=not writable))
+
+
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+@contextlib.contextmanager
+def _native_stderr_captured() -> Iterator[list[str]]:
+    """Captures what ML Metadata's C++ code writes to file descriptor 2 (its client libraries'
+    reasons for a failed login, which its exception leaves out) instead of the terminal."""
+    captured: list[str] = []
+    with tempfile.TemporaryFile(mode="w+") as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.append(sink.read())
+
+
+def connect_server(location: MetadataLocation) -> metadata_store.MetadataStore:
+    """Connects to ML Metadata on a MySQL or PostgreSQL server, or raises UnusableStore with the
+    reason: no server at that address, a refused login, a missing database, a newer schema."""
+    where = f"the {location.engine} server at {location.server_address()}"
+    try:
+        socket.create_connection((location.host, location.port), CONNECT_TIMEOUT_SECONDS).close()
+    except socket.gaierror as e:
+        raise UnusableStore(
+            f"cannot reach {where}: host {location.host!r} is not known ({e.strerror}). Check the "
+            "host in --metadata-uri (or MLMD_URI)."
+        ) from None
+    except TimeoutError:
+        raise UnusableStore(
+            f"cannot reach {where}: no answer within {CONNECT_TIMEOUT_SECONDS} s. Check the "
+            "address in --metadata-uri (or MLMD_URI) and any firewall between."
+        ) from None
+    except OSError as e:
+        raise UnusableStore(
+            f"cannot reach {where}: {e.strerror or e}. Is the server running and listening on "
+            "that port? Check --metadata-uri (or MLMD_URI)."
+        ) from None
+    with _native_stderr_captured() as native:
+        try:
+            return metadata_store.MetadataStore(location.connection_config())
+        except Exception as e:  # noqa: BLE001 - MLMD raises RuntimeError or its own errors
+            error = e
+    raise UnusableStore(_connect_failure(location, where, f"{error}\n{native[0]}")) from None
+
+
+def _connect_failure(location: MetadataLocation, where: str, reason: str) -> str:
+    """Why ML Metadata could not use a database it reached, in words, from its client's reason."""
+    for secret in location.secrets():
+        reason = reason.replace(secret, "****")
+    newer = re.search(r"version (\d+) is greater than library version (\d+)", reason)
+    if newer:
+        return (
+            f"{where} holds a store written by a newer ML Metadata (schema version "
+            f"{newer[1]}; this environment's reads up to {newer[2]}). Use the environment that "
+            "wrote it, or another database; it was left as it is."
+        )
+    if re.search(r"database \S+ does not exist|Unknown database|to database '", reason):
+        return (
+            f"{where}: database {location.database!r} does not exist, or user "
+            f"{location.user!r} may not use it. Create it first (see README, Sharing ML Metadata "
+            "with a team) or fix the database name in --metadata-uri; it is never created "
+            "unasked."
+        )
+    if "no password supplied" in reason or (not location.password and "mysql" in reason):
+        return (
+            f"{where} wants a password for user {location.user!r} and none was given: set "
+            "MLMD_PASSWORD, or pass --metadata-password-file FILE (or MLMD_PASSWORD_FILE)."
+        )
+    if re.search(r"password authentication failed|Access denied|mysql_real_connect", reason):
+        return (
+            f"{where} refused the login of user {location.user!r}: wrong user or password (or "
+            "the user may not connect from this host). Check the user in --metadata-uri and the "
+            "password in MLMD_PASSWORD or the password file."
+        )
+    first = next((line.strip() for line in reason.splitlines() if line.strip()), "no reason given")
+    return f"ML Metadata could not use {where}: {first}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,13 +305,18 @@ def output_artifacts(
 
 
 def latest_node_execution(
-    store: metadata_store.MetadataStore, pipeline_name: str, node_id: str
+    store: metadata_store.MetadataStore, pipeline_name: str, node_id: str, run_id: str
 ) -> NodeExecution | None:
-    """The most recent execution of a node across runs."""
-    context = store.get_context_by_type_and_name(
+    """A node's most recent execution in run `run_id` (other runs may share the store, and may be
+    running at the same time)."""
+    node = store.get_context_by_type_and_name(
         tfx_private.NODE_CONTEXT, tfx_private.node_context_name(pipeline_name, node_id)
     )
-    executions = store.get_executions_by_context(context.id) if context else []
+    run = store.get_context_by_type_and_name(tfx_private.PIPELINE_RUN_CONTEXT, run_id)
+    if node is None or run is None:
+        return None
+    in_run = {e.id for e in store.get_executions_by_context(run.id)}
+    executions = [e for e in store.get_executions_by_context(node.id) if e.id in in_run]
     if not executions:
         return None
     return NodeExecution(node_id, max(executions, key=lambda e: e.id))
@@ -230,9 +325,9 @@ def latest_node_execution(
 class StoreIndex:
     """Read-only questions over one store, with what they share read once (a snapshot)."""
 
-    def __init__(self, store: metadata_store.MetadataStore, location: str):
+    def __init__(self, store: metadata_store.MetadataStore, location: MetadataLocation):
         self.store = store
-        self.location = location  # the SQLite file: its folder holds the run lock
+        self.location = location
         self.type_names = {t.id: t.name for t in store.get_artifact_types()}
         self.node_of_execution: dict[int, str] = {}
         self.run_of_execution: dict[int, str] = {}
@@ -246,8 +341,10 @@ class StoreIndex:
                     self.run_of_execution[execution.id] = context.name
 
     @classmethod
-    def open(cls, path: Path) -> StoreIndex:
-        return cls(open_store(path), str(path))
+    def open(cls, location: MetadataLocation | Path) -> StoreIndex:
+        if isinstance(location, Path):
+            location = sqlite_location(location)
+        return cls(open_store(location), location)
 
     @functools.cached_property
     def producing_execution(self) -> dict[int, int]:

@@ -17,15 +17,45 @@ from components import tfx_private
 
 
 @contextlib.contextmanager
-def output_to_log_file(log_path: Path) -> Iterator[TextIO]:
+def secrets_redacted(secrets: tuple[str, ...]) -> Iterator[None]:
+    """Every log record made meanwhile, by any library, shows `secrets` as ****. (TFX's
+    LocalDagRunner logs its whole ML Metadata connection config, password included.)"""
+    secrets = tuple(s for s in secrets if s)
+    if not secrets:
+        yield
+        return
+    make_record = logging.getLogRecordFactory()
+
+    def redacting_factory(*args, **kwargs) -> logging.LogRecord:
+        record = make_record(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's to report, as before
+            return record
+        if any(secret in message for secret in secrets):
+            for secret in secrets:
+                message = message.replace(secret, "****")
+            record.msg, record.args = message, None
+        return record
+
+    logging.setLogRecordFactory(redacting_factory)
+    try:
+        yield
+    finally:
+        logging.setLogRecordFactory(make_record)
+
+
+@contextlib.contextmanager
+def output_to_log_file(log_path: Path, secrets: tuple[str, ...] = ()) -> Iterator[TextIO]:
     """Sends file descriptors 1 and 2 (Python, TF's C++ runtime, Beam) to `log_path`, and yields
-    a stream to the real terminal for the lines meant for people."""
+    a stream to the real terminal for the lines meant for people. Log records never show
+    `secrets` (the ML Metadata password)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     sys.stdout.flush()
     sys.stderr.flush()
     console = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     saved_out, saved_err = os.dup(1), os.dup(2)
-    with open(log_path, "a", buffering=1) as log:
+    with open(log_path, "a", buffering=1) as log, secrets_redacted(secrets):
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         root = logging.getLogger()

@@ -1,10 +1,14 @@
-"""Runs `create_pipeline()` on TFX's LocalDagRunner with Beam's DirectRunner and SQLite MLMD."""
+"""Runs `create_pipeline()` on TFX's LocalDagRunner with Beam's DirectRunner; ML Metadata is the
+output directory's SQLite file or a shared MySQL / PostgreSQL database."""
 
 from __future__ import annotations
 
 import contextlib
+import getpass
 import logging
+import os
 import signal
+import socket
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -14,7 +18,8 @@ from tfx.components.infra_validator import error_types
 from components import tfx_private
 from components.data_gate.executor import DataRefused
 from components.span_example_gen.csv_checks import InvalidInputData
-from metadata.store import latest_node_execution, open_store, sqlite_connection_config
+from metadata import runs
+from metadata.store import latest_node_execution, open_store
 from orchestration.beam_mode import BeamChoice
 from orchestration.console import ComponentProgress
 from pipeline.config import PipelineConfig
@@ -68,13 +73,15 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def record_failure(config: PipelineConfig, node_id: str | None, cause: BaseException) -> None:
+def record_failure(
+    config: PipelineConfig, run_id: str, node_id: str | None, cause: BaseException
+) -> None:
     """Writes the failure's message on the node's failed execution in ML Metadata (TFX marks an
     execution FAILED when its executor raises, but keeps no message)."""
     if node_id is None:
         return
-    store = open_store(config.metadata_path, writable=True)
-    latest = latest_node_execution(store, config.pipeline_name, node_id)
+    store = open_store(config.metadata_location, writable=True)
+    latest = latest_node_execution(store, config.pipeline_name, node_id, run_id)
     if latest is None or latest.state != "failed":
         return
     tfx_private.set_execution_failure(latest.execution, f"{type(cause).__name__}: {cause}")
@@ -84,7 +91,7 @@ def record_failure(config: PipelineConfig, node_id: str | None, cause: BaseExcep
 def cancel_unfinished(config: PipelineConfig, run_id: str, reason: str) -> list[str]:
     """Marks the run's executions that had not finished CANCELED, with `reason`; returns their
     node ids. (TFX leaves them RUNNING when the process is stopped mid-component.)"""
-    store = open_store(config.metadata_path, writable=True)
+    store = open_store(config.metadata_location, writable=True)
     run = store.get_context_by_type_and_name(tfx_private.PIPELINE_RUN_CONTEXT, run_id)
     if run is None:
         return []
@@ -107,6 +114,16 @@ def cancel_unfinished(config: PipelineConfig, run_id: str, reason: str) -> list[
     return [nodes.get(e.id, "?") for e in unfinished]
 
 
+def _run_properties(config: PipelineConfig) -> dict[str, str]:
+    """Who runs the run and where, on its context in ML Metadata (see metadata/runs.py)."""
+    return {
+        runs.HOST_PROPERTY: socket.gethostname(),
+        runs.PID_PROPERTY: str(os.getpid()),
+        runs.OUTPUT_DIR_PROPERTY: str(config.output_dir),
+        runs.USER_PROPERTY: getpass.getuser(),
+    }
+
+
 def run(config: PipelineConfig, beam: BeamChoice, console: TextIO, run_id: str) -> None:
     """Runs the whole chain as run `run_id`, printing per-component progress to `console`.
 
@@ -117,14 +134,13 @@ def run(config: PipelineConfig, beam: BeamChoice, console: TextIO, run_id: str) 
     pipeline = create_pipeline(
         config,
         beam_pipeline_args=beam.beam_args,
-        metadata_connection_config=sqlite_connection_config(config.metadata_path),
+        metadata_connection_config=config.metadata_location.connection_config(),
         exclude_candidate_from_baseline=True,
     )
 
     def state_of(node_id: str) -> str:
-        execution = latest_node_execution(
-            open_store(config.metadata_path), config.pipeline_name, node_id
-        )
+        store = open_store(config.metadata_location)
+        execution = latest_node_execution(store, config.pipeline_name, node_id, run_id)
         return execution.state if execution else "skipped"
 
     progress = ComponentProgress(console, [c.id for c in pipeline.components], state_of)
@@ -132,7 +148,7 @@ def run(config: PipelineConfig, beam: BeamChoice, console: TextIO, run_id: str) 
     root_logger.addHandler(progress)
     try:
         with _sigterm_raises():
-            tfx_private.run_on_local_dag_runner(pipeline, run_id)
+            tfx_private.run_on_local_dag_runner(pipeline, run_id, _run_properties(config))
     except (KeyboardInterrupt, RunInterrupted, error_types.GracefulShutdown) as e:
         # InfraValidator's executor turns SIGTERM into its own GracefulShutdown while it runs.
         signal_number = signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM
@@ -147,7 +163,7 @@ def run(config: PipelineConfig, beam: BeamChoice, console: TextIO, run_id: str) 
     except Exception as e:
         logging.exception("Pipeline run failed in %s", progress.running)
         progress.mark("failed")
-        record_failure(config, progress.running, e)
+        record_failure(config, run_id, progress.running, e)
         error = DataRefusedError if isinstance(e, DataRefused) else PipelineRunError
         raise error(run_id, progress.running, e) from e
     finally:

@@ -7,7 +7,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
-from metadata.store import UnusableStore, check_sqlite_store
+from metadata.store import UnusableStore, check_sqlite_store, connect_server
 from pipeline.config import PipelineConfig
 
 
@@ -109,9 +109,14 @@ def check_curated_schema(schema_file: Path) -> None:
 
 
 def check_metadata_store(config: PipelineConfig) -> None:
-    """The run's ML Metadata store is one this environment can write, or does not exist yet."""
+    """The run's ML Metadata store is one this environment can write: a SQLite file (or none yet),
+    or a server database that accepts the login."""
+    location = config.metadata_location
     try:
-        check_sqlite_store(config.metadata_path, writable=True)
+        if location.is_sqlite:
+            check_sqlite_store(location.path, writable=True)
+        else:
+            connect_server(location)
     except UnusableStore as e:
         raise SetupError(str(e)) from e
 

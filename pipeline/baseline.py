@@ -6,6 +6,10 @@ compare the model with itself and, its inputs having changed, re-execute (with B
 Pusher after it). Excluding the candidate keeps the comparison meaningful and the re-run cached;
 after a real change the previous blessed model is the baseline, as before.
 
+On an ML Metadata database shared by several machines, the latest blessed model may have been
+written to another machine's disk. A model this run cannot read is never its baseline: the
+latest blessed one it can read is.
+
 Kubeflow's compiler accepts only TFX's stock strategies, so whether the baseline excludes the
 candidate is the orchestrator's choice (`create_pipeline(..., exclude_candidate_from_baseline=)`).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 from tfx.dsl.input_resolution.strategies.latest_blessed_model_strategy import (
     LatestBlessedModelStrategy,
 )
+from tfx.dsl.io import fileio
 
 from components import tfx_private
 
@@ -29,7 +34,11 @@ class LatestBlessedOtherModelStrategy(LatestBlessedModelStrategy):
     def resolve_artifacts(self, store, input_dict):
         candidates = input_dict.get(CANDIDATE_KEY, [])
         candidate_ids = {a.id for a in candidates}
-        models = [m for m in input_dict.get(MODEL_KEY, []) if m.id not in candidate_ids]
+        models = [
+            m
+            for m in input_dict.get(MODEL_KEY, [])
+            if m.id not in candidate_ids and fileio.exists(m.uri)
+        ]
         blessings = input_dict.get(MODEL_BLESSING_KEY, [])
         result = {MODEL_KEY: [], MODEL_BLESSING_KEY: []}
         if models and blessings:

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from pipeline.metadata_location import MetadataLocation, sqlite_location
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -112,6 +114,9 @@ class PipelineConfig:
     # Beam pipeline options of the user's, after the ones the orchestration sets (later win).
     extra_beam_args: tuple[str, ...] = ()
     enable_cache: bool = True
+    # ML Metadata for local runs: None is the output directory's SQLite file (`metadata_path`);
+    # a MySQL or PostgreSQL database is shared by many runs and machines.
+    metadata: MetadataLocation | None = None
     # Where the pipeline reads and writes when it runs elsewhere (Kubeflow): object-store URIs
     # (gs://, s3://, ...) or paths inside the container image. None: the local paths above.
     data_uri: str | None = None
@@ -173,7 +178,12 @@ class PipelineConfig:
 
     @property
     def metadata_path(self) -> Path:
+        """The output directory's own SQLite store: the default ML Metadata location."""
         return self.output_dir / "metadata.db"
+
+    @property
+    def metadata_location(self) -> MetadataLocation:
+        return self.metadata or sqlite_location(self.metadata_path)
 
     @property
     def pipeline_root(self) -> Path:

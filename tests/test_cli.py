@@ -37,9 +37,9 @@ def test_help_lists_the_run_options_and_every_command():
 @pytest.mark.parametrize(
     "command, options",
     [
-        (["inspect", "artifacts"], ["--run", "--component", "--type", "--metadata-path", "--json"]),
-        (["report"], ["--metadata-path", "--output"]),
-        (["schema", "accept"], ["--schema", "--metadata-path"]),
+        (["inspect", "artifacts"], ["--run", "--component", "--type", "--metadata-uri", "--json"]),
+        (["report"], ["--metadata-uri", "--output"]),
+        (["schema", "accept"], ["--schema", "--metadata-uri"]),
         (["run-spec"], ["--pipeline-root", "--logs-dir"]),
     ],
 )
@@ -48,8 +48,9 @@ def test_each_command_documents_its_options_and_defaults(command, options):
     assert result.exit_code == 0, result.output
     for option in options:
         assert option in result.stdout, option
-    if "--metadata-path" in options:
-        assert "[default:" in result.stdout.split("--metadata-path")[1].split("--")[0]
+    if "--metadata-uri" in options:
+        uri_help = result.stdout.split("--metadata-uri")[1].split("MLMD_URI]")[0]
+        assert "[default:" in uri_help and "postgresql://" in uri_help
 
 
 @pytest.mark.parametrize(
@@ -167,7 +168,8 @@ def test_a_bad_setting_stops_the_run_before_anything_runs(sample_data_dir, tmp_p
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[1] == "Beam:     DirectRunner multi_processing (0.3 MiB of labeled CSV to read)"
-    assert lines[3] == (
+    assert lines[2] == f"Metadata: {tmp_path / 'out' / 'metadata.db'} (SQLite)"
+    assert lines[4] == (
         f"error: The unlabeled data folder {data_dir / 'unlabeled'} does not exist. A data "
         "directory needs 'labeled/' (CSV files with the label column) and 'unlabeled/' (CSV files "
         "to score), each with one folder per span matching 'span-{SPAN}/*.csv'; point --data-dir "

@@ -1,0 +1,242 @@
+"""Real MariaDB and PostgreSQL servers for the shared-ML-Metadata tests.
+
+Each server is Debian's (`make test` installs `mariadb-server` and `postgresql` when missing),
+started as an unprivileged user (the `mysql` / `postgres` system user when the tests run as root,
+else the current user), listening only on 127.0.0.1 at a free port, with its data in a new
+temporary folder, and stopped (and its folder removed) by `stop()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+USER = "mlmd"
+PASSWORD = "s3cret-Pa55"  # the tests grep logs and `ps` for it
+DATABASE = "mlmd"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited ({process.returncode}):\n{log.read_text()}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.2)
+    raise RuntimeError(f"the server did not listen on port {port}:\n{log.read_text()}")
+
+
+@dataclasses.dataclass
+class DatabaseServer:
+    """A running server: its scheme, port, data folder and process."""
+
+    scheme: str
+    port: int
+    folder: Path
+    process: subprocess.Popen
+
+    def uri(self, *, password: str | None = None, database: str = DATABASE, port=None) -> str:
+        secret = f":{password}" if password is not None else ""
+        return f"{self.scheme}://{USER}{secret}@127.0.0.1:{port or self.port}/{database}"
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _server_user(system_user: str) -> tuple[list[str], str | None]:
+    """The command prefix that drops to an unprivileged user, and that user (None: ourselves)."""
+    if os.geteuid() != 0:
+        return [], None
+    pwd.getpwnam(system_user)  # KeyError: the Debian package creates it
+    return ["runuser", "-u", system_user, "--"], system_user
+
+
+def _new_folder(prefix: str, owner: str | None) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    if owner:
+        shutil.chown(folder, owner, owner)
+    return folder
+
+
+def start_mariadb() -> DatabaseServer:
+    server = shutil.which("mariadbd") or shutil.which("mysqld") or "/usr/sbin/mariadbd"
+    prefix, user = _server_user("mysql")
+    folder = _new_folder("mlmd-mariadb-", user)
+    data, socket_path, log = folder / "data", folder / "mysqld.sock", folder / "server.log"
+    subprocess.run(
+        [
+            *prefix,
+            shutil.which("mariadb-install-db") or "mysql_install_db",
+            "--no-defaults",
+            f"--datadir={data}",
+            "--auth-root-authentication-method=socket",
+            "--skip-test-db",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT, 0o666), "w") as out:
+        if user:
+            shutil.chown(log, user, user)
+        process = subprocess.Popen(
+            [
+                *prefix,
+                server,
+                "--no-defaults",
+                f"--datadir={data}",
+                f"--port={port}",
+                "--bind-address=127.0.0.1",
+                f"--socket={socket_path}",
+                f"--pid-file={folder / 'mysqld.pid'}",
+                f"--log-error={log}",
+                "--skip-log-bin",
+                "--innodb-buffer-pool-size=64M",
+                "--max-connections=200",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    _wait_for_port(port, process, log)
+    sql = (
+        f"CREATE DATABASE {DATABASE}; "
+        f"CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; "
+        f"CREATE USER '{USER}'@'localhost' IDENTIFIED BY '{PASSWORD}'; "
+        f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'127.0.0.1'; "
+        f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'localhost';"
+    )
+    _mariadb_root_sql(prefix, user, shutil.which("mariadb") or "mysql", socket_path, sql)
+    return DatabaseServer("mysql", port, folder, process)
+
+
+def _mariadb_root_sql(prefix, user, client, socket_path, sql) -> None:
+    """Runs `sql` as the server's superuser: the OS user that owns the server, over its socket
+    (mariadb-install-db makes that account authenticate by socket)."""
+    account = user or pwd.getpwuid(os.geteuid()).pw_name
+    subprocess.run(
+        [*prefix, client, "--no-defaults", f"-u{account}", f"--socket={socket_path}", "-e", sql],
+        check=True,
+        capture_output=True,
+    )
+
+
+def _postgres_bin(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
+    return found[-1] if found else shutil.which(name) or name
+
+
+def start_postgresql() -> DatabaseServer:
+    prefix, user = _server_user("postgres")
+    folder = _new_folder("mlmd-postgres-", user)
+    data, log = folder / "data", folder / "server.log"
+    password_file = folder / "superuser-password"
+    password_file.write_text(PASSWORD + "\n")
+    if user:
+        shutil.chown(password_file, user, user)
+    subprocess.run(
+        [
+            *prefix,
+            _postgres_bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            USER,
+            f"--pwfile={password_file}",
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--encoding=UTF8",
+            "--no-sync",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT, 0o666), "w") as out:
+        if user:
+            shutil.chown(log, user, user)
+        process = subprocess.Popen(
+            [
+                *prefix,
+                _postgres_bin("postgres"),
+                "-D",
+                str(data),
+                "-p",
+                str(port),
+                "-k",
+                str(folder),
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    _wait_for_port(port, process, log)
+    subprocess.run(
+        [
+            *prefix,
+            shutil.which("psql") or "psql",
+            "-h",
+            str(folder),
+            "-p",
+            str(port),
+            "-U",
+            USER,
+            "-d",
+            "postgres",
+            "-c",
+            f"CREATE DATABASE {DATABASE}",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return DatabaseServer("postgresql", port, folder, process)
+
+
+@contextlib.contextmanager
+def running(start) -> Iterator[DatabaseServer]:
+    server = start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def server_processes(server: DatabaseServer) -> list[int]:
+    """Pids of processes still running from the server's data folder (none once stopped)."""
+    found = subprocess.run(
+        ["pgrep", "-f", str(server.folder)], capture_output=True, text=True
+    ).stdout.split()
+    return [int(pid) for pid in found if int(pid) != os.getpid()]

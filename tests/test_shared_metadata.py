@@ -1,0 +1,279 @@
+"""ML Metadata on a real MariaDB and a real PostgreSQL server, shared by several runs.
+
+For each database, a server of its own (tests/db_servers.py: Debian's, as an unprivileged user, on
+a free loopback port, in a temporary folder) takes:
+- two full runs started together from two output directories, each reporting its own run;
+- `inspect` and `report` on them;
+- a run killed with SIGKILL in the middle of Transform, read back as interrupted, then resumed;
+- a wrong password, a missing database and a port nobody listens on: exit 2 before any run.
+Each server is stopped afterwards, and checked to be gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from metadata.store import StoreIndex, custom_property, output_artifacts
+from pipeline.metadata_location import parse_metadata_uri
+from tests import db_servers
+from tests.conftest import FAST_RUN_ARGS, LATEST_SPAN, PROJECT_ROOT, edit_column, node_status
+
+pytestmark = pytest.mark.e2e
+
+_INTO_TRANSFORM_SECONDS = 3.0
+
+
+@pytest.fixture(scope="module", params=["mariadb", "postgresql"])
+def server(request):
+    start = db_servers.start_mariadb if request.param == "mariadb" else db_servers.start_postgresql
+    running = start()
+    yield running
+    running.stop()
+    assert running.process.poll() is not None
+    assert db_servers.server_processes(running) == [], "a database server was left running"
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLMD_")}
+    return {**env, **extra}
+
+
+def _start_run(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "run_local.py", *args],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _cli(*args: str, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "run_local.py", *args],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def _run_id(console: str) -> str:
+    match = re.search(r"^Run (\S+) finished", console, re.MULTILINE)
+    assert match, console
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def concurrent_runs(server, sample_data_dir, tmp_path_factory):
+    """Two full runs on the sample, from two output directories, started together on one store:
+    one given the password by MLMD_PASSWORD, the other by a password file."""
+    folder = tmp_path_factory.mktemp(f"shared-{server.scheme}")
+    password_file = folder / "password"
+    password_file.write_text(db_servers.PASSWORD + "\n")
+    uri = server.uri()
+    runs = {}
+    for name, env in (
+        ("a", _env(MLMD_URI=uri, MLMD_PASSWORD=db_servers.PASSWORD)),
+        ("b", _env(MLMD_URI=uri, MLMD_PASSWORD_FILE=str(password_file))),
+    ):
+        output_dir = folder / name
+        args = (f"--data-dir={sample_data_dir}", f"--output-dir={output_dir}", *FAST_RUN_ARGS)
+        runs[name] = {"output_dir": output_dir, "env": env, "process": _start_run(*args, env=env)}
+    time.sleep(5)
+    command_lines = {
+        name: Path(f"/proc/{run['process'].pid}/cmdline").read_bytes().decode()
+        for name, run in runs.items()
+        if run["process"].poll() is None
+    }
+    for run in runs.values():
+        run["stdout"], run["stderr"] = run["process"].communicate(timeout=900)
+        run["returncode"] = run["process"].returncode
+    reader = _env(MLMD_URI=uri, MLMD_PASSWORD=db_servers.PASSWORD)
+    return {"runs": runs, "command_lines": command_lines, "reader_env": reader, "uri": uri}
+
+
+def test_two_runs_at_once_on_one_database_both_complete_and_report_their_own_run(
+    concurrent_runs,
+):
+    runs = concurrent_runs["runs"]
+    for run in runs.values():
+        assert run["returncode"] == 0, run["stdout"] + run["stderr"]
+        assert "Metadata: " in run["stdout"]
+        assert db_servers.PASSWORD not in run["stdout"] + run["stderr"]
+    ids = {name: _run_id(run["stdout"]) for name, run in runs.items()}
+    assert ids["a"] != ids["b"]
+    listed = _cli("inspect", "runs", "--json", env=concurrent_runs["reader_env"])
+    assert listed.returncode == 0, listed.stderr
+    by_id = {r["run_id"]: r for r in json.loads(listed.stdout)}
+    for name, run in runs.items():
+        recorded = by_id[ids[name]]
+        assert recorded["state"] == "COMPLETE"
+        assert recorded["output_dir"] == str(run["output_dir"])
+        # The summary, report and push are this run's: its own id, its own output directory.
+        assert f"reports/run-{ids[name].replace(':', '-')}.html" in run["stdout"]
+        assert f"-> {run['output_dir']}/serving_model/" in run["stdout"]
+        assert {c["state"] for c in recorded["components"]} <= {"executed", "cached", "resolved"}
+
+
+def test_no_password_in_command_lines_or_logs(concurrent_runs):
+    assert concurrent_runs["command_lines"], "the runs ended before their command lines were read"
+    for command_line in concurrent_runs["command_lines"].values():
+        assert "--output-dir=" in command_line
+        assert db_servers.PASSWORD not in command_line
+    for run in concurrent_runs["runs"].values():
+        logs = list((run["output_dir"] / "logs").glob("run-*.log"))
+        assert logs
+        text = "".join(log.read_text() for log in logs)
+        assert "Using connection config" in text  # TFX logs the config: with the password hidden
+        assert db_servers.PASSWORD not in text
+
+
+def _inputs_by_key(store, execution_id: int) -> dict[str, set[int]]:
+    found: dict[str, set[int]] = {}
+    for event in store.get_events_by_execution_ids([execution_id]):
+        if event.type == event.INPUT:
+            found.setdefault(event.path.steps[0].key, set()).add(event.artifact_id)
+    return found
+
+
+def test_each_evaluator_judged_its_own_model_never_against_itself(server, concurrent_runs):
+    """Each run's Evaluator read the model its own Trainer made, and its baseline (if any) was
+    another model, which a Evaluator had blessed."""
+    location = parse_metadata_uri(server.uri(), password=db_servers.PASSWORD)
+    index = StoreIndex.open(location)
+    blessed_models = set()
+    for run in concurrent_runs["runs"].values():
+        run_context = index.store.get_context_by_type_and_name(
+            "pipeline_run", _run_id(run["stdout"])
+        )
+        executions = {
+            index.node_of_execution[e.id]: e
+            for e in index.store.get_executions_by_context(run_context.id)
+        }
+        trained = output_artifacts(index.store, executions["Trainer"].id)["model"][0]
+        evaluator_inputs = _inputs_by_key(index.store, executions["Evaluator"].id)
+        assert evaluator_inputs["model"] == {trained.id}
+        assert trained.id not in evaluator_inputs.get("baseline_model", set())
+        blessing = output_artifacts(index.store, executions["Evaluator"].id)["blessing"][0]
+        if custom_property(blessing, "blessed") == 1:
+            blessed_models.add(trained.id)
+        run["baseline"] = evaluator_inputs.get("baseline_model", set())
+    for run in concurrent_runs["runs"].values():
+        assert run["baseline"] <= blessed_models
+
+
+def test_inspect_and_report_read_the_runs_from_the_database(concurrent_runs, tmp_path):
+    env = concurrent_runs["reader_env"]
+    listed = _cli("inspect", "runs", env=env)
+    assert listed.returncode == 0, listed.stderr
+    for run in concurrent_runs["runs"].values():
+        assert f"in {run['output_dir']}" in listed.stdout
+    run_id = _run_id(concurrent_runs["runs"]["a"]["stdout"])
+    report = tmp_path / "report.html"
+    written = _cli("report", run_id, f"--output={report}", env=env)
+    assert written.returncode == 0, written.stderr
+    html = report.read_text()
+    assert run_id in html and "Evaluator" in html
+    assert db_servers.PASSWORD not in html
+
+
+def test_a_run_killed_in_transform_reads_as_interrupted_then_resumes(
+    server, concurrent_runs, sample_data_dir, tmp_path
+):
+    # New data, so that Transform has work to do (the sample's is cached by now).
+    data_dir = tmp_path / "data"
+    shutil.copytree(sample_data_dir, data_dir)
+    edit_column(data_dir / LATEST_SPAN, "trip_miles", lambda n, v: "3.5" if n == 0 else v)
+    output_dir = tmp_path / "outputs"
+    env = concurrent_runs["reader_env"]
+    args = (f"--data-dir={data_dir}", f"--output-dir={output_dir}", *FAST_RUN_ARGS)
+    process = _start_run(*args, env=env)
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if node_status(line) == {"Transform": "running ..."}:
+            time.sleep(_INTO_TRANSFORM_SECONDS)
+            process.send_signal(signal.SIGKILL)
+            break
+    process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "".join(seen)
+
+    listed = _cli("inspect", "runs", "--json", env=env)
+    killed = json.loads(listed.stdout)[0]
+    assert killed["output_dir"] == str(output_dir)
+    assert killed["state"] == "INTERRUPTED"
+    states = {c["node_id"]: c["state"] for c in killed["components"]}
+    assert states["Transform"] == "interrupted"
+    assert re.search(r"Transform\s+interrupted", _cli("inspect", "runs", env=env).stdout)
+
+    resumed = _cli(*args, env=env)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    status = node_status(resumed.stdout)
+    assert status["CsvExampleGen"].startswith("cached")
+    assert status["StatisticsGen"].startswith("cached")
+    assert status["Transform"].startswith("executed")
+    assert status["Pusher"].split()[0] in ("executed", "cached")
+
+
+def _refused(*, uri: str, env: dict[str, str], tmp_path: Path):
+    output_dir = tmp_path / "outputs"
+    result = _cli(
+        f"--output-dir={output_dir}", "--metadata-uri", uri, *FAST_RUN_ARGS, env=env, timeout=120
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert db_servers.PASSWORD not in result.stdout + result.stderr
+    assert not (output_dir / "pipeline_root").exists()
+    return result.stdout + result.stderr
+
+
+def _run_count(server) -> int:
+    env = _env(MLMD_URI=server.uri(), MLMD_PASSWORD=db_servers.PASSWORD)
+    listed = _cli("inspect", "runs", "--json", env=env)
+    return len(json.loads(listed.stdout)) if listed.returncode == 0 else 0
+
+
+def test_a_wrong_password_is_refused_before_the_run(server, tmp_path):
+    before = _run_count(server)
+    said = _refused(uri=server.uri(), env=_env(MLMD_PASSWORD="not-the-password"), tmp_path=tmp_path)
+    assert f"127.0.0.1:{server.port}, database 'mlmd'" in said
+    assert f"refused the login of user '{db_servers.USER}'" in said
+    assert _run_count(server) == before
+    read = _cli("inspect", "runs", env=_env(MLMD_URI=server.uri(), MLMD_PASSWORD="wrong"))
+    assert read.returncode == 2 and "refused the login" in read.stderr
+
+
+def test_a_missing_database_is_refused_not_created(server, tmp_path):
+    said = _refused(
+        uri=server.uri(database="no_such_db"),
+        env=_env(MLMD_PASSWORD=db_servers.PASSWORD),
+        tmp_path=tmp_path,
+    )
+    assert f"127.0.0.1:{server.port}, database 'no_such_db'" in said
+    assert "does not exist" in said
+
+
+def test_a_port_nobody_listens_on_is_refused_before_the_run(server, tmp_path):
+    port = db_servers.free_port()
+    said = _refused(
+        uri=server.uri(port=port),
+        env=_env(MLMD_PASSWORD=db_servers.PASSWORD),
+        tmp_path=tmp_path,
+    )
+    engine = "MySQL" if server.scheme == "mysql" else "PostgreSQL"
+    assert f"cannot reach the {engine} server at 127.0.0.1:{port}" in said
+    assert f"127.0.0.1:{port}, database 'mlmd'" in said
+    assert "Connection refused" in said
