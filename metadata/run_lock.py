@@ -1,4 +1,5 @@
-"""One run at a time per output directory: the lock a run holds while it writes the SQLite store.
+"""One run at a time per output directory: the lock a run holds while it writes there (its
+artifacts, pushed models and, by default, the SQLite store), wherever its ML Metadata lives.
 
 The lock is an advisory `flock` on `<output dir>/run.lock`, whose content names the run holding
 it (run id, pid, host, start time). The kernel releases a `flock` when its process dies, however

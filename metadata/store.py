@@ -18,6 +18,7 @@ import re
 import socket
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -142,6 +143,7 @@ def open_store(
 
 
 CONNECT_TIMEOUT_SECONDS = 10
+CONNECT_ATTEMPTS = 5
 
 
 @contextlib.contextmanager
@@ -182,11 +184,17 @@ def connect_server(location: MetadataLocation) -> metadata_store.MetadataStore:
             f"cannot reach {where}: {e.strerror or e}. Is the server running and listening on "
             "that port? Check --metadata-uri (or MLMD_URI)."
         ) from None
-    with _native_stderr_captured() as native:
-        try:
-            return metadata_store.MetadataStore(location.connection_config())
-        except Exception as e:  # noqa: BLE001 - MLMD raises RuntimeError or its own errors
-            error = e
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        with _native_stderr_captured() as native:
+            try:
+                return metadata_store.MetadataStore(location.connection_config())
+            except Exception as e:  # noqa: BLE001 - MLMD raises RuntimeError or its own errors
+                error = e
+        # Two runs connecting to an empty database at once: one creates ML Metadata's tables
+        # while the other finds them half made, and MLMD asks to retry.
+        if "Please retry" not in str(error) or attempt == CONNECT_ATTEMPTS:
+            break
+        time.sleep(0.5 * attempt)
     raise UnusableStore(_connect_failure(location, where, f"{error}\n{native[0]}")) from None
 
 

@@ -9,6 +9,7 @@ temporary folder, and stopped (and its folder removed) by `stop()`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
 import glob
 import os
@@ -72,6 +73,13 @@ class DatabaseServer:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _stop_with_parent() -> None:
+    """In the server's process (runuser, which passes signals on to the server): SIGTERM when
+    the test process ends, however it ends, so that no server outlives the tests."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _server_user(system_user: str) -> tuple[list[str], str | None]:
     """The command prefix that drops to an unprivileged user, and that user (None: ourselves)."""
     if os.geteuid() != 0:
@@ -125,6 +133,7 @@ def start_mariadb() -> DatabaseServer:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=_stop_with_parent,
         )
     _wait_for_port(port, process, log)
     sql = (
@@ -202,6 +211,7 @@ def start_postgresql() -> DatabaseServer:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
+            preexec_fn=_stop_with_parent,
         )
     _wait_for_port(port, process, log)
     subprocess.run(
