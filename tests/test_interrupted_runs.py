@@ -101,7 +101,9 @@ def test_a_killed_run_reads_as_interrupted_not_running(stopped_runs):
     text = invoke(
         "inspect", "runs", f"--metadata-path={stopped_runs['output_dir'] / 'metadata.db'}"
     ).stdout
-    assert text.splitlines()[0].endswith("INTERRUPTED")
+    # "#1  run ID  started ...  12.3 s  INTERRUPTED  by user@host in DIR"
+    header = text.splitlines()[0]
+    assert "s  INTERRUPTED  by " in header and f"in {stopped_runs['output_dir']}" in header
 
 
 @pytest.mark.e2e
