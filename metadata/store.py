@@ -121,6 +121,11 @@ def sqlite_connection_config(
     return sqlite_location(path).connection_config(read_only=read_only)
 
 
+def as_location(location: MetadataLocation | Path) -> MetadataLocation:
+    """A location as given, or a path as the SQLite file it names."""
+    return sqlite_location(location) if isinstance(location, Path) else location
+
+
 def open_store(
     location: MetadataLocation | Path, *, writable: bool = False
 ) -> metadata_store.MetadataStore:
@@ -129,8 +134,7 @@ def open_store(
     A SQLite file is opened read-only, and must exist, unless `writable`. A server database must
     exist and accept the login; UnusableStore says, naming host, port and database, why not.
     """
-    if isinstance(location, Path):
-        location = sqlite_location(location)
+    location = as_location(location)
     if not location.is_sqlite:
         return connect_server(location)
     path = location.path
@@ -350,8 +354,7 @@ class StoreIndex:
 
     @classmethod
     def open(cls, location: MetadataLocation | Path) -> StoreIndex:
-        if isinstance(location, Path):
-            location = sqlite_location(location)
+        location = as_location(location)
         return cls(open_store(location), location)
 
     @functools.cached_property

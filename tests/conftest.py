@@ -91,7 +91,7 @@ def sample_data_dir(tmp_path_factory) -> Path:
 
 
 def run_cli(
-    *args: str, cwd: Path = PROJECT_ROOT, timeout: int = 900
+    *args: str, cwd: Path = PROJECT_ROOT, timeout: int = 900, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
     """Runs `python run_local.py ARGS` as a user would, capturing what the terminal would show.
 
@@ -103,6 +103,7 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+        env=env,
     )
 
 

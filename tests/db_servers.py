@@ -80,6 +80,19 @@ def _stop_with_parent() -> None:
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _spawn(prefix: list[str], user: str | None, command: list[str], log: Path) -> subprocess.Popen:
+    """Starts a server as `user` (through `prefix`), its output in `log` (which it may write)."""
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT, 0o666), "w") as out:
+        if user:
+            shutil.chown(log, user, user)
+        return subprocess.Popen(
+            [*prefix, *command],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_stop_with_parent,
+        )
+
+
 def _server_user(system_user: str) -> tuple[list[str], str | None]:
     """The command prefix that drops to an unprivileged user, and that user (None: ourselves)."""
     if os.geteuid() != 0:
@@ -113,28 +126,24 @@ def start_mariadb() -> DatabaseServer:
         capture_output=True,
     )
     port = free_port()
-    with open(os.open(log, os.O_WRONLY | os.O_CREAT, 0o666), "w") as out:
-        if user:
-            shutil.chown(log, user, user)
-        process = subprocess.Popen(
-            [
-                *prefix,
-                server,
-                "--no-defaults",
-                f"--datadir={data}",
-                f"--port={port}",
-                "--bind-address=127.0.0.1",
-                f"--socket={socket_path}",
-                f"--pid-file={folder / 'mysqld.pid'}",
-                f"--log-error={log}",
-                "--skip-log-bin",
-                "--innodb-buffer-pool-size=64M",
-                "--max-connections=200",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_stop_with_parent,
-        )
+    process = _spawn(
+        prefix,
+        user,
+        [
+            server,
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            f"--socket={socket_path}",
+            f"--pid-file={folder / 'mysqld.pid'}",
+            f"--log-error={log}",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=64M",
+            "--max-connections=200",
+        ],
+        log,
+    )
     _wait_for_port(port, process, log)
     sql = (
         f"CREATE DATABASE {DATABASE}; "
@@ -189,30 +198,26 @@ def start_postgresql() -> DatabaseServer:
         capture_output=True,
     )
     port = free_port()
-    with open(os.open(log, os.O_WRONLY | os.O_CREAT, 0o666), "w") as out:
-        if user:
-            shutil.chown(log, user, user)
-        process = subprocess.Popen(
-            [
-                *prefix,
-                _postgres_bin("postgres"),
-                "-D",
-                str(data),
-                "-p",
-                str(port),
-                "-k",
-                str(folder),
-                "-c",
-                "listen_addresses=127.0.0.1",
-                "-c",
-                "fsync=off",
-                "-c",
-                "max_connections=200",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            preexec_fn=_stop_with_parent,
-        )
+    process = _spawn(
+        prefix,
+        user,
+        [
+            _postgres_bin("postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(folder),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "max_connections=200",
+        ],
+        log,
+    )
     _wait_for_port(port, process, log)
     subprocess.run(
         [

@@ -26,7 +26,14 @@ import pytest
 from metadata.store import StoreIndex, custom_property, output_artifacts
 from pipeline.metadata_location import parse_metadata_uri
 from tests import db_servers
-from tests.conftest import FAST_RUN_ARGS, LATEST_SPAN, PROJECT_ROOT, edit_column, node_status
+from tests.conftest import (
+    FAST_RUN_ARGS,
+    LATEST_SPAN,
+    PROJECT_ROOT,
+    edit_column,
+    node_status,
+    run_cli,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -56,17 +63,6 @@ def _start_run(*args: str, env: dict[str, str]) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-    )
-
-
-def _cli(*args: str, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "run_local.py", *args],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
     )
 
 
@@ -115,7 +111,7 @@ def test_two_runs_at_once_on_one_database_both_complete_and_report_their_own_run
         assert db_servers.PASSWORD not in run["stdout"] + run["stderr"]
     ids = {name: _run_id(run["stdout"]) for name, run in runs.items()}
     assert ids["a"] != ids["b"]
-    listed = _cli("inspect", "runs", "--json", env=concurrent_runs["reader_env"])
+    listed = run_cli("inspect", "runs", "--json", env=concurrent_runs["reader_env"])
     assert listed.returncode == 0, listed.stderr
     by_id = {r["run_id"]: r for r in json.loads(listed.stdout)}
     for name, run in runs.items():
@@ -177,13 +173,13 @@ def test_each_evaluator_judged_its_own_model_never_against_itself(server, concur
 
 def test_inspect_and_report_read_the_runs_from_the_database(concurrent_runs, tmp_path):
     env = concurrent_runs["reader_env"]
-    listed = _cli("inspect", "runs", env=env)
+    listed = run_cli("inspect", "runs", env=env)
     assert listed.returncode == 0, listed.stderr
     for run in concurrent_runs["runs"].values():
         assert f"in {run['output_dir']}" in listed.stdout
     run_id = _run_id(concurrent_runs["runs"]["a"]["stdout"])
     report = tmp_path / "report.html"
-    written = _cli("report", run_id, f"--output={report}", env=env)
+    written = run_cli("report", run_id, f"--output={report}", env=env)
     assert written.returncode == 0, written.stderr
     html = report.read_text()
     assert run_id in html and "Evaluator" in html
@@ -211,15 +207,15 @@ def test_a_run_killed_in_transform_reads_as_interrupted_then_resumes(
     process.communicate(timeout=60)
     assert process.returncode == -signal.SIGKILL, "".join(seen)
 
-    listed = _cli("inspect", "runs", "--json", env=env)
+    listed = run_cli("inspect", "runs", "--json", env=env)
     killed = json.loads(listed.stdout)[0]
     assert killed["output_dir"] == str(output_dir)
     assert killed["state"] == "INTERRUPTED"
     states = {c["node_id"]: c["state"] for c in killed["components"]}
     assert states["Transform"] == "interrupted"
-    assert re.search(r"Transform\s+interrupted", _cli("inspect", "runs", env=env).stdout)
+    assert re.search(r"Transform\s+interrupted", run_cli("inspect", "runs", env=env).stdout)
 
-    resumed = _cli(*args, env=env)
+    resumed = run_cli(*args, env=env)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     status = node_status(resumed.stdout)
     assert status["CsvExampleGen"].startswith("cached")
@@ -230,7 +226,7 @@ def test_a_run_killed_in_transform_reads_as_interrupted_then_resumes(
 
 def _refused(*, uri: str, env: dict[str, str], tmp_path: Path):
     output_dir = tmp_path / "outputs"
-    result = _cli(
+    result = run_cli(
         f"--output-dir={output_dir}", "--metadata-uri", uri, *FAST_RUN_ARGS, env=env, timeout=120
     )
     assert result.returncode == 2, result.stdout + result.stderr
@@ -242,7 +238,7 @@ def _refused(*, uri: str, env: dict[str, str], tmp_path: Path):
 
 def _run_count(server) -> int:
     env = _env(MLMD_URI=server.uri(), MLMD_PASSWORD=db_servers.PASSWORD)
-    listed = _cli("inspect", "runs", "--json", env=env)
+    listed = run_cli("inspect", "runs", "--json", env=env)
     return len(json.loads(listed.stdout)) if listed.returncode == 0 else 0
 
 
@@ -252,7 +248,7 @@ def test_a_wrong_password_is_refused_before_the_run(server, tmp_path):
     assert f"127.0.0.1:{server.port}, database 'mlmd'" in said
     assert f"refused the login of user '{db_servers.USER}'" in said
     assert _run_count(server) == before
-    read = _cli("inspect", "runs", env=_env(MLMD_URI=server.uri(), MLMD_PASSWORD="wrong"))
+    read = run_cli("inspect", "runs", env=_env(MLMD_URI=server.uri(), MLMD_PASSWORD="wrong"))
     assert read.returncode == 2 and "refused the login" in read.stderr
 
 
