@@ -20,7 +20,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 USER = "mlmd"
@@ -53,10 +52,19 @@ class DatabaseServer:
     port: int
     folder: Path
     process: subprocess.Popen
+    admin_sql: list[str]  # a command that runs the SQL given as its last argument as superuser
 
     def uri(self, *, password: str | None = None, database: str = DATABASE, port=None) -> str:
         secret = f":{password}" if password is not None else ""
         return f"{self.scheme}://{USER}{secret}@127.0.0.1:{port or self.port}/{database}"
+
+    def create_database(self, name: str) -> None:
+        """A new, empty database that the test user owns."""
+        statements = [f"CREATE DATABASE {name}"]
+        if self.scheme == "mysql":
+            statements += [f"GRANT ALL ON {name}.* TO '{USER}'@'{host}'" for host in _MARIADB_HOSTS]
+        for sql in statements:
+            subprocess.run([*self.admin_sql, sql], check=True, capture_output=True)
 
     @property
     def pid(self) -> int:
@@ -145,26 +153,20 @@ def start_mariadb() -> DatabaseServer:
         log,
     )
     _wait_for_port(port, process, log)
-    sql = (
-        f"CREATE DATABASE {DATABASE}; "
-        f"CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY '{PASSWORD}'; "
-        f"CREATE USER '{USER}'@'localhost' IDENTIFIED BY '{PASSWORD}'; "
-        f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'127.0.0.1'; "
-        f"GRANT ALL ON {DATABASE}.* TO '{USER}'@'localhost';"
-    )
-    _mariadb_root_sql(prefix, user, shutil.which("mariadb") or "mysql", socket_path, sql)
-    return DatabaseServer("mysql", port, folder, process)
-
-
-def _mariadb_root_sql(prefix, user, client, socket_path, sql) -> None:
-    """Runs `sql` as the server's superuser: the OS user that owns the server, over its socket
-    (mariadb-install-db makes that account authenticate by socket)."""
+    # The server's superuser is the OS user that owns the server, over its socket
+    # (mariadb-install-db makes that account authenticate by socket).
     account = user or pwd.getpwuid(os.geteuid()).pw_name
-    subprocess.run(
-        [*prefix, client, "--no-defaults", f"-u{account}", f"--socket={socket_path}", "-e", sql],
-        check=True,
-        capture_output=True,
-    )
+    client = shutil.which("mariadb") or "mysql"
+    admin_sql = [*prefix, client, "--no-defaults", f"-u{account}", f"--socket={socket_path}", "-e"]
+    server = DatabaseServer("mysql", port, folder, process, admin_sql)
+    for host in _MARIADB_HOSTS:
+        sql = f"CREATE USER '{USER}'@'{host}' IDENTIFIED BY '{PASSWORD}'"
+        subprocess.run([*admin_sql, sql], check=True, capture_output=True)
+    server.create_database(DATABASE)
+    return server
+
+
+_MARIADB_HOSTS = ("127.0.0.1", "localhost")
 
 
 def _postgres_bin(name: str) -> str:
@@ -219,34 +221,11 @@ def start_postgresql() -> DatabaseServer:
         log,
     )
     _wait_for_port(port, process, log)
-    subprocess.run(
-        [
-            *prefix,
-            shutil.which("psql") or "psql",
-            "-h",
-            str(folder),
-            "-p",
-            str(port),
-            "-U",
-            USER,
-            "-d",
-            "postgres",
-            "-c",
-            f"CREATE DATABASE {DATABASE}",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return DatabaseServer("postgresql", port, folder, process)
-
-
-@contextlib.contextmanager
-def running(start) -> Iterator[DatabaseServer]:
-    server = start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    psql = shutil.which("psql") or "psql"
+    admin_sql = [*prefix, psql, "-h", str(folder), "-p", str(port), "-U", USER, "-d", "postgres", "-c"]
+    server = DatabaseServer("postgresql", port, folder, process, admin_sql)
+    server.create_database(DATABASE)
+    return server
 
 
 def server_processes(server: DatabaseServer) -> list[int]:

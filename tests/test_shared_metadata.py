@@ -5,6 +5,7 @@ a free loopback port, in a temporary folder) takes:
 - two full runs started together from two output directories, each reporting its own run;
 - `inspect` and `report` on them;
 - a run killed with SIGKILL in the middle of Transform, read back as interrupted, then resumed;
+- several processes creating ML Metadata's tables in an empty database at the same moment;
 - a wrong password, a missing database and a port nobody listens on: exit 2 before any run.
 Each server is stopped afterwards, and checked to be gone.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from metadata.store import StoreIndex, custom_property, output_artifacts
+from metadata.store import StoreIndex, connect_server, custom_property, output_artifacts
 from pipeline.metadata_location import parse_metadata_uri
 from tests import db_servers
 from tests.conftest import (
@@ -273,3 +274,43 @@ def test_a_port_nobody_listens_on_is_refused_before_the_run(server, tmp_path):
     assert f"cannot reach the {engine} server at 127.0.0.1:{port}" in said
     assert f"127.0.0.1:{port}, database 'mlmd'" in said
     assert "Connection refused" in said
+
+
+# Connects at the given wall-clock moment, then writes and reads a type: one process of several
+# that all meet an empty database at once (as runs started together on a new store do).
+_CONNECT_AT = """
+import sys, time
+from ml_metadata.proto import metadata_store_pb2
+from metadata.store import connect_server
+from pipeline.metadata_location import parse_metadata_uri
+
+uri, password, moment, name = sys.argv[1:]
+location = parse_metadata_uri(uri, password=password)
+time.sleep(max(0.0, float(moment) - time.time()))
+store = connect_server(location)
+type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name=name))
+assert store.get_execution_types_by_id([type_id])[0].name == name
+"""
+
+
+def test_runs_that_meet_an_empty_database_at_once_all_connect(server):
+    server.create_database("empty_at_first")
+    uri = server.uri(database="empty_at_first")
+    moment = time.time() + 8  # past every process's imports
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CONNECT_AT, uri, db_servers.PASSWORD, str(moment), f"T{i}"],
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=_env(),
+        )
+        for i in range(6)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in processes]
+    failed = [out for p, out in zip(processes, outputs) if p.returncode != 0]
+    assert not failed, failed[0]
+    store = connect_server(parse_metadata_uri(uri, password=db_servers.PASSWORD))
+    names = {t.name for t in store.get_execution_types()}
+    assert {f"T{i}" for i in range(6)} <= names
