@@ -222,7 +222,19 @@ def start_postgresql() -> DatabaseServer:
     )
     _wait_for_port(port, process, log)
     psql = shutil.which("psql") or "psql"
-    admin_sql = [*prefix, psql, "-h", str(folder), "-p", str(port), "-U", USER, "-d", "postgres", "-c"]
+    admin_sql = [
+        *prefix,
+        psql,
+        "-h",
+        str(folder),
+        "-p",
+        str(port),
+        "-U",
+        USER,
+        "-d",
+        "postgres",
+        "-c",
+    ]
     server = DatabaseServer("postgresql", port, folder, process, admin_sql)
     server.create_database(DATABASE)
     return server

@@ -309,7 +309,7 @@ def test_runs_that_meet_an_empty_database_at_once_all_connect(server):
         for i in range(6)
     ]
     outputs = [p.communicate(timeout=120)[0] for p in processes]
-    failed = [out for p, out in zip(processes, outputs) if p.returncode != 0]
+    failed = [out for p, out in zip(processes, outputs, strict=True) if p.returncode != 0]
     assert not failed, failed[0]
     store = connect_server(parse_metadata_uri(uri, password=db_servers.PASSWORD))
     names = {t.name for t in store.get_execution_types()}
