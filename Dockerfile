@@ -16,6 +16,7 @@ RUN python -m pip install --no-cache-dir --require-hashes --no-deps -r requireme
 # Project code, curated schema and the default data (small; real data lives in object storage,
 # passed with --data-uri at compile time).
 COPY pyproject.toml README.md run_local.py ./
+COPY serving/ serving/
 COPY pipeline/ pipeline/
 COPY components/ components/
 COPY orchestration/ orchestration/

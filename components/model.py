@@ -15,6 +15,9 @@ import keras
 import keras_tuner
 import tensorflow as tf
 import tensorflow_transform as tft
+from google.protobuf import text_format
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
@@ -22,7 +25,15 @@ from components import features, tfx_private
 
 SERVING_SIGNATURE = "serving_default"
 TRANSFORM_SIGNATURE = "transform_features"
+# TF Serving's Classify and Regress APIs (gRPC and REST) need signatures of their own kind,
+# with an input named "inputs" and outputs "classes"/"scores", or "outputs".
+CLASSIFY_SIGNATURE = "classification"
+REGRESS_SIGNATURE = "regression"
+CLASS_NAMES = ("0", "1")  # not a big tip, a big tip
 PREDICTION_KEY = "probabilities"
+# The raw-feature schema the model parses, inside the SavedModel for the model server to type
+# JSON feature values by (TF Serving ignores assets.extra/ but for warm-up requests).
+SCHEMA_ASSET = "assets.extra/schema.pbtxt"
 TRAIN_BATCH_SIZE = 128
 EVAL_BATCH_SIZE = 256
 DEFAULT_SEED = 42
@@ -141,9 +152,53 @@ def export_serving_model(
         raw = tf.io.parse_example(serialized_examples, raw_feature_spec)
         return transform_layer(raw)
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def classify_examples(serialized_examples):
+        big_tip = serve_examples(serialized_examples)[PREDICTION_KEY]
+        rows = tf.shape(big_tip)[0]
+        return {
+            "classes": tf.tile(tf.constant([CLASS_NAMES]), [rows, 1]),
+            "scores": tf.concat([1.0 - big_tip, big_tip], axis=1),
+        }
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+    def regress_examples(serialized_examples):
+        return {"outputs": serve_examples(serialized_examples)[PREDICTION_KEY]}
+
     archive.add_endpoint(SERVING_SIGNATURE, serve_examples)
     archive.add_endpoint(TRANSFORM_SIGNATURE, transform_examples)
+    archive.add_endpoint(CLASSIFY_SIGNATURE, classify_examples)
+    archive.add_endpoint(REGRESS_SIGNATURE, regress_examples)
     archive.write_out(export_dir)
+    _set_signature_methods(
+        export_dir,
+        {
+            CLASSIFY_SIGNATURE: "tensorflow/serving/classify",
+            REGRESS_SIGNATURE: "tensorflow/serving/regress",
+        },
+    )
+    serving_schema = schema_pb2.Schema()
+    serving_schema.CopyFrom(tf_transform_output.raw_metadata.schema)
+    kept = [f for f in serving_schema.feature if f.name in serving_feature_spec]
+    del serving_schema.feature[:]
+    serving_schema.feature.extend(kept)
+    tf.io.gfile.makedirs(f"{export_dir}/assets.extra")
+    with tf.io.gfile.GFile(f"{export_dir}/{SCHEMA_ASSET}", "w") as f:
+        f.write(text_format.MessageToString(serving_schema))
+
+
+def _set_signature_methods(export_dir: str, methods: dict[str, str]) -> None:
+    """Gives signatures TF Serving's method names. Keras's ExportArchive writes every endpoint
+    as a predict signature; TF Serving's Classify and Regress refuse those."""
+    path = f"{export_dir}/saved_model.pb"
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(path, "rb") as f:
+        saved_model.ParseFromString(f.read())
+    for meta_graph in saved_model.meta_graphs:
+        for name, method in methods.items():
+            meta_graph.signature_def[name].method_name = method
+    with tf.io.gfile.GFile(path, "wb") as f:
+        f.write(saved_model.SerializeToString())
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:

@@ -312,9 +312,20 @@ def output_artifacts(
     store: metadata_store.MetadataStore, execution_id: int
 ) -> dict[str, list[Artifact]]:
     """Output artifacts of an execution, by output key."""
-    events = [
-        e for e in store.get_events_by_execution_ids([execution_id]) if e.type in OUTPUT_EVENTS
-    ]
+    return _artifacts_by_key(store, execution_id, OUTPUT_EVENTS)
+
+
+def input_artifacts(
+    store: metadata_store.MetadataStore, execution_id: int
+) -> dict[str, list[Artifact]]:
+    """Input artifacts of an execution, by input key."""
+    return _artifacts_by_key(store, execution_id, INPUT_EVENTS)
+
+
+def _artifacts_by_key(
+    store: metadata_store.MetadataStore, execution_id: int, event_types: tuple
+) -> dict[str, list[Artifact]]:
+    events = [e for e in store.get_events_by_execution_ids([execution_id]) if e.type in event_types]
     artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
     by_key: dict[str, list[Artifact]] = {}
     for event in events:

@@ -238,8 +238,13 @@ def create_pipeline(
             num_tries=config.infra_num_tries,
         ),
         request_spec=tfx.proto.RequestSpec(
+            # Predict, Classify and Regress requests: every API `serve` answers with.
             tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
-                signature_names=[model.SERVING_SIGNATURE]
+                signature_names=[
+                    model.SERVING_SIGNATURE,
+                    model.CLASSIFY_SIGNATURE,
+                    model.REGRESS_SIGNATURE,
+                ]
             ),
             split_name=spans.split_name(spans.LATEST, spans.EVAL),
             num_examples=config.infra_num_requests,

@@ -68,7 +68,7 @@ def test_no_model_server_process_is_left_running(e2e_runs):
     servers = [
         p.pid
         for p in psutil.process_iter(["cmdline"])
-        if "components.infra_validator.model_server" in " ".join(p.info["cmdline"] or [])
+        if "serving.model_server" in " ".join(p.info["cmdline"] or [])
         and str(e2e_runs["output_dir"]) in " ".join(p.info["cmdline"] or [])
     ]
     assert not servers

@@ -34,7 +34,7 @@ def _server_processes() -> list[psutil.Process]:
     found = []
     for p in psutil.process_iter(["cmdline"]):
         cmdline = " ".join(p.info["cmdline"] or [])
-        if "components.infra_validator.model_server" in cmdline or "fixtures/" in cmdline:
+        if "serving.model_server" in cmdline or "fixtures/" in cmdline:
             found.append(p)
     return found
 

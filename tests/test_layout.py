@@ -1,6 +1,7 @@
-"""The code's layout holds: four parts, imports running one way, no import circles.
+"""The code's layout holds: six parts, imports running one way, no import circles.
 
-Parts, lowest first: components/ (TFX components and user code), pipeline/ (the definition),
+Parts, lowest first: serving/ (the model server, TensorFlow and TF Serving's API only),
+components/ (TFX components and user code), pipeline/ (the definition),
 metadata/ (reading ML Metadata), orchestration/ (running and compiling), cli/ (the command line
 and presentation). A module may import its own part and the parts below it. Imports inside
 functions count too, so an import written to dodge a circle fails here as well.

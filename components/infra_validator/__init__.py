@@ -1,5 +1,5 @@
 """InfraValidator that runs the model server as a local process (no Docker, no Kubernetes).
 
-Kept free of imports: `python -m components.infra_validator.model_server` must start with
-nothing but TensorFlow and the TF Serving API loaded.
+The server is `tensorflow_model_server` when there is one, else the project's
+`python -m serving.model_server` (serving/), which speaks the same gRPC API.
 """

@@ -22,7 +22,7 @@ from tfx.components.infra_validator import error_types
 from tfx.components.infra_validator.model_server_runners import base_runner
 
 TF_SERVING_BINARY = "tensorflow_model_server"
-PROJECT_SERVER_MODULE = "components.infra_validator.model_server"
+PROJECT_SERVER_MODULE = "serving.model_server"
 _PR_SET_PDEATHSIG = 1
 _STOP_GRACE_SECONDS = 5.0
 _LOG_TAIL_CHARS = 8000

@@ -1,0 +1,79 @@
+"""`models` and `models rollback` as text for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tabulate import tabulate
+
+_METRIC_LABELS = {
+    "auc": "AUC",
+    "binary_accuracy": "accuracy",
+    "precision": "precision",
+    "recall": "recall",
+    "example_count": "examples",
+}
+
+
+def _metrics(metrics: dict[str, float]) -> str:
+    parts = []
+    for key, label in _METRIC_LABELS.items():
+        if key in metrics:
+            value = metrics[key]
+            parts.append(
+                f"{label} {int(value)}" if key == "example_count" else f"{label} {value:.3f}"
+            )
+    return ", ".join(parts) or "no evaluation recorded"
+
+
+def _pushed_by(record: dict[str, Any]) -> str:
+    if record["rollback_of"] is not None:
+        return f"rollback to {record['rollback_of']}" + (
+            f" by {record['user']}" if record.get("user") else ""
+        )
+    return f"run {record['run_id']}" if record["run_id"] else "Pusher"
+
+
+def _yes_no(flag: bool) -> str:
+    return "blessed" if flag else "NOT blessed"
+
+
+def versions_text(records: list[dict[str, Any]]) -> str:
+    if not records:
+        return "No model has been pushed yet. `make run` trains, validates and pushes one."
+    rows = [
+        [
+            ("* " if r["serving"] else "  ") + str(r["version"]),
+            r["pushed_at"],
+            _pushed_by(r),
+            _yes_no(r["evaluator_blessed"]),
+            _yes_no(r["infra_blessed"]),
+            _metrics(r["metrics"]),
+        ]
+        for r in records
+    ]
+    table = tabulate(
+        rows,
+        headers=["version", "pushed", "by", "Evaluator", "InfraValidator", "metrics"],
+        tablefmt="plain",
+    )
+    serving = next((r for r in records if r["serving"]), None)
+    footer = (
+        f"* serving: version {serving['version']}, the highest in {serving['path'].rsplit('/', 1)[0]}"
+        if serving
+        else "No recorded version is on disk to serve."
+    )
+    gone = [str(r["version"]) for r in records if not r["on_disk"]]
+    if gone:
+        footer += f"\nNo longer on disk: {', '.join(gone)}."
+    return f"{table}\n\n{footer}"
+
+
+def rollback_text(record: dict[str, Any]) -> str:
+    return (
+        f"Version {record['rollback_of']} re-pushed as version {record['version']} "
+        f"({record['path']}), recorded in ML Metadata (PushedModel {record['pushed_model_id']}, "
+        f"rollback_of={record['rollback_of']}).\n"
+        "A running `serve` or TF Serving picks it up at its next check of the folder; the newer "
+        "versions stay on disk and in the record."
+    )

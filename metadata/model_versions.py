@@ -1,0 +1,135 @@
+"""Every model version pushed for serving, as ML Metadata records it.
+
+A version is a PushedModel artifact that was pushed: by the Pusher of a run, or by
+`models rollback`, which re-pushes an earlier version under a new, higher number (see
+orchestration/model_rollback.py) and records it as a `ModelRollback` execution with the same
+inputs Pusher had: the Model, the Evaluator's ModelBlessing and the InfraValidator's InfraBlessing.
+Either way the version's metrics and blessings are read through those inputs.
+
+"Serving" means what TF Serving's default policy serves from that folder: the highest version
+number on disk.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from components import tfx_private
+from metadata import artifact_readers
+from metadata.store import (
+    NotFound,
+    StoreIndex,
+    custom_property,
+    input_artifacts,
+    iso_time,
+    properties,
+)
+
+PUSHED_MODEL = "PushedModel"
+ROLLBACK_EXECUTION_TYPE = "ModelRollback"
+ROLLBACK_OF = "rollback_of"  # PushedModel custom property: the version a rollback re-pushed
+# Pusher's input keys, which a rollback records too.
+MODEL_KEY, MODEL_BLESSING_KEY, INFRA_BLESSING_KEY = "model", "model_blessing", "infra_blessing"
+PUSHED_MODEL_KEY = "pushed_model"
+# The Evaluator metrics a version's line shows, in this order, when present.
+HEADLINE_METRICS = ("auc", "binary_accuracy", "precision", "recall", "example_count")
+
+
+def served_version(base_path: str) -> int | None:
+    """The version TF Serving's default (latest) policy serves: the highest number on disk."""
+    try:
+        numbers = [int(n) for n in os.listdir(base_path) if n.isdigit()]
+    except FileNotFoundError:
+        return None
+    return max(numbers, default=None)
+
+
+@functools.lru_cache(maxsize=64)
+def _evaluation(uri: str) -> dict[str, Any]:
+    return artifact_readers.evaluation(uri)
+
+
+def _first(by_key: dict[str, list], key: str):
+    found = by_key.get(key) or []
+    return found[0] if found else None
+
+
+def _version_record(index: StoreIndex, pushed) -> dict[str, Any]:
+    props = properties(pushed)
+    path = props.get("pushed_destination") or pushed.uri
+    execution_id = index.producing_execution.get(pushed.id)
+    execution = (
+        index.store.get_executions_by_id([execution_id])[0] if execution_id is not None else None
+    )
+    inputs = input_artifacts(index.store, execution_id) if execution_id is not None else {}
+    model, model_blessing, infra_blessing = (
+        _first(inputs, MODEL_KEY),
+        _first(inputs, MODEL_BLESSING_KEY),
+        _first(inputs, INFRA_BLESSING_KEY),
+    )
+    rollback_of = custom_property(pushed, ROLLBACK_OF)
+    record: dict[str, Any] = {
+        "version": int(props["pushed_version"]),
+        "path": path,
+        "pushed_at": iso_time(pushed.create_time_since_epoch),
+        "pushed_by": "rollback" if rollback_of is not None else "Pusher",
+        "rollback_of": int(rollback_of) if rollback_of is not None else None,
+        "run_id": index.run_of_execution.get(execution_id) if execution_id else None,
+        "user": custom_property(execution, "user") if execution else None,
+        "pushed_model_id": pushed.id,
+        "model_id": model.id if model else None,
+        "evaluator_blessed": bool(
+            model_blessing and properties(model_blessing).get("blessed") == 1
+        ),
+        "infra_blessed": bool(infra_blessing and properties(infra_blessing).get("blessed") == 1),
+        "infra_reason": properties(infra_blessing).get("reason") if infra_blessing else None,
+        "metrics": {},
+        "on_disk": os.path.isdir(path),
+    }
+    evaluation_uri = (
+        index.sibling_outputs(model_blessing).get("evaluation") if model_blessing else None
+    )
+    if evaluation_uri and os.path.isdir(evaluation_uri):
+        overall = _evaluation(evaluation_uri)["overall"]
+        record["metrics"] = {k: overall[k] for k in HEADLINE_METRICS if k in overall}
+    return record
+
+
+def pushed_versions(index: StoreIndex) -> list[dict[str, Any]]:
+    """Every pushed version, newest first, each saying whether it is the one served now."""
+    records = [
+        _version_record(index, a)
+        for a in index.store.get_artifacts_by_type(PUSHED_MODEL)
+        if properties(a).get("pushed") == 1 and a.state == a.LIVE
+    ]
+    served = {}
+    for record in records:
+        base = os.path.dirname(record["path"].rstrip("/"))
+        if base not in served:
+            served[base] = served_version(base)
+        record["serving"] = served[base] == record["version"] and record["on_disk"]
+    return sorted(records, key=lambda r: -r["version"])
+
+
+def find_version(index: StoreIndex, version: int) -> dict[str, Any]:
+    for record in pushed_versions(index):
+        if record["version"] == version:
+            return record
+    raise NotFound(
+        f"no pushed model version {version} is recorded in ML Metadata at {index.location}; "
+        "`models` lists the versions"
+    )
+
+
+def pusher_contexts(index: StoreIndex, pushed_model_id: int) -> list:
+    """The pipeline context of the execution that pushed an artifact (a rollback joins it)."""
+    execution_id = index.producing_execution.get(pushed_model_id)
+    if execution_id is None:
+        return []
+    return [
+        c
+        for c in index.store.get_contexts_by_execution(execution_id)
+        if c.type == tfx_private.PIPELINE_CONTEXT
+    ]

@@ -1,0 +1,200 @@
+"""`run_local.py serve`: the pushed model behind TF Serving's REST and gRPC APIs.
+
+With a `tensorflow_model_server` on PATH (or given), that binary loads the versions and answers
+gRPC, as in InfraValidator, and the project's REST front (serving/rest_api.py) answers REST in
+front of its gRPC port, so that REST requests with raw feature values work the same on either.
+Without one, the project's server (serving/model_server.py) does both, in this process.
+
+The console gets one line per event (a version loaded or unloaded, the server stopped); the full
+log, with one access line per request, goes to the log file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import TextIO
+
+from components.infra_validator.runner import find_model_server_binary
+from orchestration.console import output_to_log_file
+from serving import model_server, rest_api
+from serving.repository import version_folders
+
+_BINARY_START_SECONDS = 120
+
+
+class ServeError(Exception):
+    """A setting `serve` cannot work with; the message names it and what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeSettings:
+    model_dir: Path
+    model_name: str
+    version: int | None
+    host: str
+    rest_port: int
+    grpc_port: int
+    poll_seconds: float
+    limits: rest_api.Limits
+    binary: str | None  # None: use tensorflow_model_server from PATH if there is one
+    log_path: Path
+
+
+def check_model_dir(model_dir: Path, version: int | None) -> dict[int, str]:
+    """The version folders to serve from, or a ServeError naming what is missing."""
+    if not model_dir.is_dir():
+        raise ServeError(
+            f"--model-dir: {model_dir} does not exist. Run the pipeline first (`make run`) so "
+            "that Pusher pushes a model there, or pass the folder that holds the version folders."
+        )
+    versions = version_folders(str(model_dir))
+    if not versions:
+        raise ServeError(
+            f"--model-dir: {model_dir} holds no version folder (TF Serving's layout: "
+            f"{model_dir}/<version>/saved_model.pb); no model has been pushed there yet."
+        )
+    if version is not None and version not in versions:
+        raise ServeError(
+            f"--version: {model_dir} has no version {version}; it has "
+            f"{', '.join(str(v) for v in sorted(versions))}."
+        )
+    return versions
+
+
+def _port_free(host: str, port: int, option: str) -> None:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError as e:
+            raise ServeError(f"{option}: cannot listen on {host}:{port}: {e.strerror}.") from None
+
+
+class _ConsoleLines(logging.Handler):
+    """The serving logger's INFO lines (versions loaded and unloaded), as plain console lines."""
+
+    def __init__(self, console: TextIO):
+        super().__init__(logging.INFO)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.console.write(f"{time.strftime('%H:%M:%S')}  {record.getMessage()}\n")
+
+
+def _start_binary(binary: str, settings: ServeSettings, config_dir: Path) -> subprocess.Popen:
+    command = [
+        binary,
+        f"--port={settings.grpc_port}",
+        "--rest_api_port=0",
+        f"--file_system_poll_wait_seconds={max(1, round(settings.poll_seconds))}",
+    ]
+    if settings.version is None:
+        command += [
+            f"--model_name={settings.model_name}",
+            f"--model_base_path={settings.model_dir}",
+        ]
+    else:
+        config = config_dir / "models.config"
+        config.write_text(
+            "model_config_list { config { "
+            f"name: '{settings.model_name}' base_path: '{settings.model_dir}' "
+            "model_platform: 'tensorflow' "
+            f"model_version_policy {{ specific {{ versions: {settings.version} }} }} }} }}\n"
+        )
+        command.append(f"--model_config_file={config}")
+    logging.getLogger("serving").info("Starting %s", " ".join(command))
+    process = subprocess.Popen(command, stdin=subprocess.DEVNULL)  # its output: the log file
+    deadline = time.monotonic() + _BINARY_START_SECONDS
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServeError(
+                f"{binary} exited with code {process.returncode} before it served; its output "
+                f"is in {settings.log_path}."
+            )
+        try:
+            socket.create_connection(("127.0.0.1", settings.grpc_port), timeout=1).close()
+            return process
+        except OSError:
+            time.sleep(0.2)
+    process.kill()
+    raise ServeError(f"{binary} did not open its gRPC port in {_BINARY_START_SECONDS} s.")
+
+
+def _stop_binary(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def serve(settings: ServeSettings, console: TextIO) -> None:
+    """Serves until SIGTERM or Ctrl-C; the console gets what people need to know."""
+    versions = check_model_dir(settings.model_dir, settings.version)
+    _port_free(settings.host, settings.rest_port, "--rest-port")
+    _port_free(settings.host, settings.grpc_port, "--grpc-port")
+    binary = find_model_server_binary(settings.binary)
+    chosen = settings.version if settings.version is not None else max(versions)
+    base = f"http://{settings.host}:{settings.rest_port}/v1/models/{settings.model_name}"
+    console.write(
+        f"Model {settings.model_name}: version {chosen} of {len(versions)} in {settings.model_dir}"
+        + (" (pinned by --version)\n" if settings.version is not None else " (the latest)\n")
+    )
+    with output_to_log_file(settings.log_path) as terminal:
+        logging.getLogger("tornado.access").propagate = True
+        lines = _ConsoleLines(terminal)
+        logging.getLogger("serving").addHandler(lines)
+        process = None
+        try:
+            with tempfile.TemporaryDirectory(prefix="serve-") as config_dir:
+                if binary:
+                    process = _start_binary(binary, settings, Path(config_dir))
+                options = model_server.ServerOptions(
+                    model_name=settings.model_name,
+                    model_base_path=str(settings.model_dir),
+                    host=settings.host,
+                    grpc_port=0 if binary else settings.grpc_port,
+                    rest_port=settings.rest_port,
+                    version=settings.version,
+                    poll_seconds=settings.poll_seconds,
+                    grpc_backend=f"127.0.0.1:{settings.grpc_port}" if binary else None,
+                    limits=settings.limits,
+                )
+
+                def ready() -> None:
+                    server = (
+                        f"{binary} (gRPC) + the project's REST front"
+                        if binary
+                        else ("the project's server (serving/model_server.py)")
+                    )
+                    terminal.write(
+                        f"Serving with {server}\n"
+                        f"  REST  {base}  (:predict, :classify, :regress, /metadata)\n"
+                        f"  gRPC  {settings.host}:{settings.grpc_port}\n"
+                        f"  Log   {settings.log_path}\n"
+                        f"New versions pushed to {settings.model_dir} are picked up within "
+                        f"{settings.poll_seconds:g} s. Ctrl-C stops.\n"
+                    )
+
+                model_server.serve(options, on_ready=ready)
+        finally:
+            if process is not None:
+                _stop_binary(process)
+            logging.getLogger("serving").removeHandler(lines)
+            terminal.write("Stopped.\n")
+
+
+def default_log_path(model_dir: Path, fallback_output_dir: Path) -> Path:
+    """<output dir>/logs/serve-<time>.log, the output dir being the one the model was pushed in."""
+    output_dir = (
+        model_dir.parent.parent if model_dir.parent.name == "serving_model" else fallback_output_dir
+    )
+    return output_dir / "logs" / f"serve-{time.strftime('%Y%m%d-%H%M%S')}.log"

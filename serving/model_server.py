@@ -1,0 +1,199 @@
+"""A model server speaking TensorFlow Serving's gRPC and REST APIs, for machines without TF Serving.
+
+    python -m serving.model_server --port=8500 [--rest_api_port=8501] --model_name=NAME \
+        --model_base_path=BASE [--model_version=V] [--host=127.0.0.1]
+
+Like `tensorflow_model_server`, it serves the highest numeric version under `model_base_path`
+(TF Serving's layout: BASE/<version>/saved_model.pb), or the version asked for, loaded with
+nothing but TensorFlow, and picks up new versions by re-scanning the folder every
+`--file_system_poll_wait_seconds`. It listens on loopback only unless told otherwise.
+
+With `--grpc_backend=HOST:PORT` it serves only the REST API, in front of a running
+`tensorflow_model_server`'s gRPC port: the same requests get the same answers.
+
+SIGTERM or SIGINT stops it gracefully: no new connections, requests in flight answered (up to
+`--request_timeout` seconds), then the gRPC server and the folder scans stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from concurrent import futures
+
+import grpc
+
+from serving import grpc_services, rest_api
+from serving.repository import ModelRepository
+
+log = logging.getLogger("serving")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerOptions:
+    model_name: str
+    model_base_path: str
+    host: str = "127.0.0.1"
+    grpc_port: int = 8500  # 0: no gRPC API
+    rest_port: int = 0  # 0: no REST API
+    version: int | None = None  # None: the latest
+    poll_seconds: float = 1.0
+    grpc_backend: str | None = None  # serve REST in front of this TF Serving gRPC endpoint
+    limits: rest_api.Limits = rest_api.Limits()
+
+
+class ModelServer:
+    """The running server: the repository, the gRPC server and the REST server."""
+
+    def __init__(self, options: ServerOptions):
+        self.options = options
+        self.repository: ModelRepository | None = None
+        self._grpc: grpc.Server | None = None
+        self._http = None
+        self._api: rest_api.RestApi | None = None
+        self._stopping: asyncio.Event | None = None
+
+    def _start_grpc(self, repository: ModelRepository) -> None:
+        o = self.options
+        self._grpc = grpc.server(
+            futures.ThreadPoolExecutor(
+                max_workers=o.limits.max_concurrent, thread_name_prefix="grpc"
+            ),
+            maximum_concurrent_rpcs=o.limits.max_in_flight,
+            options=[
+                ("grpc.max_receive_message_length", o.limits.max_body_bytes),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        grpc_services.add_services(self._grpc, repository)
+        if self._grpc.add_insecure_port(f"{o.host}:{o.grpc_port}") == 0:
+            raise OSError(f"cannot listen for gRPC on {o.host}:{o.grpc_port} (port in use?)")
+        self._grpc.start()
+
+    async def run(self, on_ready: Callable[[], None] | None = None) -> None:
+        """Serves until `stop()` (or SIGTERM/SIGINT, when run by `main`)."""
+        o = self.options
+        self._stopping = asyncio.Event()
+        if o.grpc_backend:
+            backend = rest_api.GrpcBackend(
+                o.grpc_backend, o.model_base_path, o.limits.request_timeout
+            )
+        else:
+            self.repository = ModelRepository(
+                o.model_name,
+                o.model_base_path,
+                versions=(o.version,) if o.version is not None else (),
+                poll_seconds=o.poll_seconds,
+            )
+            self.repository.scan()  # the first load before listening, as TF Serving does
+            self.repository.scan()
+            self.repository.start()
+            if o.grpc_port:
+                self._start_grpc(self.repository)
+            backend = rest_api.InProcessBackend(self.repository)
+        if o.rest_port:
+            self._api = rest_api.RestApi(backend, o.limits)
+            self._http = rest_api.http_server(self._api)
+            self._http.listen(o.rest_port, address=o.host)
+        if on_ready:
+            on_ready()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self._shut_down(backend)
+
+    def stop(self) -> None:
+        if self._stopping is not None:
+            self._stopping.set()
+
+    async def _shut_down(self, backend) -> None:
+        grace = self.options.limits.request_timeout
+        if self._http is not None:
+            self._http.stop()  # no new connections
+            deadline = asyncio.get_running_loop().time() + grace
+            while self._api.in_flight and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)
+            await self._http.close_all_connections()
+            self._api.shutdown()
+        if self._grpc is not None:
+            self._grpc.stop(grace=min(grace, 5)).wait()
+        if self.repository is not None:
+            self.repository.stop()
+        if isinstance(backend, rest_api.GrpcBackend):
+            backend.close()
+
+
+def serve(options: ServerOptions, on_ready: Callable[[], None] | None = None) -> None:
+    """Runs the server until SIGTERM or SIGINT, then stops it gracefully."""
+    server = ModelServer(options)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, server.stop)
+        await server.run(on_ready)
+
+    asyncio.run(main())
+
+
+def _parser() -> argparse.ArgumentParser:
+    limits = rest_api.Limits()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--port", type=int, default=8500, help="gRPC port; 0: no gRPC API (default 8500)")
+    add("--rest_api_port", type=int, default=0, help="REST port; 0: no REST API (the default)")
+    add("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    add("--model_name", required=True)
+    add("--model_base_path", required=True, help="folder holding numeric version folders")
+    add("--model_version", type=int, help="serve this version only (default: the latest)")
+    add("--file_system_poll_wait_seconds", type=float, default=1.0)
+    add("--grpc_backend", help="HOST:PORT of a tensorflow_model_server to put the REST API before")
+    add("--max_concurrent", type=int, default=limits.max_concurrent)
+    add("--max_in_flight", type=int, default=limits.max_in_flight)
+    add("--request_timeout", type=float, default=limits.request_timeout)
+    add("--max_body_bytes", type=int, default=limits.max_body_bytes)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    options = ServerOptions(
+        model_name=args.model_name,
+        model_base_path=os.path.abspath(args.model_base_path),
+        host=args.host,
+        grpc_port=args.port,
+        rest_port=args.rest_api_port,
+        version=args.model_version,
+        poll_seconds=args.file_system_poll_wait_seconds,
+        grpc_backend=args.grpc_backend,
+        limits=rest_api.Limits(
+            max_concurrent=args.max_concurrent,
+            max_in_flight=args.max_in_flight,
+            request_timeout=args.request_timeout,
+            max_body_bytes=args.max_body_bytes,
+        ),
+    )
+    log.info(
+        "Serving model %s from %s (gRPC %s, REST %s)",
+        options.model_name,
+        options.model_base_path,
+        f"{options.host}:{options.grpc_port}" if options.grpc_port else "off",
+        f"{options.host}:{options.rest_port}" if options.rest_port else "off",
+    )
+    try:
+        serve(options)
+    except OSError as e:
+        raise SystemExit(f"model_server: {e}") from None
+
+
+if __name__ == "__main__":
+    main()

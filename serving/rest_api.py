@@ -1,0 +1,673 @@
+"""TensorFlow Serving's REST API, served by tornado, in front of the gRPC services.
+
+    GET  /v1/models/NAME[/versions/V]             the status of each version
+    GET  /v1/models/NAME[/versions/V]/metadata    the signatures
+    POST /v1/models/NAME[/versions/V]:predict     {"instances": [...]} or {"inputs": ...}
+    POST /v1/models/NAME[/versions/V]:classify    {"examples": [...], "context": {...}}
+    POST /v1/models/NAME[/versions/V]:regress     the same
+
+The request and answer shapes are TF Serving's (https://www.tensorflow.org/tfx/serving/api_rest),
+errors too: `{"error": "..."}` with TF Serving's HTTP code for the gRPC status. One addition: a
+signature that takes serialized tf.Examples (ours: `examples`) also takes rows of raw feature
+values, typed by the model's schema (serving/tf_examples.py), besides TF Serving's base64 form.
+
+Why tornado: it is already in the lock (no new dependency), it is a production HTTP/1.1 server
+that has run Jupyter and many services for a decade, it reads bodies as streams so an oversized
+body is refused from its Content-Length before it is read, and it runs on asyncio, so requests
+wait for an inference slot without holding a thread. Inference runs in a bounded thread pool
+(TensorFlow releases the GIL while it computes); requests beyond the in-flight limit get 429, and
+each request has a deadline (504). The alternatives (uvicorn with Starlette or FastAPI) would
+add three dependencies for the same guarantees.
+
+The backend is either this process's gRPC services (`InProcessBackend`) or a running
+`tensorflow_model_server`'s gRPC port (`GrpcBackend`): the REST answers are the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from typing import Any
+
+import grpc
+import numpy as np
+import tensorflow as tf
+import tornado.httpserver
+import tornado.web
+from google.protobuf import json_format
+from tensorflow.core.protobuf import meta_graph_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+
+from serving import tf_examples
+from serving.grpc_services import (
+    DEFAULT_SIGNATURE,
+    DirectContext,
+    ModelService,
+    PredictionService,
+    ServingError,
+)
+from serving.repository import ModelRepository, NotServed, read_schema
+
+log = logging.getLogger("serving")
+Code = grpc.StatusCode
+
+# TF Serving's mapping of gRPC status codes to HTTP codes (model_servers/http_rest_api_util).
+HTTP_STATUS = {
+    Code.INVALID_ARGUMENT: 400,
+    Code.FAILED_PRECONDITION: 400,
+    Code.OUT_OF_RANGE: 400,
+    Code.UNAUTHENTICATED: 401,
+    Code.PERMISSION_DENIED: 403,
+    Code.NOT_FOUND: 404,
+    Code.ALREADY_EXISTS: 409,
+    Code.ABORTED: 409,
+    Code.RESOURCE_EXHAUSTED: 429,
+    Code.CANCELLED: 499,
+    Code.UNIMPLEMENTED: 501,
+    Code.UNAVAILABLE: 503,
+    Code.DEADLINE_EXCEEDED: 504,
+}
+
+
+def bad_request(message: str) -> ServingError:
+    return ServingError(Code.INVALID_ARGUMENT, message)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one server takes on at once, and for how long."""
+
+    max_concurrent: int = 4  # inferences running at once (threads)
+    max_in_flight: int = 128  # requests accepted at once, running or waiting; more get 429
+    request_timeout: float = 30.0  # seconds from a request's arrival to its answer; then 504
+    max_body_bytes: int = 16 * 1024 * 1024  # larger request bodies get 413
+
+
+# -- backends ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """What the REST layer needs to build a request: the version it will run and its
+    signature, and the schema that types raw feature values (None if the model has none)."""
+
+    version: int
+    name: str
+    signature_def: meta_graph_pb2.SignatureDef
+    schema: schema_pb2.Schema | None
+
+
+class InProcessBackend:
+    """The gRPC services of this process, called directly."""
+
+    def __init__(self, repository: ModelRepository):
+        self.repository = repository
+        self._models = ModelService(repository)
+        self._predictions = PredictionService(repository)
+        self._context = DirectContext()
+
+    def status(self, request):
+        return self._models.GetModelStatus(request, self._context)
+
+    def metadata(self, request):
+        return self._predictions.GetModelMetadata(request, self._context)
+
+    def predict(self, request):
+        return self._predictions.Predict(request, self._context)
+
+    def classify(self, request):
+        return self._predictions.Classify(request, self._context)
+
+    def regress(self, request):
+        return self._predictions.Regress(request, self._context)
+
+    def signature(self, model: str, version: int | None, signature_name: str) -> Signature:
+        if model != self.repository.name:
+            raise ServingError(Code.NOT_FOUND, f"Servable not found for request: Latest({model})")
+        try:
+            served = self.repository.get(version)
+        except NotServed as e:
+            raise ServingError(Code.UNAVAILABLE if e.unavailable else Code.NOT_FOUND, str(e)) from None
+        return _signature_of(served.version, served.signature_defs, signature_name, served.schema)
+
+
+class GrpcBackend:
+    """A TF Serving gRPC endpoint (a real `tensorflow_model_server`), with the schema read from
+    the version's folder under the model base path."""
+
+    def __init__(self, target: str, model_base_path: str, timeout: float):
+        self._channel = grpc.insecure_channel(target)
+        self._models = model_service_pb2_grpc.ModelServiceStub(self._channel)
+        self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+        self._base_path = model_base_path
+        self._timeout = timeout
+        self._schemas: dict[int, schema_pb2.Schema | None] = {}
+        self._lock = threading.Lock()
+
+    def _call(self, method, request):
+        try:
+            return method(request, timeout=self._timeout)
+        except grpc.RpcError as e:
+            raise ServingError(e.code(), e.details()) from None
+
+    def status(self, request):
+        return self._call(self._models.GetModelStatus, request)
+
+    def metadata(self, request):
+        return self._call(self._predictions.GetModelMetadata, request)
+
+    def predict(self, request):
+        return self._call(self._predictions.Predict, request)
+
+    def classify(self, request):
+        return self._call(self._predictions.Classify, request)
+
+    def regress(self, request):
+        return self._call(self._predictions.Regress, request)
+
+    def signature(self, model: str, version: int | None, signature_name: str) -> Signature:
+        response = self.metadata(_metadata_request(model, version))
+        signature_map = get_model_metadata_pb2.SignatureDefMap()
+        response.metadata["signature_def"].Unpack(signature_map)
+        served_version = response.model_spec.version.value
+        with self._lock:
+            if served_version not in self._schemas:
+                path = f"{self._base_path.rstrip('/')}/{served_version}"
+                self._schemas[served_version] = read_schema(path)
+            schema = self._schemas[served_version]
+        return _signature_of(served_version, signature_map.signature_def, signature_name, schema)
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+def _signature_of(version, signature_defs, signature_name: str, schema) -> Signature:
+    name = signature_name or DEFAULT_SIGNATURE
+    if name not in signature_defs:
+        raise bad_request(
+            f'Serving signature name: "{name}" not found in signature def; version {version} '
+            f"has {sorted(signature_defs)}"
+        )
+    return Signature(version, name, signature_defs[name], schema)
+
+
+def _model_spec(message, model: str, version: int | None, signature_name: str = ""):
+    message.model_spec.name = model
+    if version is not None:
+        message.model_spec.version.value = version
+    message.model_spec.signature_name = signature_name
+    return message
+
+
+def _metadata_request(model: str, version: int | None):
+    request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+    return _model_spec(request, model, version)
+
+
+# -- JSON to requests --------------------------------------------------------------------------
+
+
+def _decode_b64(value, where: str):
+    """TF Serving's {"b64": "..."} objects, anywhere in a value, as bytes."""
+    if isinstance(value, dict):
+        if set(value) == {"b64"} and isinstance(value["b64"], str):
+            try:
+                return base64.b64decode(value["b64"], validate=True)
+            except binascii.Error:
+                raise bad_request(f"{where}: 'b64' is not valid base64") from None
+        raise bad_request(f"{where}: expected a value, got an object with keys {sorted(value)}")
+    if isinstance(value, list):
+        return [_decode_b64(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _as_array(value, tensor_info, where: str) -> np.ndarray:
+    dtype = tf.dtypes.as_dtype(tensor_info.dtype)
+    try:
+        if dtype == tf.string:
+            array = np.array(value, dtype=object)
+            if any(not isinstance(v, (bytes, str)) for v in array.flat):
+                raise TypeError("not a string")
+            return array
+        return np.array(value, dtype=dtype.as_numpy_dtype)
+    except (TypeError, ValueError) as e:
+        raise bad_request(
+            f"{where}: cannot be read as a {dtype.name} tensor ({e}); the signature's input "
+            "takes that type"
+        ) from None
+
+
+def _takes_examples(signature: Signature) -> str | None:
+    """The name of the signature's one input when it takes serialized tf.Examples."""
+    inputs = signature.signature_def.inputs
+    if len(inputs) == 1:
+        ((name, info),) = inputs.items()
+        if info.dtype == tf.string.as_datatype_enum:
+            return name
+    return None
+
+
+def _feature_specs(signature: Signature) -> dict[str, tf_examples.FeatureSpec]:
+    if signature.schema is None:
+        raise bad_request(
+            f"version {signature.version} of this model carries no schema "
+            "(assets.extra/schema.pbtxt), so feature values cannot be typed: send serialized "
+            'tf.Examples as {"b64": "..."} instead'
+        )
+    return tf_examples.serving_features(signature.schema)
+
+
+def _serialized(features, specs, where: str) -> bytes:
+    try:
+        return tf_examples.to_example(features, specs, where).SerializeToString()
+    except tf_examples.RequestError as e:
+        raise bad_request(str(e)) from None
+
+
+def _row_inputs(instances, signature: Signature) -> dict[str, np.ndarray]:
+    """TF Serving's row format ("instances"), plus rows of raw feature values."""
+    if not isinstance(instances, list) or not instances:
+        raise bad_request('"instances" must be a non-empty list, one entry per row')
+    examples_input = _takes_examples(signature)
+    inputs = signature.signature_def.inputs
+    if examples_input:
+        rows = []
+        for i, row in enumerate(instances):
+            where = f"instances[{i}]"
+            if isinstance(row, dict) and set(row) == {examples_input}:
+                rows.append(_decode_b64(row[examples_input], f"{where}.{examples_input}"))
+            elif isinstance(row, dict) and set(row) != {"b64"}:
+                rows.append(_serialized(row, _feature_specs(signature), where))
+            else:
+                rows.append(_decode_b64(row, where))
+        return {examples_input: _as_array(rows, inputs[examples_input], "instances")}
+    if len(inputs) == 1:
+        ((name, info),) = inputs.items()
+        values = [r[name] if isinstance(r, dict) and set(r) == {name} else r for r in instances]
+        return {name: _as_array(_decode_b64(values, "instances"), info, "instances")}
+    columns: dict[str, list] = {name: [] for name in inputs}
+    for i, row in enumerate(instances):
+        if not isinstance(row, dict):
+            raise bad_request(
+                f"instances[{i}]: expected an object with the inputs {sorted(inputs)}"
+            )
+        missing, unknown = set(inputs) - set(row), set(row) - set(inputs)
+        if missing or unknown:
+            raise bad_request(
+                f"instances[{i}]: missing inputs {sorted(missing)}, unknown {sorted(unknown)}"
+            )
+        for name in inputs:
+            columns[name].append(_decode_b64(row[name], f"instances[{i}].{name}"))
+    return {name: _as_array(v, inputs[name], f"inputs {name!r}") for name, v in columns.items()}
+
+
+def _columnar_inputs(given, signature: Signature) -> dict[str, np.ndarray]:
+    """TF Serving's columnar format ("inputs"), plus columns of raw feature values."""
+    inputs = signature.signature_def.inputs
+    examples_input = _takes_examples(signature)
+    if examples_input and isinstance(given, dict) and set(given) != {examples_input}:
+        if set(given) == {"b64"}:
+            return {
+                examples_input: _as_array(
+                    [_decode_b64(given, "inputs")], inputs[examples_input], "inputs"
+                )
+            }
+        lengths = {len(v) for v in given.values() if isinstance(v, list)}
+        if len(lengths) != 1 or not all(isinstance(v, list) for v in given.values()):
+            raise bad_request(
+                '"inputs": feature columns must all be lists of the same length, one value per row'
+            )
+        specs = _feature_specs(signature)
+        rows = [
+            _serialized({k: v[i] for k, v in given.items()}, specs, f"inputs row {i}")
+            for i in range(lengths.pop())
+        ]
+        return {examples_input: _as_array(rows, inputs[examples_input], "inputs")}
+    if len(inputs) == 1 and not (isinstance(given, dict) and set(given) == set(inputs)):
+        ((name, info),) = inputs.items()
+        return {name: _as_array(_decode_b64(given, "inputs"), info, "inputs")}
+    if not isinstance(given, dict) or set(given) != set(inputs):
+        got = sorted(given) if isinstance(given, dict) else type(given).__name__
+        raise bad_request(f'"inputs" must be an object with the inputs {sorted(inputs)}; got {got}')
+    return {
+        name: _as_array(_decode_b64(given[name], f"inputs.{name}"), inputs[name], f"inputs.{name}")
+        for name in inputs
+    }
+
+
+def _body_object(body: bytes) -> dict:
+    try:
+        parsed = json.loads(body)
+    except json.JSONDecodeError as e:
+        raise bad_request(
+            f"Malformed JSON in the request body: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+    except UnicodeDecodeError:
+        raise bad_request("Malformed JSON in the request body: it is not UTF-8 text") from None
+    if not isinstance(parsed, dict):
+        raise bad_request(f"The request body must be a JSON object, got {type(parsed).__name__}")
+    return parsed
+
+
+def _signature_name(body: dict) -> str:
+    name = body.get("signature_name", "")
+    if not isinstance(name, str):
+        raise bad_request('"signature_name" must be a string')
+    return name
+
+
+def _refuse_unknown_keys(body: dict, allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise bad_request(f"Unknown key {unknown[0]!r} in the request; it takes {sorted(allowed)}")
+
+
+# -- answers to JSON ---------------------------------------------------------------------------
+
+
+def _jsonable(array: np.ndarray):
+    if array.dtype == object:
+        return np.vectorize(_text_or_b64, otypes=[object])(array).tolist()
+    return array.tolist()
+
+
+def _text_or_b64(value: bytes):
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return {"b64": base64.b64encode(value).decode()}
+
+
+def _outputs_json(response: predict_pb2.PredictResponse, row_format: bool) -> dict:
+    arrays = {k: tf.make_ndarray(v) for k, v in sorted(response.outputs.items())}
+    if not row_format:
+        values = {k: _jsonable(a) for k, a in arrays.items()}
+        return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
+    if len(arrays) == 1:
+        return {"predictions": _jsonable(next(iter(arrays.values())))}
+    rows = {a.shape[0] if a.ndim else 0 for a in arrays.values()}
+    if len(rows) != 1:
+        raise ServingError(
+            Code.INVALID_ARGUMENT,
+            "The outputs have different batch sizes, which the row format cannot show: ask "
+            'with "inputs" (columnar) instead',
+        )
+    columns = {k: _jsonable(a) for k, a in arrays.items()}
+    return {"predictions": [{k: v[i] for k, v in columns.items()} for i in range(rows.pop())]}
+
+
+def _status_json(response: get_model_status_pb2.GetModelStatusResponse) -> dict:
+    return {
+        "model_version_status": [
+            {
+                "version": str(s.version),
+                "state": get_model_status_pb2.ModelVersionStatus.State.Name(s.state),
+                "status": {
+                    "error_code": "OK" if s.status.error_code == 0 else "UNKNOWN",
+                    "error_message": s.status.error_message,
+                },
+            }
+            for s in response.model_version_status
+        ]
+    }
+
+
+def _metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) -> dict:
+    signature_map = get_model_metadata_pb2.SignatureDefMap()
+    response.metadata["signature_def"].Unpack(signature_map)
+    return {
+        "model_spec": json_format.MessageToDict(
+            response.model_spec,
+            preserving_proto_field_name=True,
+            including_default_value_fields=True,
+        ),
+        "metadata": {
+            "signature_def": json_format.MessageToDict(
+                signature_map, preserving_proto_field_name=True
+            )
+        },
+    }
+
+
+# -- the API -----------------------------------------------------------------------------------
+
+
+class RestApi:
+    """Turns REST requests into gRPC requests for a backend, within the limits."""
+
+    def __init__(self, backend, limits: Limits):
+        self.backend = backend
+        self.limits = limits
+        self.in_flight = 0
+        self._pool = futures.ThreadPoolExecutor(
+            max_workers=limits.max_concurrent, thread_name_prefix="inference"
+        )
+
+    async def run(self, work: Callable[[], Any], started: float) -> Any:
+        """Runs `work` in an inference thread, within the in-flight limit and the deadline."""
+        if self.in_flight >= self.limits.max_in_flight:
+            raise ServingError(
+                Code.RESOURCE_EXHAUSTED,
+                f"The server is busy: {self.in_flight} requests in flight, the most it takes "
+                "(serve --max-in-flight); retry later",
+            )
+        self.in_flight += 1
+        try:
+            remaining = self.limits.request_timeout - (time.monotonic() - started)
+            return await asyncio.wait_for(
+                asyncio.wrap_future(self._pool.submit(work)), max(remaining, 0.001)
+            )
+        except asyncio.TimeoutError:
+            raise ServingError(
+                Code.DEADLINE_EXCEEDED,
+                f"The request did not finish within {self.limits.request_timeout:g} s "
+                "(serve --request-timeout)",
+            ) from None
+        finally:
+            self.in_flight -= 1
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # Each of these runs in an inference thread.
+
+    def status(self, model: str, version: int | None) -> dict:
+        request = _model_spec(get_model_status_pb2.GetModelStatusRequest(), model, version)
+        return _status_json(self.backend.status(request))
+
+    def metadata(self, model: str, version: int | None) -> dict:
+        return _metadata_json(self.backend.metadata(_metadata_request(model, version)))
+
+    def predict(self, model: str, version: int | None, body: bytes) -> dict:
+        given = _body_object(body)
+        _refuse_unknown_keys(given, {"signature_name", "instances", "inputs"})
+        if ("instances" in given) == ("inputs" in given):
+            raise bad_request(
+                'The request must have either "instances" (row format) or "inputs" (columnar '
+                "format)" + (", not both" if "inputs" in given else "")
+            )
+        signature = self.backend.signature(model, version, _signature_name(given))
+        row_format = "instances" in given
+        if row_format:
+            inputs = _row_inputs(given["instances"], signature)
+        else:
+            inputs = _columnar_inputs(given["inputs"], signature)
+        request = _model_spec(
+            predict_pb2.PredictRequest(), model, signature.version, signature.name
+        )
+        for name, array in inputs.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
+        return _outputs_json(self.backend.predict(request), row_format)
+
+    def _examples_request(self, request, model, version, body: bytes):
+        given = _body_object(body)
+        _refuse_unknown_keys(given, {"signature_name", "examples", "context"})
+        examples, context = given.get("examples"), given.get("context")
+        if not isinstance(examples, list) or not examples:
+            raise bad_request('"examples" must be a non-empty list of objects of feature values')
+        if context is not None and not isinstance(context, dict):
+            raise bad_request('"context" must be an object of feature values')
+        signature = self.backend.signature(model, version, _signature_name(given))
+        specs = _feature_specs(signature)
+        _model_spec(request, model, signature.version, signature.name)
+        for i, example in enumerate(examples):
+            where = f"examples[{i}]"
+            try:
+                merged = tf_examples.merged_with_context(context, example, where)
+                built = tf_examples.to_example(merged, specs, where)
+            except tf_examples.RequestError as e:
+                raise bad_request(str(e)) from None
+            request.input.example_list.examples.add().CopyFrom(built)
+        return request
+
+    def classify(self, model: str, version: int | None, body: bytes) -> dict:
+        request = self._examples_request(
+            classification_pb2.ClassificationRequest(), model, version, body
+        )
+        result = self.backend.classify(request).result
+        return {
+            "result": [[[c.label, c.score] for c in row.classes] for row in result.classifications]
+        }
+
+    def regress(self, model: str, version: int | None, body: bytes) -> dict:
+        request = self._examples_request(regression_pb2.RegressionRequest(), model, version, body)
+        return {"result": [r.value for r in self.backend.regress(request).result.regressions]}
+
+
+class _JsonHandler(tornado.web.RequestHandler):
+    def initialize(self, api: RestApi):
+        self.api = api
+        self.started = time.monotonic()
+
+    def set_default_headers(self):
+        self.set_header("Content-Type", "application/json")
+
+    def answer(self, status: int, content: dict) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(content))
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        reason = self._reason
+        exc_info = kwargs.get("exc_info")
+        if exc_info and not isinstance(exc_info[1], tornado.web.HTTPError):
+            log.error("Unexpected error answering %s", self.request.uri, exc_info=exc_info)
+            reason = f"Internal error: {type(exc_info[1]).__name__}: {exc_info[1]}"
+        self.finish(json.dumps({"error": reason}))
+
+    async def call(self, method, *args) -> None:
+        try:
+            content = await self.api.run(lambda: method(*args), self.started)
+        except ServingError as e:
+            self.answer(HTTP_STATUS.get(e.code, 500), {"error": e.message})
+            return
+        self.answer(200, content)
+
+
+def _version(text: str | None) -> int | None:
+    return int(text) if text is not None else None
+
+
+class StatusHandler(_JsonHandler):
+    async def get(self, model: str, version: str | None):
+        await self.call(self.api.status, model, _version(version))
+
+
+class MetadataHandler(_JsonHandler):
+    async def get(self, model: str, version: str | None):
+        await self.call(self.api.metadata, model, _version(version))
+
+
+@tornado.web.stream_request_body
+class InferenceHandler(_JsonHandler):
+    """POST :predict / :classify / :regress, with the body read as a stream, so that an
+    oversized one is refused by its declared length, or as soon as it passes the limit."""
+
+    def prepare(self):
+        self._chunks: list[bytes] = []
+        self._size = 0
+        declared = self.request.headers.get("Content-Length")
+        if declared and declared.isdigit() and int(declared) > self.api.limits.max_body_bytes:
+            self._too_large(int(declared))
+
+    def _too_large(self, size: int) -> None:
+        self.set_header("Connection", "close")
+        self.answer(
+            413,
+            {
+                "error": f"The request body is {size} bytes or more, over the limit of "
+                f"{self.api.limits.max_body_bytes} bytes (serve --max-body-mb): send fewer rows "
+                "per request"
+            },
+        )
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size <= self.api.limits.max_body_bytes:
+            self._chunks.append(chunk)
+        else:
+            self._chunks.clear()
+
+    async def post(self, model: str, version: str | None, verb: str):
+        if self._size > self.api.limits.max_body_bytes:
+            self._too_large(self._size)
+            return
+        method = {
+            "predict": self.api.predict,
+            "classify": self.api.classify,
+            "regress": self.api.regress,
+        }[verb]
+        await self.call(method, model, _version(version), b"".join(self._chunks))
+
+
+class NotFoundHandler(_JsonHandler):
+    def prepare(self):
+        self.answer(
+            404,
+            {
+                "error": f"Malformed request: {self.request.method} {self.request.path}; the API "
+                "takes GET /v1/models/NAME[/versions/V][/metadata] and POST "
+                "/v1/models/NAME[/versions/V]:predict|:classify|:regress"
+            },
+        )
+
+
+_MODEL = r"/v1/models/([^/:]+)(?:/versions/(\d+))?"
+
+
+def application(api: RestApi) -> tornado.web.Application:
+    handlers = [
+        (_MODEL + r"/?", StatusHandler, {"api": api}),
+        (_MODEL + r"/metadata", MetadataHandler, {"api": api}),
+        (_MODEL + r":(predict|classify|regress)", InferenceHandler, {"api": api}),
+    ]
+    return tornado.web.Application(
+        handlers, default_handler_class=NotFoundHandler, default_handler_args={"api": api}
+    )
+
+
+def http_server(api: RestApi) -> tornado.httpserver.HTTPServer:
+    """The HTTP server: bodies beyond twice the limit are cut off by tornado itself (the handler
+    answers 413 up to there), idle connections closed after a minute."""
+    return tornado.httpserver.HTTPServer(
+        application(api),
+        max_body_size=2 * api.limits.max_body_bytes,
+        body_timeout=api.limits.request_timeout,
+        idle_connection_timeout=60,
+    )
