@@ -144,7 +144,9 @@ class InProcessBackend:
         try:
             served = self.repository.get(version)
         except NotServed as e:
-            raise ServingError(Code.UNAVAILABLE if e.unavailable else Code.NOT_FOUND, str(e)) from None
+            raise ServingError(
+                Code.UNAVAILABLE if e.unavailable else Code.NOT_FOUND, str(e)
+            ) from None
         return _signature_of(served.version, served.signature_defs, signature_name, served.schema)
 
 
