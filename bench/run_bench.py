@@ -4,6 +4,7 @@
                               [--data-dir data] [--run-arg=ARG ...]
                               [--results bench/results.json] [--markdown BENCHMARKS.md]
     python bench/run_bench.py --render-only     # re-render the Markdown from the results JSON
+    python bench/run_bench.py --serving-only    # only the serving load (bench/serve_load.py)
 
 Scenarios, each one `python run_local.py ...` in a subprocess with its own output directory:
 
@@ -13,6 +14,9 @@ Scenarios, each one `python run_local.py ...` in a subprocess with its own outpu
                       components/model.py has one appended line, run on the same output
                       directory: Trainer and what follows must re-execute, and what is upstream
                       of Trainer must stay cached unless its own code fingerprint changed;
+  serving_load        `run_local.py serve` on the cold run's model under load: requests/s and
+                      p50/p99 latency of REST :predict, 1 and 64 rows per request, 1, 8 and 32
+                      concurrent clients (bench/serve_load.py);
   scale_N             for each N of --scale-rows: generate N rows with bench/generate_data.py
                       (timed on its own), then a cold run on them.
 
@@ -66,6 +70,7 @@ GIB = 1024**3
 # The parts of the project a run needs (as tests/conftest.py's copy_project copies them).
 PROJECT_PARTS = (
     "run_local.py",
+    "serving",
     "pipeline",
     "components",
     "orchestration",
@@ -499,8 +504,36 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def run_all(args: argparse.Namespace) -> dict:
-    settings = Settings(
+def _unlabeled_csv(data_dir: Path) -> Path:
+    """A CSV of rows to score: the latest span of unlabeled/ (as the pipeline's batch)."""
+    spans = sorted((data_dir / "unlabeled").glob("*/*.csv"))
+    if not spans:
+        raise FileNotFoundError(f"no unlabeled CSV under {data_dir / 'unlabeled'}")
+    return spans[-1]
+
+
+def serving_load(settings: Settings, cold_output: Path, seconds: float) -> dict:
+    """Load on `run_local.py serve` with the model the cold run pushed (bench/serve_load.py)."""
+    import serve_load  # bench/serve_load.py, beside this file
+
+    model_dirs = sorted((cold_output / "serving_model").glob("*"))
+    if not model_dirs:
+        return {"error": f"the cold run pushed no model under {cold_output / 'serving_model'}"}
+    print(f"[bench] {now()}  serving load on {model_dirs[0]}", flush=True)
+    try:
+        load = serve_load.measure(
+            model_dirs[0],
+            _unlabeled_csv(settings.data_dir),
+            seconds,
+            settings.out_dir / "serve-load.log",
+        )
+    except (RuntimeError, FileNotFoundError) as e:
+        return {"error": str(e)}
+    return {**load, "git": git_info()}
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    return Settings(
         out_dir=args.out_dir.resolve(),
         data_dir=args.data_dir.resolve(),
         run_args=list(args.run_arg),
@@ -508,6 +541,10 @@ def run_all(args: argparse.Namespace) -> dict:
         interval=args.sample_interval,
         seed=args.seed,
     )
+
+
+def run_all(args: argparse.Namespace) -> dict:
+    settings = settings_from(args)
     settings.out_dir.mkdir(parents=True, exist_ok=True)
     results = {
         "version": RESULTS_VERSION,
@@ -552,6 +589,9 @@ def run_all(args: argparse.Namespace) -> dict:
         )
     )
     save(model_change_run(settings, cold_output))
+    if not args.skip_serving:
+        results["serving_load"] = serving_load(settings, cold_output, args.serving_seconds)
+        write_json(results, args.results)
     for rows in results["settings"]["scale_rows"]:
         data_dir = settings.out_dir / f"data-{rows}"
         generation = generate(settings, rows, data_dir)
@@ -983,6 +1023,7 @@ def render_markdown(results: dict) -> str:
                 "",
             ]
 
+    lines += _serving_section(results.get("serving_load"))
     lines += ["## Targets", ""]
     lines += _table(
         ["Target", "Goal", "Measured", "Result", "Note"],
@@ -1007,6 +1048,50 @@ def render_markdown(results: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+# TF Serving's published figure, the reference beside the serving load.
+TF_SERVING_REFERENCE = (
+    "TensorFlow Serving's authors report about 100,000 requests per second per core for its "
+    "request handling alone, TensorFlow inference time excluded, on a 16-vCPU Intel Xeon E5 "
+    "2.6 GHz machine (Olston et al., *TensorFlow-Serving: Flexible, High-Performance ML "
+    "Serving*, NIPS ML Systems Workshop 2017, arXiv:1712.06139). That is the C++ binary's "
+    "overhead, not a model's end-to-end answer: it is the ceiling a Python server is measured "
+    "against, not a like-for-like number (the binary does not install here; see README)."
+)
+
+
+def _serving_section(load: dict | None) -> list[str]:
+    lines = ["## Serving load", ""]
+    if not load:
+        return lines + ["Not measured (--skip-serving, or results from before it existed).", ""]
+    if "error" in load:
+        return lines + [f"Not measured: {load['error']}", ""]
+    lines += [
+        f"`run_local.py serve` (the project's server) on the cold run's model, REST `:predict` "
+        f"with raw feature values (JSON rows typed by the model's schema), "
+        f"{load['seconds_per_point']:g} s per point after a {load['warmup_seconds']:g} s "
+        f"warm-up; clients are asyncio tasks (httpx) in the harness process, on the same "
+        f"{load['cores']} cores as the server. Measured {load['measured_at']} at commit "
+        f"{load.get('git', {}).get('commit') or 'unknown'}.",
+        "",
+    ]
+    lines += _table(
+        ["Rows/request", "Clients", "Requests/s", "Rows/s", "p50 ms", "p99 ms", "Errors"],
+        [
+            [
+                p["rows_per_request"],
+                p["clients"],
+                f"{p['requests_per_second']:,.1f}",
+                f"{p['rows_per_second']:,.0f}",
+                p["p50_ms"],
+                p["p99_ms"],
+                p["errors"],
+            ]
+            for p in load["points"]
+        ],
+    )
+    return lines + [f"Reference: {TF_SERVING_REFERENCE}", ""]
 
 
 def write_json(results: dict, path: Path) -> None:
@@ -1036,6 +1121,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="labeled row counts for the scale runs (default: %(default)s)",
     )
     parser.add_argument("--skip-scale", action="store_true", help="no scale runs")
+    parser.add_argument("--skip-serving", action="store_true", help="no serving load")
+    parser.add_argument(
+        "--serving-only",
+        action="store_true",
+        help="only the serving load, on the model of the cold run already in --out-dir; added "
+        "to the results JSON and re-rendered",
+    )
+    parser.add_argument(
+        "--serving-seconds",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="measured seconds per serving-load point (default: %(default)s)",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -1101,6 +1200,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.serving_only:
+        if not args.results.is_file():
+            print(f"error: no results at {args.results}; run the benchmark first", file=sys.stderr)
+            return 2
+        results = json.loads(args.results.read_text())
+        settings = settings_from(args)
+        cold_output = settings.out_dir / "runs" / "cold"
+        results["serving_load"] = serving_load(settings, cold_output, args.serving_seconds)
+        write_json(results, args.results)
+        write_markdown(results, args.markdown)
+        print(f"[bench] results: {args.results}\n[bench] report:  {args.markdown}")
+        return 0 if "error" not in results["serving_load"] else 1
     if args.render_only:
         if not args.results.is_file():
             print(f"error: no results at {args.results}; run the benchmark first", file=sys.stderr)

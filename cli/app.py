@@ -701,13 +701,22 @@ def models(ctx: click.Context, location: MetadataLocation, as_json: bool) -> Non
 
 @models.command("rollback")
 @click.argument("version", type=int)
+@functools.partial(
+    _metadata_uri_options, help=_METADATA_URI_HELP + " [default: the one `models` was given]"
+)
 @click.pass_obj
-def models_rollback(location: MetadataLocation, version: int) -> None:
+def models_rollback(
+    models_location: MetadataLocation,
+    version: int,
+    metadata_uri: str | None,
+    metadata_password_file: Path | None,
+) -> None:
     """Serve blessed VERSION again: re-pushed as the newest version, recorded in ML Metadata.
 
     Nothing is deleted or renamed: the newer versions stay on disk and in the record. A version
     that either the Evaluator or the InfraValidator did not bless is refused.
     """
+    location = _metadata_location(metadata_uri, metadata_password_file, None) or models_location
     from orchestration import model_rollback
 
     _quiet_libraries()

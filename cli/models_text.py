@@ -43,7 +43,8 @@ def versions_text(records: list[dict[str, Any]]) -> str:
         return "No model has been pushed yet. `make run` trains, validates and pushes one."
     rows = [
         [
-            ("* " if r["serving"] else "  ") + str(r["version"]),
+            "*" if r["serving"] else "",
+            r["version"],
             r["pushed_at"],
             _pushed_by(r),
             _yes_no(r["evaluator_blessed"]),
@@ -54,8 +55,9 @@ def versions_text(records: list[dict[str, Any]]) -> str:
     ]
     table = tabulate(
         rows,
-        headers=["version", "pushed", "by", "Evaluator", "InfraValidator", "metrics"],
+        headers=["", "version", "pushed", "by", "Evaluator", "InfraValidator", "metrics"],
         tablefmt="plain",
+        disable_numparse=True,
     )
     serving = next((r for r in records if r["serving"]), None)
     footer = (

@@ -37,7 +37,7 @@ class RollbackRefused(Exception):
     """A rollback that would serve something unsafe, or cannot be done; says why."""
 
 
-def _refusal(record: dict[str, Any]) -> str | None:
+def refusal_reason(record: dict[str, Any]) -> str | None:
     version = record["version"]
     if not record["evaluator_blessed"]:
         return (
@@ -74,13 +74,19 @@ def rollback(location: MetadataLocation, version: int) -> dict[str, Any]:
     StoreIndex.open(location)  # a missing or foreign store is refused before anything is written
     index = StoreIndex(open_store(location, writable=True), location)
     record = model_versions.find_version(index, version)
-    refusal = _refusal(record)
+    refusal = refusal_reason(record)
     if refusal:
         raise RollbackRefused(refusal)
     base_path = os.path.dirname(record["path"].rstrip("/"))
     served = model_versions.served_version(base_path)
-    if served == version:
-        raise RollbackRefused(f"version {version} is already the one served from {base_path}")
+    serving = next(
+        (r for r in model_versions.pushed_versions(index) if r["version"] == served), None
+    )
+    if served == version or (serving and serving["rollback_of"] == version):
+        as_what = "" if served == version else f" (as version {served}, a rollback to it)"
+        raise RollbackRefused(
+            f"version {version} is already the one served from {base_path}{as_what}; nothing to do"
+        )
     new_version = max(int(time.time()), (served or 0) + 1)
     new_path = os.path.join(base_path, str(new_version))
 
