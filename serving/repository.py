@@ -27,6 +27,8 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
+from serving import tf_examples
+
 State = get_model_status_pb2.ModelVersionStatus.State
 SCHEMA_ASSET = os.path.join("assets.extra", "schema.pbtxt")
 log = logging.getLogger("serving")
@@ -52,6 +54,7 @@ class ServedVersion:
     saved_model: Any = None
     signature_defs: dict[str, meta_graph_pb2.SignatureDef] = dataclasses.field(default_factory=dict)
     schema: schema_pb2.Schema | None = None  # the features the model parses, when it says
+    features: dict[str, tf_examples.FeatureSpec] | None = None  # the schema's serving features
     fingerprint: tuple = ()  # the folder's contents when it was loaded
 
     def signature(self, name: str):
@@ -182,6 +185,8 @@ class ModelRepository:
         try:
             served.signature_defs = read_signature_defs(path)
             served.schema = read_schema(path)
+            if served.schema is not None:
+                served.features = tf_examples.serving_features(served.schema)
             served.saved_model = tf.saved_model.load(path, tags=[tf.saved_model.SERVING])
             if not served.saved_model.signatures:
                 raise ValueError(f"the SavedModel at {path} has no serving signatures")

@@ -44,7 +44,6 @@ import tornado.httpserver
 import tornado.web
 from google.protobuf import json_format
 from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -111,7 +110,7 @@ class Signature:
     version: int
     name: str
     signature_def: meta_graph_pb2.SignatureDef
-    schema: schema_pb2.Schema | None
+    features: dict[str, tf_examples.FeatureSpec] | None  # None: the model has no schema
 
 
 class InProcessBackend:
@@ -147,7 +146,7 @@ class InProcessBackend:
             raise ServingError(
                 Code.UNAVAILABLE if e.unavailable else Code.NOT_FOUND, str(e)
             ) from None
-        return _signature_of(served.version, served.signature_defs, signature_name, served.schema)
+        return _signature_of(served.version, served.signature_defs, signature_name, served.features)
 
 
 class GrpcBackend:
@@ -160,7 +159,7 @@ class GrpcBackend:
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._base_path = model_base_path
         self._timeout = timeout
-        self._schemas: dict[int, schema_pb2.Schema | None] = {}
+        self._features: dict[int, dict[str, tf_examples.FeatureSpec] | None] = {}
         self._lock = threading.Lock()
 
     def _call(self, method, request):
@@ -190,24 +189,26 @@ class GrpcBackend:
         response.metadata["signature_def"].Unpack(signature_map)
         served_version = response.model_spec.version.value
         with self._lock:
-            if served_version not in self._schemas:
-                path = f"{self._base_path.rstrip('/')}/{served_version}"
-                self._schemas[served_version] = read_schema(path)
-            schema = self._schemas[served_version]
-        return _signature_of(served_version, signature_map.signature_def, signature_name, schema)
+            if served_version not in self._features:
+                schema = read_schema(f"{self._base_path.rstrip('/')}/{served_version}")
+                self._features[served_version] = (
+                    tf_examples.serving_features(schema) if schema is not None else None
+                )
+            features = self._features[served_version]
+        return _signature_of(served_version, signature_map.signature_def, signature_name, features)
 
     def close(self) -> None:
         self._channel.close()
 
 
-def _signature_of(version, signature_defs, signature_name: str, schema) -> Signature:
+def _signature_of(version, signature_defs, signature_name: str, features) -> Signature:
     name = signature_name or DEFAULT_SIGNATURE
     if name not in signature_defs:
         raise bad_request(
             f'Serving signature name: "{name}" not found in signature def; version {version} '
             f"has {sorted(signature_defs)}"
         )
-    return Signature(version, name, signature_defs[name], schema)
+    return Signature(version, name, signature_defs[name], features)
 
 
 def _model_spec(message, model: str, version: int | None, signature_name: str = ""):
@@ -267,13 +268,13 @@ def _takes_examples(signature: Signature) -> str | None:
 
 
 def _feature_specs(signature: Signature) -> dict[str, tf_examples.FeatureSpec]:
-    if signature.schema is None:
+    if signature.features is None:
         raise bad_request(
             f"version {signature.version} of this model carries no schema "
             "(assets.extra/schema.pbtxt), so feature values cannot be typed: send serialized "
             'tf.Examples as {"b64": "..."} instead'
         )
-    return tf_examples.serving_features(signature.schema)
+    return signature.features
 
 
 def _serialized(features, specs, where: str) -> bytes:
@@ -290,13 +291,14 @@ def _row_inputs(instances, signature: Signature) -> dict[str, np.ndarray]:
     examples_input = _takes_examples(signature)
     inputs = signature.signature_def.inputs
     if examples_input:
-        rows = []
+        rows, specs = [], None
         for i, row in enumerate(instances):
             where = f"instances[{i}]"
             if isinstance(row, dict) and set(row) == {examples_input}:
                 rows.append(_decode_b64(row[examples_input], f"{where}.{examples_input}"))
             elif isinstance(row, dict) and set(row) != {"b64"}:
-                rows.append(_serialized(row, _feature_specs(signature), where))
+                specs = specs if specs is not None else _feature_specs(signature)
+                rows.append(_serialized(row, specs, where))
             else:
                 rows.append(_decode_b64(row, where))
         return {examples_input: _as_array(rows, inputs[examples_input], "instances")}
