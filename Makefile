@@ -19,7 +19,7 @@ run: $(INSTALLED)
 test: $(INSTALLED) browser databases
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The benchmark harness (not part of `make test`): cold run, re-runs, 100k and 1M rows; writes
+# The benchmark harness (not part of `make test`): cold run, re-runs, serving load, 100k and 1M rows; writes
 # BENCHMARKS.md and bench/results.json. About 30 minutes on 2 cores.
 bench: $(INSTALLED)
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
