@@ -202,12 +202,13 @@ class ModelRepository:
         log.info("Model %s version %d is AVAILABLE", self.name, version)
 
     def _unload(self, served: ServedVersion) -> None:
-        with self._lock:
-            served.state = State.UNLOADING
+        """Drops the version from what is served. Requests that already hold it finish on it: the
+        record is replaced, not emptied, and the model is freed once the last one lets go."""
         log.info("Unloading model %s version %d", self.name, served.version)
         with self._lock:
-            served.saved_model = None
-            served.state = State.END
+            self._versions[served.version] = dataclasses.replace(
+                served, state=State.END, saved_model=None
+            )
 
     # -- answering ----------------------------------------------------------------------------
 

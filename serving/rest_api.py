@@ -513,9 +513,9 @@ class RestApi:
             inputs = _row_inputs(given["instances"], signature)
         else:
             inputs = _columnar_inputs(given["inputs"], signature)
-        request = _model_spec(
-            predict_pb2.PredictRequest(), model, signature.version, signature.name
-        )
+        # The version asked for, else whichever is the latest when the request runs: pinning the
+        # one seen above could miss it if a newer one replaced it in between.
+        request = _model_spec(predict_pb2.PredictRequest(), model, version, signature.name)
         for name, array in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
         return _outputs_json(self.backend.predict(request), row_format)
@@ -530,7 +530,7 @@ class RestApi:
             raise bad_request('"context" must be an object of feature values')
         signature = self.backend.signature(model, version, _signature_name(given))
         specs = _feature_specs(signature)
-        _model_spec(request, model, signature.version, signature.name)
+        _model_spec(request, model, version, signature.name)
         for i, example in enumerate(examples):
             where = f"examples[{i}]"
             try:

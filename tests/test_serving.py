@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -486,12 +487,29 @@ def test_rollback_serves_the_earlier_version_again_and_records_it(two_pushes, pu
     server = two_pushes["server"]
     _wait_until_latest_is(server, second)
     rows = pushed["rows"]
-    rolled = run_cli("models", "rollback", str(first), metadata, timeout=300)
-    assert rolled.returncode == 0, rolled.stderr
-    third = max(int(p.name) for p in two_pushes["model_dir"].iterdir() if p.name.isdigit())
-    assert third > second
-    assert f"Version {first} re-pushed as version {third}" in rolled.stdout
-    _wait_until_latest_is(server, third)
+    # Requests keep coming while the served version changes: none may fail.
+    answers: list[int] = []
+    switching = threading.Event()
+
+    def keep_asking() -> None:
+        with httpx.Client(timeout=60) as client:
+            while not switching.is_set():
+                body = json.dumps({"instances": rows})
+                answers.append(client.post(server.url + ":predict", content=body).status_code)
+
+    asking = threading.Thread(target=keep_asking)
+    asking.start()
+    try:
+        rolled = run_cli("models", "rollback", str(first), metadata, timeout=300)
+        assert rolled.returncode == 0, rolled.stderr
+        third = max(int(p.name) for p in two_pushes["model_dir"].iterdir() if p.name.isdigit())
+        assert third > second
+        assert f"Version {first} re-pushed as version {third}" in rolled.stdout
+        _wait_until_latest_is(server, third)
+    finally:
+        switching.set()
+        asking.join()
+    assert answers and set(answers) == {200}, sorted(set(answers))
     # The rolled-back version answers as the first one did: same files, same model.
     first_again = _predict_with(server, rows)
     assert (two_pushes["model_dir"] / str(first)).is_dir()
