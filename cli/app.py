@@ -596,7 +596,7 @@ def run_spec(spec: Path, pipeline_root: Path, logs_dir: Path | None) -> None:
     "--max-concurrent",
     type=click.IntRange(min=1),
     default=max(1, os.cpu_count() or 1),
-    show_default=True,
+    show_default="one per core",
     help="Inferences run at once; more requests wait.",
 )
 @click.option(
