@@ -687,7 +687,7 @@ def serve_command(
 def models(ctx: click.Context, location: MetadataLocation, as_json: bool) -> None:
     """Every pushed model version, from ML Metadata: when, by which run, its metrics and blessings.
 
-    The version marked `serving` is the highest on disk, the one TF Serving (and `serve`) serves.
+    `*` marks the version served: the highest on disk, which TF Serving (and `serve`) serves.
     `models rollback VERSION` serves an earlier blessed version again.
     """
     ctx.obj = location
