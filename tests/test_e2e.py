@@ -129,7 +129,7 @@ def test_model_is_blessed_and_pushed_in_tf_serving_layout(e2e_runs):
     assert custom_property(blessing, "blessed") == 1
     infra_blessing = _execution_outputs(index, executions, "InfraValidator")["blessing"][0]
     assert custom_property(infra_blessing, "blessed") == 1
-    assert "answered 10 requests" in custom_property(infra_blessing, "reason")
+    assert "answered 30 requests" in custom_property(infra_blessing, "reason")  # 10 per signature
     pushed = _execution_outputs(index, executions, "Pusher")["pushed_model"][0]
     assert custom_property(pushed, "pushed") == 1
     version = str(custom_property(pushed, "pushed_version"))

@@ -137,12 +137,14 @@ def test_show_evaluation_blessings_model_push_inference(capsys, store_path):
         capsys, store_path, "show", str(_artifact_of(capsys, store_path, "InfraBlessing")["id"])
     )
     assert (
-        infra["details"]["blessed"] is True and "answered 10 requests" in infra["details"]["reason"]
+        infra["details"]["blessed"] is True and "answered 30 requests" in infra["details"]["reason"]
     )
     model = inspect(
         capsys, store_path, "show", str(_artifact_of(capsys, store_path, "Model")["id"])
     )
-    assert {"serving_default", "transform_features"} <= set(model["details"]["signatures"])
+    assert {"serving_default", "transform_features", "classification", "regression"} <= set(
+        model["details"]["signatures"]
+    )
     pushed = inspect(
         capsys, store_path, "show", str(_artifact_of(capsys, store_path, "PushedModel")["id"])
     )
