@@ -53,8 +53,8 @@ class ServedVersion:
     error: str | None = None
     saved_model: Any = None
     signature_defs: dict[str, meta_graph_pb2.SignatureDef] = dataclasses.field(default_factory=dict)
-    schema: schema_pb2.Schema | None = None  # the features the model parses, when it says
-    features: dict[str, tf_examples.FeatureSpec] | None = None  # the schema's serving features
+    # The serving features of the schema the version carries; None: it carries none.
+    features: dict[str, tf_examples.FeatureSpec] | None = None
     fingerprint: tuple = ()  # the folder's contents when it was loaded
 
     def signature(self, name: str):
@@ -101,6 +101,12 @@ def read_schema(path: str) -> schema_pb2.Schema | None:
         return None
     with tf.io.gfile.GFile(schema_path) as f:
         return text_format.Parse(f.read(), schema_pb2.Schema())
+
+
+def read_serving_features(path: str) -> dict[str, tf_examples.FeatureSpec] | None:
+    """What a serving request gives, typed, by the version's schema (None without one)."""
+    schema = read_schema(path)
+    return tf_examples.serving_features(schema) if schema is not None else None
 
 
 class ModelRepository:
@@ -184,9 +190,7 @@ class ModelRepository:
         log.info("Loading model %s version %d from %s", self.name, version, path)
         try:
             served.signature_defs = read_signature_defs(path)
-            served.schema = read_schema(path)
-            if served.schema is not None:
-                served.features = tf_examples.serving_features(served.schema)
+            served.features = read_serving_features(path)
             served.saved_model = tf.saved_model.load(path, tags=[tf.saved_model.SERVING])
             if not served.saved_model.signatures:
                 raise ValueError(f"the SavedModel at {path} has no serving signatures")

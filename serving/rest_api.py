@@ -62,7 +62,7 @@ from serving.grpc_services import (
     PredictionService,
     ServingError,
 )
-from serving.repository import ModelRepository, NotServed, read_schema
+from serving.repository import ModelRepository, NotServed, read_serving_features
 
 log = logging.getLogger("serving")
 Code = grpc.StatusCode
@@ -190,10 +190,8 @@ class GrpcBackend:
         served_version = response.model_spec.version.value
         with self._lock:
             if served_version not in self._features:
-                schema = read_schema(f"{self._base_path.rstrip('/')}/{served_version}")
-                self._features[served_version] = (
-                    tf_examples.serving_features(schema) if schema is not None else None
-                )
+                path = f"{self._base_path.rstrip('/')}/{served_version}"
+                self._features[served_version] = read_serving_features(path)
             features = self._features[served_version]
         return _signature_of(served_version, signature_map.signature_def, signature_name, features)
 
