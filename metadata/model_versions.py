@@ -113,8 +113,9 @@ def pushed_versions(index: StoreIndex) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: -r["version"])
 
 
-def find_version(index: StoreIndex, version: int) -> dict[str, Any]:
-    for record in pushed_versions(index):
+def find_version(records: list[dict[str, Any]], version: int, index: StoreIndex) -> dict[str, Any]:
+    """`version`'s record among `pushed_versions(index)`, or NotFound saying where to look."""
+    for record in records:
         if record["version"] == version:
             return record
     raise NotFound(

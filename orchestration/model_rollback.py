@@ -71,17 +71,19 @@ def _event(kind: int, key: str, artifact_id: int | None = None) -> Event:
 
 def rollback(location: MetadataLocation, version: int) -> dict[str, Any]:
     """Re-pushes blessed `version` as the newest; returns the new version's record."""
-    StoreIndex.open(location)  # a missing or foreign store is refused before anything is written
+    if location.is_sqlite and not location.path.is_file():
+        # Opened writable, a missing SQLite file would be created empty; a foreign or newer one
+        # is refused by open_store itself.
+        raise NotFound(f"no ML Metadata store at {location.path} (run the pipeline first)")
     index = StoreIndex(open_store(location, writable=True), location)
-    record = model_versions.find_version(index, version)
+    records = model_versions.pushed_versions(index)
+    record = model_versions.find_version(records, version, index)
     refusal = refusal_reason(record)
     if refusal:
         raise RollbackRefused(refusal)
     base_path = os.path.dirname(record["path"].rstrip("/"))
     served = model_versions.served_version(base_path)
-    serving = next(
-        (r for r in model_versions.pushed_versions(index) if r["version"] == served), None
-    )
+    serving = next((r for r in records if r["version"] == served), None)
     if served == version or (serving and serving["rollback_of"] == version):
         as_what = "" if served == version else f" (as version {served}, a rollback to it)"
         raise RollbackRefused(
@@ -131,7 +133,8 @@ def rollback(location: MetadataLocation, version: int) -> dict[str, Any]:
     pushed.state, execution.last_known_state = Artifact.LIVE, Execution.COMPLETE
     store.put_artifacts([pushed])
     store.put_executions([execution])
-    return model_versions.find_version(StoreIndex(store, location), new_version)
+    after = StoreIndex(store, location)  # an index that knows the new push
+    return model_versions.find_version(model_versions.pushed_versions(after), new_version, after)
 
 
 def _pusher_inputs(index: StoreIndex, execution_id: int) -> dict[str, list[Artifact]]:

@@ -91,7 +91,9 @@ class ModelServer:
                 versions=(o.version,) if o.version is not None else (),
                 poll_seconds=o.poll_seconds,
             )
-            self.repository.scan()  # the first load before listening, as TF Serving does
+            # The first load, before listening, as TF Serving does: two scans, since a version
+            # is loaded once its folder is the same on two of them.
+            self.repository.scan()
             self.repository.scan()
             self.repository.start()
             if o.grpc_port:

@@ -158,7 +158,8 @@ class ModelRepository:
         """One scan: load the versions the policy wants once their folder is complete, then
         unload the ones it no longer wants (only after a replacement is AVAILABLE)."""
         on_disk = version_folders(self.base_path)
-        for version in sorted(self._wanted(on_disk), reverse=True):
+        wanted = self._wanted(on_disk)
+        for version in sorted(wanted, reverse=True):
             fingerprint = _folder_fingerprint(on_disk[version])
             complete = bool(fingerprint) and self._seen.get(version) == fingerprint
             self._seen[version] = fingerprint
@@ -174,12 +175,11 @@ class ModelRepository:
             ):
                 self._load(version, on_disk[version], fingerprint)
         wanted_available = any(
-            v.state == State.AVAILABLE and v.version in self._wanted(on_disk)
-            for v in self._versions.values()
+            v.state == State.AVAILABLE and v.version in wanted for v in self._versions.values()
         )
         for version, served in list(self._versions.items()):
             gone = version not in on_disk
-            replaced = version not in self._wanted(on_disk) and wanted_available
+            replaced = version not in wanted and wanted_available
             if served.state == State.AVAILABLE and (gone or replaced):
                 self._unload(served)
 
