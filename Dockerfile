@@ -23,6 +23,7 @@ COPY orchestration/ orchestration/
 COPY metadata/ metadata/
 COPY cli/ cli/
 COPY schema/ schema/
+COPY profiles/ profiles/
 COPY data/ data/
 RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation -e . \
     && python -c "import components.model, components.tuning, components.preprocessing, components.infra_validator.executor"

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from components.features import BIG_TIP_FRACTION
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

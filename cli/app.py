@@ -20,6 +20,7 @@ import functools
 import json
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,23 @@ from click.core import ParameterSource
 
 from cli import exit_codes, inspect_text, models_text, run_commands, schema_text
 from cli import report as html_report
+from components.profile import ProfileError
 from metadata import artifacts, lineage, run_diff, runs, schema_review
 from metadata.store import NotFound, StoreIndex, UnusableStore
 from orchestration import beam_mode, kubeflow_locations
 from pipeline import metadata_location
-from pipeline.config import BEAM_MODES, ConfigError, PipelineConfig
+from pipeline.config import (
+    BEAM_MODES,
+    DEFAULT_PROFILE_DIR,
+    ConfigError,
+    PipelineConfig,
+    profile_settings,
+)
 from pipeline.metadata_location import MetadataLocation, MetadataUriError
 
 DEFAULTS = PipelineConfig()
+# Settings a profile gives; the command line overrides them only when given there.
+PROFILE_SETTINGS = frozenset(profile_settings(DEFAULT_PROFILE_DIR, DEFAULTS.profile))
 # Config fields whose option is not simply `--<field-name>`.
 _OPTION_OF_SETTING = {"curated_schema_file": "--schema", "extra_beam_args": "--beam-arg"}
 
@@ -71,13 +81,48 @@ CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 
 
 
 def _setting(flag: str, help: str, field: str | None = None, **options: Any):
-    """An option for a PipelineConfig field, its type and shown default taken from the config."""
+    """An option for a PipelineConfig field, its type and shown default taken from the config;
+    a setting the profile gives defaults to the profile's value (the taxi profile's is shown)."""
     name = field or flag.lstrip("-").replace("-", "_")
     default = getattr(DEFAULTS, name)
     kind = click.Path(path_type=Path) if isinstance(default, Path) else type(default)
+    shown = f"the profile's; taxi: {default}" if name in PROFILE_SETTINGS else True
     return click.option(
-        flag, name, type=kind, default=default, show_default=True, help=help, **options
+        flag, name, type=kind, default=default, show_default=shown, help=help, **options
     )
+
+
+def _profile_option(command):
+    return click.option(
+        "--profile",
+        "profile_dir",
+        type=click.Path(path_type=Path),
+        default=DEFAULT_PROFILE_DIR,
+        show_default="profiles/taxi",
+        metavar="DIR",
+        help="Dataset profile: a folder with profile.yaml (data, label and task, feature kinds, "
+        "thresholds, budgets). `init` writes one for a CSV.",
+    )(command)
+
+
+def _load_profile(profile_dir: Path, **settings: Any) -> PipelineConfig:
+    """The config of the profile in `profile_dir`, with `settings` given on the command line
+    overriding the profile's. User code beside profile.yaml is importable (here and in Beam's
+    worker processes)."""
+    try:
+        config = PipelineConfig.from_profile(profile_dir, **settings)
+    except ProfileError as e:
+        raise UserError(str(e)) from e
+    except ConfigError as e:
+        option = _OPTION_OF_SETTING.get(e.setting, "--" + e.setting.replace("_", "-"))
+        raise UserError(f"{option} {e.problem}.") from e
+    code_dir = str(config.profile_dir)
+    if code_dir not in sys.path:
+        sys.path.insert(0, code_dir)
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (code_dir, os.environ.get("PYTHONPATH")) if p
+        )
+    return config
 
 
 _METADATA_URI_HELP = (
@@ -151,6 +196,7 @@ def _store_location(command):
     "130 stopped with Ctrl-C; 143 stopped with SIGTERM. "
     "`python run_local.py COMMAND --help` documents each command.",
 )
+@_profile_option
 @_setting("--data-dir", "Folder with labeled/ and unlabeled/, one folder per span in each.")
 @_setting(
     "--output-dir", "Where metadata.db, pipeline_root/, serving_model/, logs/ and reports/ go."
@@ -283,10 +329,18 @@ def main(ctx: click.Context, **options: Any) -> None:
             "--metadata-uri applies to local runs: Kubeflow Pipelines records its runs in its "
             "own ML Metadata. Leave it out with --orchestrator kubeflow."
         )
-    ctx.exit(_run(**options))
+    given = {
+        name
+        for name in options
+        if ctx.get_parameter_source(name)
+        in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    }
+    ctx.exit(_run(given=given, **options))
 
 
 def _run(
+    given: set[str],
+    profile_dir: Path,
     orchestrator: str,
     metadata_uri: str | None,
     metadata_password_file: Path | None,
@@ -304,28 +358,31 @@ def _run(
     **settings: Any,
 ) -> int:
     settings = {
-        **settings,
-        "data_dir": settings["data_dir"].resolve(),
+        **{k: v for k, v in settings.items() if k in given or k not in PROFILE_SETTINGS},
         "output_dir": settings["output_dir"].resolve(),
-        "curated_schema_file": settings["curated_schema_file"].resolve(),
         "extra_beam_args": beam_args,
         "model_server_binary": model_server_bin,
         "retune_token": datetime.datetime.now().isoformat() if retune else None,
         "enable_cache": not no_cache,
     }
+    for path_setting in ("data_dir", "curated_schema_file"):
+        if path_setting in settings:
+            settings[path_setting] = settings[path_setting].resolve()
     if orchestrator == "local":
         location = _metadata_location(metadata_uri, metadata_password_file, None)
-        return run_commands.run_locally(_config(**settings, metadata=location))
+        return run_commands.run_locally(_load_profile(profile_dir, **settings, metadata=location))
+    profile_config = _load_profile(profile_dir, **settings)
     locations = kubeflow_locations.task_locations(
         output_dir=settings["output_dir"],
-        pipeline_name=DEFAULTS.pipeline_name,
-        curated_schema_file=settings["curated_schema_file"],
+        pipeline_name=profile_config.pipeline_name,
+        data_dir=profile_config.data_dir,
+        curated_schema_file=profile_config.curated_schema_file,
         image_project_dir=image_project_dir,
         pipeline_root=pipeline_root,
         data_uri=data_uri,
         serving_model_uri=serving_model_uri,
     )
-    config = _config(**settings, **locations)
+    config = _load_profile(profile_dir, **settings, **locations)
     return run_commands.compile_for_kubeflow(config, image, kfp_endpoint, kfp_experiment)
 
 
@@ -487,29 +544,45 @@ def schema() -> None:
 
 def _schema_options(command):
     command = _store_location(command)
-    return _setting("--schema", "The curated schema file.", field="curated_schema_file")(command)
+    command = click.option(
+        "--schema",
+        "curated_schema_file",
+        type=click.Path(path_type=Path),
+        default=None,
+        help="The curated schema file [default: the profile's].",
+    )(command)
+    return _profile_option(command)
 
 
-def _review(location: MetadataLocation, curated_schema_file: Path) -> dict:
+def _review(location: MetadataLocation, profile_dir: Path, curated_schema_file: Path | None):
+    config = _load_profile(profile_dir)
+    profile = config.profile
     index = _open(location)
     try:
-        return schema_review.review(index, DEFAULTS.pipeline_name, curated_schema_file)
+        return schema_review.review(
+            index,
+            config.pipeline_name,
+            curated_schema_file or config.curated_schema_file,
+            model_columns=[*profile.model_features, profile.label.column],
+        )
     except schema_review.SchemaReviewError as e:
         raise UserError(str(e)) from e
 
 
 @schema.command("diff")
 @_schema_options
-def schema_diff(location: MetadataLocation, curated_schema_file: Path) -> None:
+def schema_diff(location: MetadataLocation, profile_dir: Path, curated_schema_file: Path | None):
     """Show how the latest data differs from the curated schema, and what `accept` would write."""
-    click.echo(schema_text.diff_text(_review(location, curated_schema_file)))
+    click.echo(schema_text.diff_text(_review(location, profile_dir, curated_schema_file)))
 
 
 @schema.command("accept")
 @_schema_options
-def schema_accept(location: MetadataLocation, curated_schema_file: Path) -> None:
+def schema_accept(
+    location: MetadataLocation, profile_dir: Path, curated_schema_file: Path | None
+) -> None:
     """Relax the curated schema to accept the latest data, and write it for review."""
-    click.echo(schema_text.accept(_review(location, curated_schema_file)))
+    click.echo(schema_text.accept(_review(location, profile_dir, curated_schema_file)))
 
 
 # ---- run-spec: a compiled Kubeflow spec, run here ----------------------------------------------

@@ -30,7 +30,7 @@ def diff_text(p: dict) -> str:
         for name in p["deprecated_model_features"]:
             lines.append(
                 f"warning: accepting deprecates '{name}', which the model code uses "
-                "(components/features.py): Transform needs it. Fix the data, or change the model "
+                "(the profile's features or label): Transform needs it. Fix the data, or change the model "
                 "code too."
             )
     else:

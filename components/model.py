@@ -13,6 +13,7 @@ from typing import Any
 
 import keras
 import keras_tuner
+import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 from google.protobuf import text_format
@@ -21,7 +22,9 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
-from components import features, tfx_private
+from components import profile as profiles
+from components import tfx_private
+from components.profile import FeatureKind, Profile
 
 SERVING_SIGNATURE = "serving_default"
 TRANSFORM_SIGNATURE = "transform_features"
@@ -29,69 +32,124 @@ TRANSFORM_SIGNATURE = "transform_features"
 # with an input named "inputs" and outputs "classes"/"scores", or "outputs".
 CLASSIFY_SIGNATURE = "classification"
 REGRESS_SIGNATURE = "regression"
-CLASS_NAMES = ("0", "1")  # not a big tip, a big tip
-PREDICTION_KEY = "probabilities"
+# serving_default's output: class probabilities (binary: P(positive class), shape [n, 1]) or,
+# for regression, the predicted value.
+PREDICTION_KEYS = {
+    "binary": "probabilities",
+    "multiclass": "probabilities",
+    "regression": "predictions",
+}
 # The raw-feature schema the model parses, inside the SavedModel for the model server to type
 # JSON feature values by (TF Serving ignores assets.extra/ but for warm-up requests).
 SCHEMA_ASSET = "assets.extra/schema.pbtxt"
-TRAIN_BATCH_SIZE = 128
 EVAL_BATCH_SIZE = 256
 DEFAULT_SEED = 42
+# Regression: batches of training labels read to set the output's scale and offset.
+LABEL_SCALE_BATCHES = 50
 
 
-def search_space() -> keras_tuner.HyperParameters:
-    """The hyperparameters the Tuner searches; their defaults are what Trainer uses untuned."""
+def serving_signatures(task: str) -> list[str]:
+    """The signatures a model of `task` exports for TF Serving (InfraValidator queries each)."""
+    return {
+        "binary": [SERVING_SIGNATURE, CLASSIFY_SIGNATURE, REGRESS_SIGNATURE],
+        "multiclass": [SERVING_SIGNATURE, CLASSIFY_SIGNATURE],
+        "regression": [SERVING_SIGNATURE, REGRESS_SIGNATURE],
+    }[task]
+
+
+def search_space(model_size: dict[str, Any] | None = None) -> keras_tuner.HyperParameters:
+    """The hyperparameters the Tuner searches, around the profile's model size; their defaults
+    (the profile's values) are what Trainer uses untuned."""
+    size = profiles.ModelSize.model_validate(model_size or {})
     hp = keras_tuner.HyperParameters()
-    hp.Choice("learning_rate", [3e-3, 1e-3, 3e-4], default=3e-3)
-    hp.Int("num_hidden_layers", min_value=1, max_value=3, default=2)
-    hp.Choice("hidden_units", [32, 64, 128], default=64)
-    hp.Choice("embedding_dim", [4, 8], default=8)
+    rate = size.learning_rate
+    rates = sorted({rate, round(rate / 3, 10), round(rate / 10, 10)}, reverse=True)
+    hp.Choice("learning_rate", rates, default=size.learning_rate)
+    hp.Int(
+        "num_hidden_layers",
+        min_value=max(1, size.hidden_layers - 1),
+        max_value=size.hidden_layers + 1,
+        default=size.hidden_layers,
+    )
+    units = sorted({max(1, size.hidden_units // 2), size.hidden_units, size.hidden_units * 2})
+    hp.Choice("hidden_units", units, default=size.hidden_units)
+    dims = sorted({max(1, size.embedding_dim // 2), size.embedding_dim})
+    hp.Choice("embedding_dim", dims, default=size.embedding_dim)
     return hp
 
 
-def _categorical_inputs() -> dict[str, int]:
+def _categorical_inputs(profile: Profile) -> dict[str, int]:
     """Transformed categorical feature name -> number of distinct ids."""
     cardinality = {}
-    for key in features.BUCKET_FEATURE_KEYS:
-        cardinality[features.transformed_name(key)] = features.FEATURE_BUCKET_COUNT + 1
-    for key in features.CATEGORICAL_INT_FEATURE_MAX:
-        cardinality[features.transformed_name(key)] = features.categorical_int_cardinality(key)
-    for key in features.VOCAB_FEATURE_KEYS:
-        cardinality[features.transformed_name(key)] = features.vocab_size_with_oov()
+    for key, feature in profile.features.items():
+        name = profiles.transformed_name(key)
+        if feature.kind == FeatureKind.BUCKETIZED:
+            cardinality[name] = feature.buckets + 1
+        elif feature.kind == FeatureKind.INTEGER_CATEGORY:
+            cardinality[name] = feature.max + 2  # 0..max, plus one id for out-of-range values
+        elif feature.kind == FeatureKind.VOCABULARY:
+            cardinality[name] = feature.top_k + feature.oov_buckets
     return cardinality
 
 
-def build_keras_model(hparams: keras_tuner.HyperParameters) -> keras.Model:
-    """A deep network over z-scored numerics and embedded categoricals; outputs P(big tip)."""
+def _head(task: str, class_count: int, label_scale: tuple[float, float]):
+    """The output layer, loss and metrics for the task."""
+    if task == "binary":
+        return (
+            keras.layers.Dense(1, activation="sigmoid", name="positive_probability"),
+            keras.losses.BinaryCrossentropy(),
+            [keras.metrics.BinaryAccuracy(name="binary_accuracy"), keras.metrics.AUC(name="auc")],
+        )
+    if task == "multiclass":
+        return (
+            keras.layers.Dense(class_count, activation="softmax", name="class_probabilities"),
+            keras.losses.SparseCategoricalCrossentropy(),
+            [keras.metrics.SparseCategoricalAccuracy(name="sparse_categorical_accuracy")],
+        )
+    mean, std = label_scale
+    # The network predicts the label in standard units; this layer maps back to the label's.
+    return (
+        keras.layers.Rescaling(scale=std, offset=mean, name="prediction"),
+        keras.losses.MeanSquaredError(),
+        [keras.metrics.RootMeanSquaredError(name="root_mean_squared_error")],
+    )
+
+
+def build_keras_model(
+    hparams: keras_tuner.HyperParameters,
+    profile: Profile,
+    label_scale: tuple[float, float] = (0.0, 1.0),
+) -> keras.Model:
+    """A deep network over z-scored numerics and embedded categoricals, with the task's head."""
     inputs: dict[str, keras.KerasTensor] = {}
     parts = []
-    for key in features.DENSE_FLOAT_FEATURE_KEYS:
-        name = features.transformed_name(key)
+    for key in profile.of_kind(FeatureKind.NUMERIC):
+        name = profiles.transformed_name(key)
         inputs[name] = keras.Input(shape=(), name=name, dtype="float32")
         parts.append(keras.ops.expand_dims(inputs[name], -1))
     embedding_dim = hparams.get("embedding_dim")
-    for name, cardinality in _categorical_inputs().items():
+    for name, cardinality in _categorical_inputs(profile).items():
         inputs[name] = keras.Input(shape=(), name=name, dtype="int64")
         embedded = keras.layers.Embedding(cardinality, embedding_dim, name=f"{name}_embedding")(
             inputs[name]
         )
         parts.append(embedded)
 
-    x = keras.layers.Concatenate(name="all_features")(parts)
+    x = keras.layers.Concatenate(name="all_features")(parts) if len(parts) > 1 else parts[0]
     for i in range(hparams.get("num_hidden_layers")):
         x = keras.layers.Dense(hparams.get("hidden_units"), activation="relu", name=f"hidden_{i}")(
             x
         )
-    output = keras.layers.Dense(1, activation="sigmoid", name="big_tip_probability")(x)
+    output_layer, loss, metrics = _head(profile.task, len(profile.label.class_names), label_scale)
+    if profile.task == "regression":
+        x = keras.layers.Dense(1, name="standardized_prediction")(x)
+    output = output_layer(x)
 
     model = keras.Model(inputs=inputs, outputs=output)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate=hparams.get("learning_rate")),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[
-            keras.metrics.BinaryAccuracy(name="binary_accuracy"),
-            keras.metrics.AUC(name="auc"),
-        ],
+        loss=loss,
+        metrics=metrics,
     )
     return model
 
@@ -100,6 +158,7 @@ def input_dataset(
     file_pattern: list[str],
     data_accessor: tfx.components.DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
+    label_key: str,
     batch_size: int,
     seed: int,
 ) -> tf.data.Dataset:
@@ -107,31 +166,42 @@ def input_dataset(
     return data_accessor.tf_dataset_factory(
         file_pattern,
         tfxio.TensorFlowDatasetOptions(
-            batch_size=batch_size,
-            label_key=features.TRANSFORMED_LABEL_KEY,
-            shuffle_seed=seed,
+            batch_size=batch_size, label_key=label_key, shuffle_seed=seed
         ),
         tf_transform_output.transformed_metadata.schema,
     ).repeat()
 
 
+def label_scale(dataset: tf.data.Dataset) -> tuple[float, float]:
+    """Mean and standard deviation of a regression label, from the first training batches."""
+    labels = np.concatenate(
+        [np.asarray(y, dtype="float64").reshape(-1) for _, y in dataset.take(LABEL_SCALE_BATCHES)]
+    )
+    return float(labels.mean()), float(labels.std()) or 1.0
+
+
 def hyperparameters_from(
-    fn_args_hyperparameters: dict[str, Any] | None,
+    fn_args_hyperparameters: dict[str, Any] | None, model_size: dict[str, Any] | None = None
 ) -> keras_tuner.HyperParameters:
     """The Tuner's best hyperparameters when given, else the search space's defaults."""
     if fn_args_hyperparameters:
         return keras_tuner.HyperParameters.from_config(fn_args_hyperparameters)
-    return search_space()
+    return search_space(model_size)
 
 
 def export_serving_model(
-    model: keras.Model, tf_transform_output: tft.TFTransformOutput, export_dir: str
+    model: keras.Model,
+    tf_transform_output: tft.TFTransformOutput,
+    export_dir: str,
+    profile: Profile,
 ) -> None:
     """Writes a SavedModel whose signatures take serialized tf.Examples of raw features."""
     transform_layer = tf_transform_output.transform_features_layer()
     raw_feature_spec = tf_transform_output.raw_feature_spec()
-    serving_feature_spec = {k: v for k, v in raw_feature_spec.items() if k != features.LABEL_KEY}
+    serving_feature_spec = {k: v for k, v in raw_feature_spec.items() if k != profile.label.column}
     model_input_names = set(model.input.keys())
+    prediction_key = PREDICTION_KEYS[profile.task]
+    class_names = profile.label.class_names
 
     archive = keras.export.ExportArchive()
     archive.track(model)
@@ -145,7 +215,7 @@ def export_serving_model(
         raw = tf.io.parse_example(serialized_examples, serving_feature_spec)
         transformed = transform_layer(raw)
         model_inputs = {k: v for k, v in transformed.items() if k in model_input_names}
-        return {PREDICTION_KEY: model(model_inputs, training=False)}
+        return {prediction_key: model(model_inputs, training=False)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_examples(serialized_examples):
@@ -154,27 +224,37 @@ def export_serving_model(
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def classify_examples(serialized_examples):
-        big_tip = serve_examples(serialized_examples)[PREDICTION_KEY]
-        rows = tf.shape(big_tip)[0]
+        probabilities = serve_examples(serialized_examples)[prediction_key]
+        if profile.task == "binary":
+            probabilities = tf.concat([1.0 - probabilities, probabilities], axis=1)
+        rows = tf.shape(probabilities)[0]
         return {
-            "classes": tf.tile(tf.constant([CLASS_NAMES]), [rows, 1]),
-            "scores": tf.concat([1.0 - big_tip, big_tip], axis=1),
+            "classes": tf.tile(tf.constant([class_names]), [rows, 1]),
+            "scores": probabilities,
         }
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
     def regress_examples(serialized_examples):
-        return {"outputs": serve_examples(serialized_examples)[PREDICTION_KEY]}
+        return {"outputs": serve_examples(serialized_examples)[prediction_key]}
 
-    archive.add_endpoint(SERVING_SIGNATURE, serve_examples)
+    endpoints = {
+        SERVING_SIGNATURE: serve_examples,
+        CLASSIFY_SIGNATURE: classify_examples,
+        REGRESS_SIGNATURE: regress_examples,
+    }
+    for name in serving_signatures(profile.task):
+        archive.add_endpoint(name, endpoints[name])
     archive.add_endpoint(TRANSFORM_SIGNATURE, transform_examples)
-    archive.add_endpoint(CLASSIFY_SIGNATURE, classify_examples)
-    archive.add_endpoint(REGRESS_SIGNATURE, regress_examples)
     archive.write_out(export_dir)
     _set_signature_methods(
         export_dir,
         {
-            CLASSIFY_SIGNATURE: "tensorflow/serving/classify",
-            REGRESS_SIGNATURE: "tensorflow/serving/regress",
+            name: method
+            for name, method in (
+                (CLASSIFY_SIGNATURE, "tensorflow/serving/classify"),
+                (REGRESS_SIGNATURE, "tensorflow/serving/regress"),
+            )
+            if name in serving_signatures(profile.task)
         },
     )
     serving_schema = schema_pb2.Schema()
@@ -201,24 +281,50 @@ def _set_signature_methods(export_dir: str, methods: dict[str, str]) -> None:
         f.write(saved_model.SerializeToString())
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
-    """TFX Trainer entry point: train with the given (or default) hyperparameters and export."""
-    seed = (
-        int(fn_args.custom_config.get("seed", DEFAULT_SEED))
-        if fn_args.custom_config
-        else DEFAULT_SEED
+def training_inputs(fn_args: tfx.components.FnArgs) -> tuple[Profile, int]:
+    """The profile part and seed the pipeline put in the component's custom_config."""
+    custom_config = fn_args.custom_config or {}
+    return profiles.from_config(custom_config["profile"]), int(
+        custom_config.get("seed", DEFAULT_SEED)
     )
-    keras.utils.set_random_seed(seed)
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
-    hparams = hyperparameters_from(fn_args.hyperparameters)
 
+
+def datasets(
+    fn_args: tfx.components.FnArgs,
+    tf_transform_output: tft.TFTransformOutput,
+    profile: Profile,
+    seed: int,
+) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Training and validation batches of transformed examples."""
+    label_key = profile.transformed_label
     train = input_dataset(
-        fn_args.train_files, fn_args.data_accessor, tf_transform_output, TRAIN_BATCH_SIZE, seed
+        fn_args.train_files,
+        fn_args.data_accessor,
+        tf_transform_output,
+        label_key,
+        profile.training.batch_size,
+        seed,
     )
     evaluation = input_dataset(
-        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, EVAL_BATCH_SIZE, seed
+        fn_args.eval_files,
+        fn_args.data_accessor,
+        tf_transform_output,
+        label_key,
+        EVAL_BATCH_SIZE,
+        seed,
     )
-    model = build_keras_model(hparams)
+    return train, evaluation
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """TFX Trainer entry point: train with the given (or default) hyperparameters and export."""
+    profile, seed = training_inputs(fn_args)
+    keras.utils.set_random_seed(seed)
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
+    hparams = hyperparameters_from(fn_args.hyperparameters, profile.model.model_dump())
+    train, evaluation = datasets(fn_args, tf_transform_output, profile, seed)
+    scale = label_scale(train) if profile.task == "regression" else (0.0, 1.0)
+    model = build_keras_model(hparams, profile, scale)
     model.fit(
         train,
         epochs=1,
@@ -227,4 +333,4 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         validation_steps=fn_args.eval_steps,
         verbose=2,
     )
-    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir)
+    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, profile)

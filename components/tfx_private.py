@@ -254,6 +254,13 @@ def _infra_validator_executor_base():
     return InfraValidatorExecutorBase
 
 
+def _evaluator_executor():
+    """TFX 1.16's Evaluator executor (TFMA, thresholds, blessing), not in `tfx.v1`."""
+    from tfx.components.evaluator import executor as evaluator_executor
+
+    return evaluator_executor.Executor
+
+
 def _tensorflow_serving_client_base():
     from tfx.components.infra_validator.model_server_clients import tensorflow_serving_client
 
@@ -313,6 +320,7 @@ _BUILT_ON_FIRST_USE = {
     "hash_partition_fn": _hash_partition_fn,
     "InfraValidatorExecutorBase": _infra_validator_executor_base,
     "TensorFlowServingClientBase": _tensorflow_serving_client_base,
+    "EvaluatorExecutor": _evaluator_executor,
 }
 
 

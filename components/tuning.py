@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import keras_tuner
 import tensorflow_transform as tft
 from tfx import v1 as tfx
@@ -9,36 +11,33 @@ from tfx import v1 as tfx
 from components import model
 
 DEFAULT_MAX_TRIALS = 2
+# What the search maximizes or minimizes, per task (the validation metric Keras reports).
+OBJECTIVES = {
+    "binary": keras_tuner.Objective("val_auc", direction="max"),
+    "multiclass": keras_tuner.Objective("val_sparse_categorical_accuracy", direction="max"),
+    "regression": keras_tuner.Objective("val_root_mean_squared_error", direction="min"),
+}
 
 
 def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     """Builds the search; the trial budget comes from `custom_config['max_trials']`."""
-    custom_config = fn_args.custom_config or {}
-    max_trials = int(custom_config.get("max_trials", DEFAULT_MAX_TRIALS))
-    seed = int(custom_config.get("seed", model.DEFAULT_SEED))
+    profile, seed = model.training_inputs(fn_args)
+    max_trials = int((fn_args.custom_config or {}).get("max_trials", DEFAULT_MAX_TRIALS))
     if max_trials < 1:
         raise ValueError(f"Tuner max_trials must be at least 1, got {max_trials}.")
 
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    train, evaluation = model.datasets(fn_args, tf_transform_output, profile, seed)
+    scale = model.label_scale(train) if profile.task == "regression" else (0.0, 1.0)
     tuner = keras_tuner.RandomSearch(
-        model.build_keras_model,
+        functools.partial(model.build_keras_model, profile=profile, label_scale=scale),
         max_trials=max_trials,
-        hyperparameters=model.search_space(),
-        objective=keras_tuner.Objective("val_auc", direction="max"),
+        hyperparameters=model.search_space(profile.model.model_dump()),
+        objective=OBJECTIVES[profile.task],
         directory=fn_args.working_dir,
-        project_name="taxi_search",
+        project_name=f"{profile.name}_search",
         seed=seed,
         overwrite=True,
-    )
-    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    train = model.input_dataset(
-        fn_args.train_files,
-        fn_args.data_accessor,
-        tf_transform_output,
-        model.TRAIN_BATCH_SIZE,
-        seed,
-    )
-    evaluation = model.input_dataset(
-        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, model.EVAL_BATCH_SIZE, seed
     )
     return tfx.components.TunerFnResult(
         tuner=tuner,

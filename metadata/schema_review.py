@@ -10,12 +10,12 @@ widened), keeping the file's leading comment block, as a unified diff for review
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from pathlib import Path
 
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
-from components import features
 from components.data_gate.anomalies import findings
 from metadata.runs import run_contexts, run_executions
 from metadata.store import StoreIndex, output_artifacts, split_names
@@ -96,8 +96,11 @@ def schema_text(schema: schema_pb2.Schema, header: str) -> str:
     return header + text_format.MessageToString(schema)
 
 
-def review(index: StoreIndex, pipeline_name: str, curated_file: Path) -> dict:
-    """Everything `schema diff` prints and `schema accept` writes."""
+def review(
+    index: StoreIndex, pipeline_name: str, curated_file: Path, model_columns: Iterable[str]
+) -> dict:
+    """Everything `schema diff` prints and `schema accept` writes; `model_columns` are the
+    columns Transform reads (the profile's features and label)."""
     curated = read_schema(curated_file)
     run_id, inferred_artifact = _latest_outputs(
         index, pipeline_name, node_ids.INFERRED_SCHEMA_GEN, "schema"
@@ -114,7 +117,7 @@ def review(index: StoreIndex, pipeline_name: str, curated_file: Path) -> dict:
         f.name
         for f in updated.feature
         if f.lifecycle_stage == schema_pb2.DEPRECATED
-        and f.name in features.RAW_COLUMNS
+        and f.name in set(model_columns)
         and curated_facts.get(f.name, "").find("DEPRECATED") < 0
     ]
     return {

@@ -9,14 +9,27 @@ from __future__ import annotations
 import posixpath
 from pathlib import Path
 
+from pipeline.config import PROJECT_ROOT
+
 DEFAULT_IMAGE = "tfx-reference-pipeline:latest"
 # Where the Dockerfile puts this project (code, schema/, data/) inside the image.
 DEFAULT_IMAGE_PROJECT_DIR = "/pipeline"
 
 
+def image_path(local: Path, project: str, pipeline_name: str) -> str:
+    """Where the image holds the local file or folder `local`: at the same place under the
+    project when it is in the project (the Dockerfile copies the project), else under
+    profiles/<pipeline_name>/ (copy it there when you build the image, or give --data-uri)."""
+    try:
+        return f"{project}/{local.resolve().relative_to(PROJECT_ROOT).as_posix()}"
+    except ValueError:
+        return f"{project}/profiles/{pipeline_name}/{local.name}"
+
+
 def task_locations(
     output_dir: Path,
     pipeline_name: str,
+    data_dir: Path,
     curated_schema_file: Path,
     image_project_dir: str = DEFAULT_IMAGE_PROJECT_DIR,
     pipeline_root: str | None = None,
@@ -32,9 +45,9 @@ def task_locations(
     project = image_project_dir.rstrip("/")
     root = pipeline_root or str(output_dir / "kubeflow" / "pipeline_root")
     return {
-        "data_uri": data_uri or f"{project}/data",
+        "data_uri": data_uri or image_path(data_dir, project, pipeline_name),
         "pipeline_root_uri": root,
         "serving_model_uri": serving_model_uri
         or posixpath.join(root.rstrip("/"), "serving_model", pipeline_name),
-        "curated_schema_uri": f"{project}/schema/{curated_schema_file.name}",
+        "curated_schema_uri": image_path(curated_schema_file, project, pipeline_name),
     }

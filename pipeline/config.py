@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import MappingProxyType
 
+from components import profile as profiles
+from components.profile import Profile
 from pipeline.metadata_location import MetadataLocation, sqlite_location
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,68 +43,78 @@ def _fraction(default: float):
 BEAM_MODES = ("auto", "in_memory", "multi_processing")
 
 
-# Largest allowed distance per feature between the new span and the previous one (drift) and between
-# the batch to score and the training data (skew): TFDV's L-infinity distance for string features,
-# its approximate Jensen-Shannon divergence (JSD) for numeric ones. Set from measurements (README
-# "Data checks"): between two random halves of the taxi data (7,000 rows each, and 1,250 each) these
-# features stay under 0.06 L-infinity / 0.065 JSD. Coordinates, fare, trip_miles, trip_seconds and
-# pickup_community_area have no threshold: their approximate JSD swings up to 0.7 between random
-# halves (heavy tails, sparse histograms), so the curated schema's ranges guard them instead.
-DEFAULT_DRIFT_THRESHOLDS: Mapping[str, float] = MappingProxyType(
-    {
-        "payment_type": 0.1,
-        "company": 0.1,
-        "trip_start_hour": 0.05,
-        "trip_start_day": 0.05,
-        "trip_start_month": 0.05,
-        "dropoff_community_area": 0.1,
-        "dropoff_census_tract": 0.15,
-        "tips": 0.25,
+# The default profile: the taxi data this project ships (profiles/taxi/profile.yaml).
+DEFAULT_PROFILE_DIR = PROJECT_ROOT / "profiles" / "taxi"
+
+
+def profile_settings(profile_dir: Path, profile: Profile) -> dict:
+    """PipelineConfig settings a profile gives: paths relative to its file, its name, budgets,
+    thresholds and user code."""
+    base = profiles.profile_file(profile_dir).resolve().parent
+    return {
+        "profile": profile,
+        "profile_dir": base,
+        "pipeline_name": profile.name,
+        "data_dir": (base / profile.data_dir).resolve(),
+        "curated_schema_file": (base / profile.schema_file).resolve(),
+        "drift_thresholds": MappingProxyType(dict(profile.data_checks.drift)),
+        "skew_thresholds": MappingProxyType(profile.skew),
+        "preprocessing_fn": profile.code.preprocessing_fn,
+        "run_fn": profile.code.run_fn,
+        "tuner_fn": profile.code.tuner_fn,
+        "search_space_fn": profile.code.search_space_fn,
+        "tuner_trials": profile.training.tuner_trials,
+        "tuner_train_steps": profile.training.tuner_train_steps,
+        "train_steps": profile.training.train_steps,
+        "eval_steps": profile.training.eval_steps,
     }
-)
-# The batch to score has no label column.
-DEFAULT_SKEW_THRESHOLDS: Mapping[str, float] = MappingProxyType(
-    {k: v for k, v in DEFAULT_DRIFT_THRESHOLDS.items() if k != "tips"}
-)
+
+
+_DEFAULTS = profile_settings(DEFAULT_PROFILE_DIR, profiles.load(DEFAULT_PROFILE_DIR))
+
+
+def _from_default_profile(setting: str, **metadata):
+    """A field whose default is the default profile's value."""
+    return dataclasses.field(default=_DEFAULTS[setting], metadata=metadata)
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
     """Everything that decides what a run does and where it reads and writes."""
 
-    data_dir: Path = PROJECT_ROOT / "data"
+    # The dataset profile (components/profile.py) and the folder its paths are relative to. The
+    # settings below that a profile gives default to the default profile's; `from_profile()`
+    # takes another profile's.
+    profile: Profile = _from_default_profile("profile")
+    profile_dir: Path = _from_default_profile("profile_dir")
+    data_dir: Path = _from_default_profile("data_dir")
     output_dir: Path = PROJECT_ROOT / "outputs"
-    curated_schema_file: Path = PROJECT_ROOT / "schema" / "schema.pbtxt"
-    pipeline_name: str = "taxi-tips"  # Kubeflow: [a-z0-9][a-z0-9-]*
+    curated_schema_file: Path = _from_default_profile("curated_schema_file")
+    pipeline_name: str = _from_default_profile("pipeline_name")  # Kubeflow: [a-z0-9][a-z0-9-]*
     # Spans: one folder per batch under labeled/ and unlabeled/, matched by this pattern ({SPAN}
     # is the span number). A run ingests the latest span and trains on the latest
     # `training_spans` spans; the span before the latest is the drift baseline.
     span_pattern: str = "span-{SPAN}/*.csv"
     training_spans: int = _at_least(1, 2)
-    drift_thresholds: Mapping[str, float] = DEFAULT_DRIFT_THRESHOLDS
-    skew_thresholds: Mapping[str, float] = DEFAULT_SKEW_THRESHOLDS
+    drift_thresholds: Mapping[str, float] = _from_default_profile("drift_thresholds")
+    skew_thresholds: Mapping[str, float] = _from_default_profile("skew_thresholds")
     # User code, as importable dotted paths (the same paths work inside a Kubeflow image).
-    preprocessing_fn: str = "components.preprocessing.preprocessing_fn"
-    run_fn: str = "components.model.run_fn"
-    tuner_fn: str = "components.tuning.tuner_fn"
+    preprocessing_fn: str = _from_default_profile("preprocessing_fn")
+    run_fn: str = _from_default_profile("run_fn")
+    tuner_fn: str = _from_default_profile("tuner_fn")
     # The search space tuner_fn explores: with the tuner_fn module, the Tuner's cache key.
-    search_space_fn: str = "components.model.search_space"
+    search_space_fn: str = _from_default_profile("search_space_fn")
     # Force a new search even when data and search space are unchanged (any new value does).
     retune_token: str | None = None
     # Training budget.
-    tuner_trials: int = _at_least(1, 2)
-    tuner_train_steps: int = _at_least(1, 150)
-    train_steps: int = _at_least(1, 800)
-    eval_steps: int = _at_least(1, 20)
+    tuner_trials: int = _from_default_profile("tuner_trials", min=1)
+    tuner_train_steps: int = _from_default_profile("tuner_train_steps", min=1)
+    train_steps: int = _from_default_profile("train_steps", min=1)
+    eval_steps: int = _from_default_profile("eval_steps", min=1)
     seed: int = 42
     # ExampleGen's deterministic hash split, train:eval buckets.
     train_buckets: int = _at_least(1, 3)
     eval_buckets: int = _at_least(1, 1)
-    # Evaluator thresholds: the candidate must reach these and must not lose more than
-    # `max_auc_regression` AUC against the latest blessed model.
-    min_auc: float = _fraction(0.70)
-    min_binary_accuracy: float = _fraction(0.70)
-    max_auc_regression: float = _fraction(0.01)
     # InfraValidator: the real `tensorflow_model_server` to use (None: one on PATH, else the
     # project's model server), how long a model may take to load, per-request timeout, attempts.
     model_server_binary: str | None = None
@@ -123,6 +135,12 @@ class PipelineConfig:
     pipeline_root_uri: str | None = None
     serving_model_uri: str | None = None
     curated_schema_uri: str | None = None
+
+    @classmethod
+    def from_profile(cls, profile_dir: Path, **settings) -> PipelineConfig:
+        """The config of the profile in `profile_dir`; `settings` override what it gives."""
+        profile = profiles.load(profile_dir)
+        return cls(**{**profile_settings(profile_dir, profile), **settings})
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):

@@ -7,18 +7,24 @@ Kubeflow, which brings its own) and whether the Evaluator's baseline excludes th
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import tensorflow_model_analysis as tfma
+from google.protobuf import text_format
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import path_pb2, schema_pb2
 from tfx import v1 as tfx
 from tfx.proto import distribution_validator_pb2
 
-from components import features, model
+from components import model
+from components import profile as profiles
 from components.curated_schema.component import CuratedSchemaImporter, content_fingerprint
 from components.data_gate.component import DataGate
 from components.data_gate.distribution_validator import DistributionValidator
+from components.evaluator.component import Evaluator
+from components.evaluator.trivial_baseline import Settings as TrivialBaseline
 from components.infra_validator.component import InfraValidator
+from components.profile import Profile
 from components.span_example_gen import spans
 from components.span_example_gen.component import SpanCsvExampleGen
 from pipeline import node_ids
@@ -29,65 +35,120 @@ from pipeline.fingerprint import code_fingerprint, tuning_fingerprint
 UNLABELED_SPLIT = "unlabeled"
 
 
-def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
-    """TFMA settings: metrics overall and per slice, an absolute AUC/accuracy floor, and a
-    maximum AUC regression against the latest blessed model."""
-    higher_is_better = tfma.MetricDirection.HIGHER_IS_BETTER
+def _threshold(profile: Profile, metric: str) -> tfma.MetricThreshold | None:
+    """The profile's bounds on `metric`, plus no regression on the headline metric."""
+    blessing = profile.blessing
+    lower, upper = blessing.at_least.get(metric), blessing.at_most.get(metric)
+    if profile.task == "binary" and metric == "auc":
+        # A constant score has AUC 0.5: the trivial-predictor margin, checked by TFMA itself.
+        lower = max(lower or 0.0, 0.5 + blessing.margin_over_trivial)
+    threshold = tfma.MetricThreshold()
+    if lower is not None:
+        threshold.value_threshold.lower_bound.value = lower
+    if upper is not None:
+        threshold.value_threshold.upper_bound.value = upper
+    if metric == profile.headline_metric:
+        change = threshold.change_threshold
+        if metric in profiles.LOWER_IS_BETTER:
+            change.direction = tfma.MetricDirection.LOWER_IS_BETTER
+            change.relative.value = blessing.max_regression
+        else:
+            change.direction = tfma.MetricDirection.HIGHER_IS_BETTER
+            change.absolute.value = -blessing.max_regression
+    return threshold if threshold.ByteSize() else None
+
+
+def _metric(class_name: str, threshold: tfma.MetricThreshold | None = None) -> tfma.MetricConfig:
+    return tfma.MetricConfig(class_name=class_name, threshold=threshold)
+
+
+# Metrics beside the thresholded ones, per task.
+_EXTRA_METRICS = {
+    "binary": ("Calibration", "MeanLabel", "MeanPrediction", "CalibrationPlot"),
+    "multiclass": ("MultiClassConfusionMatrixPlot",),
+    "regression": ("MeanLabel", "MeanPrediction"),
+}
+
+
+def eval_config(profile: Profile) -> tfma.EvalConfig:
+    """TFMA settings for the profile's task: its metrics overall and per slice, the profile's
+    absolute thresholds, and no regression on the headline metric against the latest blessed
+    model (AUC for binary, accuracy for multiclass, RMSE for regression)."""
+    task = profile.task
+    metrics = [
+        # Every evaluation has a value threshold, so TFMA always validates and writes a blessing
+        # (the first run has no baseline, and a task may have no absolute thresholds).
+        _metric(
+            "ExampleCount",
+            tfma.MetricThreshold(
+                value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 1})
+            ),
+        )
+    ]
+    for name, (class_name, _) in profiles.METRICS[task].items():
+        metrics.append(_metric(class_name, _threshold(profile, name)))
+    metrics.extend(_metric(name) for name in _EXTRA_METRICS[task])
+    metrics_specs = [tfma.MetricsSpec(metrics=metrics)]
+    if task == "multiclass":
+        # Precision and recall of each class, one against the rest.
+        metrics_specs.append(
+            tfma.MetricsSpec(
+                binarize=tfma.BinarizationOptions(
+                    class_ids={"values": list(range(len(profile.label.class_names)))}
+                ),
+                metrics=[_metric("Precision"), _metric("Recall")],
+            )
+        )
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
                 signature_name=model.SERVING_SIGNATURE,
-                prediction_key=model.PREDICTION_KEY,
-                label_key=features.TRANSFORMED_LABEL_KEY,
+                prediction_key=model.PREDICTION_KEYS[task],
+                label_key=profile.transformed_label,
                 preprocessing_function_names=[model.TRANSFORM_SIGNATURE],
             )
         ],
         slicing_specs=[tfma.SlicingSpec()]
-        + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURE_KEYS],
-        metrics_specs=[
-            tfma.MetricsSpec(
-                metrics=[
-                    tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(
-                        class_name="AUC",
-                        threshold=tfma.MetricThreshold(
-                            value_threshold=tfma.GenericValueThreshold(
-                                lower_bound={"value": config.min_auc}
-                            ),
-                            change_threshold=tfma.GenericChangeThreshold(
-                                direction=higher_is_better,
-                                absolute={"value": -config.max_auc_regression},
-                            ),
-                        ),
-                    ),
-                    tfma.MetricConfig(
-                        class_name="BinaryAccuracy",
-                        threshold=tfma.MetricThreshold(
-                            value_threshold=tfma.GenericValueThreshold(
-                                lower_bound={"value": config.min_binary_accuracy}
-                            )
-                        ),
-                    ),
-                    tfma.MetricConfig(class_name="Precision"),
-                    tfma.MetricConfig(class_name="Recall"),
-                    tfma.MetricConfig(class_name="Calibration"),
-                    tfma.MetricConfig(class_name="MeanLabel"),
-                    tfma.MetricConfig(class_name="MeanPrediction"),
-                    tfma.MetricConfig(class_name="CalibrationPlot"),
-                ]
-            )
-        ],
+        + [tfma.SlicingSpec(feature_keys=[key]) for key in profile.slices],
+        metrics_specs=metrics_specs,
     )
 
 
+def trivial_baseline_settings(profile: Profile, training_spans: int) -> TrivialBaseline:
+    """What the Evaluator's trivial-predictor check compares, and on which splits."""
+    headline = profile.headline_metric
+    return TrivialBaseline(
+        task=profile.task,
+        label=profile.label.column,
+        classes=profile.label.class_names,
+        metric=headline,
+        metric_key=profiles.METRICS[profile.task][headline][1],
+        margin=profile.blessing.margin_over_trivial,
+        train_splits=spans.training_split_names(training_spans, spans.TRAIN),
+        eval_splits=spans.training_split_names(training_spans, spans.EVAL),
+    )
+
+
+def categorical_columns(schema_file: Path) -> set[str]:
+    """Columns of the curated schema whose statistics are categorical: strings, and integers
+    marked `is_categorical`."""
+    schema = schema_pb2.Schema()
+    text_format.Parse(schema_file.read_text(), schema)
+    return {
+        f.name
+        for f in schema.feature
+        if f.type == schema_pb2.BYTES or (f.HasField("int_domain") and f.int_domain.is_categorical)
+    }
+
+
 def distribution_config(
-    thresholds: Mapping[str, float],
+    thresholds: Mapping[str, float], categorical: set[str]
 ) -> distribution_validator_pb2.DistributionValidatorConfig:
-    """DistributionValidator's per-feature thresholds: L-infinity distance for string features,
-    approximate Jensen-Shannon divergence for numeric ones."""
+    """DistributionValidator's per-feature thresholds: L-infinity distance for categorical
+    columns, approximate Jensen-Shannon divergence for numeric ones."""
     comparators = []
     for feature, threshold in sorted(thresholds.items()):
-        if feature in features.STRING_FEATURE_KEYS:
+        if feature in categorical:
             comparator = schema_pb2.FeatureComparator(
                 infinity_norm=schema_pb2.InfinityNorm(threshold=threshold)
             )
@@ -129,6 +190,8 @@ def create_pipeline(
             tfx.proto.SplitConfig.Split(name="eval", hash_buckets=config.eval_buckets),
         ]
     )
+    profile = config.profile
+    categorical = categorical_columns(config.curated_schema_file)
     example_gen = SpanCsvExampleGen(
         input_base=config.labeled_data_location,
         span_pattern=config.span_pattern,
@@ -155,7 +218,7 @@ def create_pipeline(
     drift_validator = DistributionValidator(
         statistics=statistics_gen.outputs["statistics"],
         baseline_statistics=statistics_gen.outputs["statistics"],
-        config=distribution_config(config.drift_thresholds),
+        config=distribution_config(config.drift_thresholds, categorical),
         include_split_pairs=[
             (
                 spans.split_name(spans.LATEST, spans.TRAIN),
@@ -178,7 +241,10 @@ def create_pipeline(
         ),
         # StatisticsGen already describes the raw data; Transform's own statistics double its cost.
         disable_statistics=True,
-        custom_config={"code_fingerprint": code_fingerprint(config.preprocessing_fn)},
+        custom_config={
+            "profile": profile.transform_part(),
+            "code_fingerprint": code_fingerprint(config.preprocessing_fn),
+        },
     )
     # The gate: nothing downstream of Transform runs for data the gate refused.
     transform.add_upstream_node(data_gate)
@@ -190,6 +256,7 @@ def create_pipeline(
         train_args=tfx.proto.TrainArgs(splits=train_splits, num_steps=config.tuner_train_steps),
         eval_args=tfx.proto.EvalArgs(splits=eval_splits, num_steps=config.eval_steps),
         custom_config={
+            "profile": profile.training_part(),
             "max_trials": config.tuner_trials,
             "seed": config.seed,
             "code_fingerprint": tuning_fingerprint(config.tuner_fn, config.search_space_fn),
@@ -205,7 +272,11 @@ def create_pipeline(
         hyperparameters=tuner.outputs["best_hyperparameters"],
         train_args=tfx.proto.TrainArgs(splits=train_splits, num_steps=config.train_steps),
         eval_args=tfx.proto.EvalArgs(splits=eval_splits, num_steps=config.eval_steps),
-        custom_config={"seed": config.seed, "code_fingerprint": code_fingerprint(config.run_fn)},
+        custom_config={
+            "profile": profile.training_part(),
+            "seed": config.seed,
+            "code_fingerprint": code_fingerprint(config.run_fn),
+        },
     )
 
     candidate = {CANDIDATE_KEY: trainer.outputs["model"]} if exclude_candidate_from_baseline else {}
@@ -218,13 +289,15 @@ def create_pipeline(
         **candidate,
     ).with_id(node_ids.BLESSED_MODEL_RESOLVER)
 
-    evaluator = tfx.components.Evaluator(
+    evaluator = Evaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=blessed_model_resolver.outputs["model"],
-        eval_config=eval_config(config),
+        eval_config=eval_config(profile),
         example_splits=eval_splits,
-    )
+        statistics=statistics_gen.outputs["statistics"],
+        trivial_baseline=trivial_baseline_settings(profile, config.training_spans),
+    ).with_id(node_ids.EVALUATOR)
 
     infra_validator = InfraValidator(
         model=trainer.outputs["model"],
@@ -238,13 +311,10 @@ def create_pipeline(
             num_tries=config.infra_num_tries,
         ),
         request_spec=tfx.proto.RequestSpec(
-            # Predict, Classify and Regress requests: every API `serve` answers with.
+            # A request to every signature the task's model exports (Predict, and Classify or
+            # Regress or both): every API `serve` answers with.
             tensorflow_serving=tfx.proto.TensorFlowServingRequestSpec(
-                signature_names=[
-                    model.SERVING_SIGNATURE,
-                    model.CLASSIFY_SIGNATURE,
-                    model.REGRESS_SIGNATURE,
-                ]
+                signature_names=model.serving_signatures(profile.task)
             ),
             split_name=spans.split_name(spans.LATEST, spans.EVAL),
             num_examples=config.infra_num_requests,
@@ -282,7 +352,7 @@ def create_pipeline(
     skew_validator = DistributionValidator(
         statistics=unlabeled_statistics_gen.outputs["statistics"],
         baseline_statistics=statistics_gen.outputs["statistics"],
-        config=distribution_config(config.skew_thresholds),
+        config=distribution_config(config.skew_thresholds, categorical),
         include_split_pairs=[(UNLABELED_SPLIT, spans.split_name(spans.LATEST, spans.TRAIN))],
     ).with_id(node_ids.SKEW_VALIDATOR)
 

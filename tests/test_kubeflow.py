@@ -140,7 +140,7 @@ def test_caching_image_beam_args_and_locations(cloud_compile):
 def _compile_in_process(tmp_path: Path, locations=None, **settings) -> kubeflow.CompiledPipeline:
     """Compiles as `--orchestrator kubeflow` does, without a process of its own."""
     locations = locations or kubeflow_locations.task_locations(
-        tmp_path, "taxi-tips", PipelineConfig().curated_schema_file
+        tmp_path, "taxi-tips", PipelineConfig().data_dir, PipelineConfig().curated_schema_file
     )
     config = PipelineConfig(output_dir=tmp_path, **locations, **settings)
     return kubeflow.compile_pipeline(
@@ -156,7 +156,7 @@ def test_no_cache_switches_caching_off(tmp_path):
 
 def test_default_locations_are_the_image_and_the_local_pipeline_root(tmp_path):
     locations = kubeflow_locations.task_locations(
-        tmp_path, "taxi-tips", Path("schema/schema.pbtxt")
+        tmp_path, "taxi-tips", PipelineConfig().data_dir, PipelineConfig().curated_schema_file
     )
     assert locations == {
         "data_uri": "/pipeline/data",
@@ -226,6 +226,7 @@ def test_a_compiled_spec_runs_task_by_task_on_a_first_ever_span(sample_data_dir,
     locations = kubeflow_locations.task_locations(
         tmp_path,
         "taxi-tips",
+        PipelineConfig().data_dir,
         PipelineConfig().curated_schema_file,
         image_project_dir=str(PROJECT_ROOT),
         pipeline_root=str(tmp_path / "root"),

@@ -1,0 +1,346 @@
+"""Dataset profiles: one YAML file that says what a dataset is and how the chain treats it.
+
+A profile names the data and curated schema, the label and the task (binary, multiclass,
+regression), each column's kind, the evaluation slices, the drift and skew thresholds, model size,
+training budgets, blessing thresholds and, optionally, user code by dotted path. It is read with
+PyYAML and validated with pydantic: a mistake is reported with the key it is under
+(`features.fare.kind: ...`).
+
+The pipeline hands the parts each component needs to it in `custom_config` (Transform: label and
+features; Tuner and Trainer: also model and budgets), so the same validated object is rebuilt
+inside a Kubeflow task, and a change to a part re-runs only the components that read it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROFILE_FILE_NAME = "profile.yaml"
+# Kubeflow pipeline names (and so profile names): lower-case letters, digits and dashes.
+PIPELINE_NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+TASKS = ("binary", "multiclass", "regression")
+
+# The metric names a profile's blessing thresholds use, per task, and TFMA's metric for each:
+# (TFMA MetricConfig class name, metric key TFMA writes).
+METRICS: dict[str, dict[str, tuple[str, str]]] = {
+    "binary": {
+        "auc": ("AUC", "auc"),
+        "accuracy": ("BinaryAccuracy", "binary_accuracy"),
+        "precision": ("Precision", "precision"),
+        "recall": ("Recall", "recall"),
+    },
+    "multiclass": {
+        "accuracy": ("SparseCategoricalAccuracy", "sparse_categorical_accuracy"),
+    },
+    "regression": {
+        "mse": ("MeanSquaredError", "mean_squared_error"),
+        "mae": ("MeanAbsoluteError", "mean_absolute_error"),
+        "rmse": ("RootMeanSquaredError", "root_mean_squared_error"),
+    },
+}
+# The metric the trivial-predictor margin and the no-regression check apply to.
+HEADLINE_METRIC = {"binary": "auc", "multiclass": "accuracy", "regression": "rmse"}
+LOWER_IS_BETTER = {"mse", "mae", "rmse"}
+
+
+class ProfileError(ValueError):
+    """A profile that cannot be used; the message names the file and the key."""
+
+
+class FeatureKind(str, enum.Enum):
+    NUMERIC = "numeric"  # z-score
+    BUCKETIZED = "bucketized"  # quantile buckets, embedded
+    INTEGER_CATEGORY = "integer_category"  # 0..max used as ids directly, embedded
+    VOCABULARY = "vocabulary"  # a vocabulary computed by tf.Transform, embedded
+    IGNORED = "ignored"  # in the data, not used by the model
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Feature(_Strict):
+    kind: FeatureKind
+    buckets: Annotated[int, Field(ge=2, le=1000)] = 10  # bucketized
+    max: Annotated[int, Field(ge=0)] | None = None  # integer_category: the largest id
+    top_k: Annotated[int, Field(ge=1)] = 1000  # vocabulary: most frequent values kept
+    oov_buckets: Annotated[int, Field(ge=1)] = 10  # vocabulary: ids for values not kept
+    why: str | None = None  # a note for reviewers (init explains its guesses here)
+
+    @model_validator(mode="after")
+    def _max_for_integer_category(self) -> Feature:
+        if self.kind == FeatureKind.INTEGER_CATEGORY and self.max is None:
+            raise ValueError("an integer_category feature needs `max` (its largest value)")
+        return self
+
+
+class PositiveWhen(_Strict):
+    """A derived binary label: positive when `column > greater_than` (times `times_column`)."""
+
+    greater_than: float
+    times_column: str | None = None
+
+
+class Label(_Strict):
+    column: str
+    task: Literal["binary", "multiclass", "regression"]
+    # Class values as they appear in the column (strings or integers), in id order; a binary
+    # label's second class is the positive one. Not used by regression or a derived label.
+    classes: list[str] | None = None
+    positive_when: PositiveWhen | None = None
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _classes_as_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [_class_text(v) for v in value]
+        return value
+
+    @model_validator(mode="after")
+    def _classes_fit_the_task(self) -> Label:
+        if self.positive_when is not None and self.task != "binary":
+            raise ValueError("positive_when derives a binary label; set task: binary")
+        if self.task == "regression" and self.classes:
+            raise ValueError("a regression label has no classes; remove `classes`")
+        if self.task == "binary" and self.positive_when is None:
+            if not self.classes or len(self.classes) != 2:
+                raise ValueError(
+                    "a binary label needs `classes` with its two values (the positive one "
+                    "second), or `positive_when` to derive it"
+                )
+        if self.task == "multiclass" and (not self.classes or len(self.classes) < 2):
+            raise ValueError("a multiclass label needs `classes` with at least two values")
+        if self.classes and len(set(self.classes)) != len(self.classes):
+            raise ValueError("`classes` lists a value twice")
+        return self
+
+    @property
+    def class_names(self) -> list[str]:
+        """What the exported classification signature returns, in id order."""
+        if self.task == "regression":
+            return []
+        return list(self.classes) if self.classes else ["0", "1"]
+
+
+class ModelSize(_Strict):
+    """The network's size when not tuned, and the centre of the Tuner's search."""
+
+    hidden_layers: Annotated[int, Field(ge=1, le=8)] = 2
+    hidden_units: Annotated[int, Field(ge=1, le=4096)] = 64
+    embedding_dim: Annotated[int, Field(ge=1, le=512)] = 8
+    learning_rate: Annotated[float, Field(gt=0, le=1)] = 3e-3
+
+
+class Budgets(_Strict):
+    tuner_trials: Annotated[int, Field(ge=1)] = 2
+    tuner_train_steps: Annotated[int, Field(ge=1)] = 150
+    train_steps: Annotated[int, Field(ge=1)] = 800
+    eval_steps: Annotated[int, Field(ge=1)] = 20
+    batch_size: Annotated[int, Field(ge=1)] = 128
+
+
+class Blessing(_Strict):
+    # The candidate must beat the trivial predictor from the training statistics (AUC 0.5; the
+    # majority class's accuracy; the training mean's RMSE) by this much: AUC and accuracy in
+    # absolute points, RMSE as a fraction of the trivial predictor's.
+    margin_over_trivial: Annotated[float, Field(ge=0, le=1)] = 0.05
+    at_least: dict[str, float] = {}
+    at_most: dict[str, float] = {}
+    # No regression against the latest blessed model, on the headline metric: AUC or accuracy
+    # may drop by at most this (absolute); RMSE may grow by at most this fraction.
+    max_regression: Annotated[float, Field(ge=0)] = 0.01
+
+
+class DataChecks(_Strict):
+    # Largest allowed distance per column: the new span against the previous one (drift) and
+    # the batch to score against the training data (skew). L-infinity distance for string and
+    # categorical columns, approximate Jensen-Shannon divergence for numeric ones.
+    drift: dict[str, Annotated[float, Field(ge=0)]] = {}
+    # None: the drift thresholds without the label (the batch to score has none).
+    skew: dict[str, Annotated[float, Field(ge=0)]] | None = None
+
+
+class Code(_Strict):
+    """User code by importable dotted path; a module beside profile.yaml is importable too."""
+
+    preprocessing_fn: str = "components.preprocessing.preprocessing_fn"
+    run_fn: str = "components.model.run_fn"
+    tuner_fn: str = "components.tuning.tuner_fn"
+    search_space_fn: str = "components.model.search_space"
+
+    @field_validator("*")
+    @classmethod
+    def _dotted_path(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", value):
+            raise ValueError(f"{value!r} is not a dotted path like package.module.function")
+        return value
+
+
+class Profile(_Strict):
+    name: Annotated[str, Field(pattern=PIPELINE_NAME_PATTERN)]
+    description: str = ""
+    data_dir: str = "data"  # holds labeled/ and unlabeled/, one folder per span in each
+    schema_file: str = Field("schema.pbtxt", alias="schema")
+    label: Label
+    features: dict[str, Feature]
+    slices: list[str] = []
+    data_checks: DataChecks = DataChecks()
+    model: ModelSize = ModelSize()
+    training: Budgets = Budgets()
+    blessing: Blessing = Blessing()
+    code: Code = Code()
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _kind_shorthand(cls, value: Any) -> Any:
+        """`fare: numeric` is short for `fare: {kind: numeric}`."""
+        if isinstance(value, dict):
+            return {k: {"kind": v} if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _names_agree(self) -> Profile:
+        columns = set(self.features)
+        if self.label.column in columns:
+            raise ValueError(f"the label column {self.label.column!r} is also listed in features")
+        if not self.model_features:
+            raise ValueError("features: at least one feature must have a kind other than ignored")
+        rule = self.label.positive_when
+        if rule and rule.times_column and rule.times_column not in columns:
+            raise ValueError(
+                f"label.positive_when.times_column {rule.times_column!r} is not in features"
+            )
+        for name in self.slices:
+            if name not in columns:
+                raise ValueError(f"slices: {name!r} is not in features")
+        known = columns | {self.label.column}
+        for key, thresholds in (("drift", self.data_checks.drift), ("skew", self.skew)):
+            for name in thresholds:
+                if name not in known:
+                    raise ValueError(f"data_checks.{key}: {name!r} is not a column of the profile")
+        if self.label.column in self.skew:
+            raise ValueError("data_checks.skew: the batch to score has no label column")
+        allowed = METRICS[self.label.task]
+        for key in ("at_least", "at_most"):
+            for metric in getattr(self.blessing, key):
+                if metric not in allowed:
+                    raise ValueError(
+                        f"blessing.{key}: {metric!r} is not a {self.label.task} metric "
+                        f"(one of {', '.join(allowed)})"
+                    )
+        transformed = [transformed_name(c) for c in self.model_features]
+        transformed.append(self.transformed_label)
+        clashes = {n for n in transformed if transformed.count(n) > 1}
+        if clashes:
+            raise ValueError(
+                f"features: columns whose names differ only in case or punctuation map to the "
+                f"same model input {sorted(clashes)}; rename or ignore one"
+            )
+        return self
+
+    # ---- what the components read ----
+    @property
+    def task(self) -> str:
+        return self.label.task
+
+    @property
+    def skew(self) -> dict[str, float]:
+        if self.data_checks.skew is not None:
+            return dict(self.data_checks.skew)
+        return {k: v for k, v in self.data_checks.drift.items() if k != self.label.column}
+
+    def of_kind(self, kind: FeatureKind) -> list[str]:
+        return [name for name, f in self.features.items() if f.kind == kind]
+
+    @property
+    def model_features(self) -> list[str]:
+        return [name for name, f in self.features.items() if f.kind != FeatureKind.IGNORED]
+
+    @property
+    def transformed_label(self) -> str:
+        return transformed_name(self.label.column)
+
+    @property
+    def headline_metric(self) -> str:
+        return HEADLINE_METRIC[self.task]
+
+    def transform_part(self) -> dict[str, Any]:
+        """What Transform reads (its cache key): the label and the features."""
+        return self.model_dump(mode="json", include={"name", "label", "features"}, by_alias=True)
+
+    def training_part(self) -> dict[str, Any]:
+        """What Tuner and Trainer read (their cache key): also model size and budgets."""
+        return self.model_dump(
+            mode="json", include={"name", "label", "features", "model", "training"}, by_alias=True
+        )
+
+
+def transformed_name(column: str) -> str:
+    """The Transform output (and model input) for raw `column`: lower-case letters, digits
+    and underscores, so that any CSV header makes a valid Keras and TensorFlow name."""
+    safe = re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_") or "column"
+    if safe[0].isdigit():
+        safe = f"f_{safe}"
+    return f"{safe}_xf"
+
+
+def _class_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def from_config(part: dict[str, Any]) -> Profile:
+    """The profile (or the part of it) a component got in its `custom_config['profile']`."""
+    return Profile.model_validate(part)
+
+
+def _error_text(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "not a profile setting (check its spelling and level)"
+        lines.append(f"{where}: {message}")
+    return "; ".join(lines)
+
+
+def parse(text: str, source: str) -> Profile:
+    """A validated profile from YAML `text`; `source` names it in errors."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ProfileError(f"{source} is not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise ProfileError(f"{source} must be a YAML mapping of settings (name, label, features)")
+    try:
+        return Profile.model_validate(raw)
+    except ValidationError as e:
+        raise ProfileError(f"{source}: {_error_text(e)}") from e
+
+
+def profile_file(location: Path) -> Path:
+    """profile.yaml in folder `location`, or `location` itself when it is a file."""
+    return location / PROFILE_FILE_NAME if location.is_dir() else location
+
+
+def load(location: Path) -> Profile:
+    """The profile in folder `location` (its profile.yaml), or the file `location`."""
+    path = profile_file(location)
+    if not path.is_file():
+        raise ProfileError(
+            f"No profile at {path}: give --profile a folder with a {PROFILE_FILE_NAME} "
+            "(`python run_local.py init --csv FILE --label COLUMN --out DIR` makes one)."
+        )
+    return parse(path.read_text(), str(path))
