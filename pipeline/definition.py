@@ -201,15 +201,19 @@ def create_pipeline(
     train_splits = spans.training_split_names(config.training_spans, spans.TRAIN)
     eval_splits = spans.training_split_names(config.training_spans, spans.EVAL)
 
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    inferred_schema_gen = tfx.components.SchemaGen(
-        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False
-    )
     # The fingerprint of the local file: the same file the image carries (see Dockerfile).
     curated_schema = CuratedSchemaImporter(
         schema_file=config.curated_schema_location,
         fingerprint=content_fingerprint(config.curated_schema_file),
     ).with_id(node_ids.CURATED_SCHEMA)
+    # With the curated schema, statistics treat integer columns it marks categorical (such as
+    # an integer class label) as categories: counts per value, L-infinity drift comparisons.
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"], schema=curated_schema.outputs["schema"]
+    )
+    inferred_schema_gen = tfx.components.SchemaGen(
+        statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False
+    )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=curated_schema.outputs["schema"]
     )
@@ -347,7 +351,7 @@ def create_pipeline(
         ),
     ).with_id(node_ids.UNLABELED_EXAMPLE_GEN)
     unlabeled_statistics_gen = tfx.components.StatisticsGen(
-        examples=unlabeled_example_gen.outputs["examples"]
+        examples=unlabeled_example_gen.outputs["examples"], schema=curated_schema.outputs["schema"]
     ).with_id(node_ids.UNLABELED_STATISTICS_GEN)
     skew_validator = DistributionValidator(
         statistics=unlabeled_statistics_gen.outputs["statistics"],

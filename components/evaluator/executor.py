@@ -59,7 +59,9 @@ class Executor(tfx_private.EvaluatorExecutor):
             settings, split_statistics, _candidate_value(evaluation_uri, settings.metric_key)
         )
         with open(os.path.join(evaluation_uri, trivial_baseline.RESULT_FILE), "w") as f:
-            json.dump({**result.__dict__, "reason": result.reason()}, f, indent=1)
+            json.dump(
+                {**result.__dict__, "reason": "" if result.passed else result.reason()}, f, indent=1
+            )
         logging.info("Trivial predictor check: %s", result)
 
         blessing = output_dict["blessing"][0]
