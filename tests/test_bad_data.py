@@ -156,7 +156,7 @@ def test_broken_span_is_refused_with_every_problem_named_by_its_column(data_life
     for column, problem in expected:
         assert any(f.startswith(column) and problem in f for f in findings), (column, findings)
     assert "What to do:" in out and "fix the data" in out and "schema accept" in out
-    assert "`drift_thresholds` in pipeline/config.py" in out
+    assert "`data_checks.drift` in the profile, profile.yaml" in out
     assert "Model:      not trained" in out and "Pushed:     nothing" in out
     states = run_node_states(output_dir, BROKEN_RUN)
     assert states["DataGate"] == "failed"

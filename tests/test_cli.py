@@ -58,7 +58,6 @@ def test_each_command_documents_its_options_and_defaults(command, options):
     [
         ("tuner_trials", 0, "must be at least 1, got 0"),
         ("training_spans", -1, "must be at least 1, got -1"),
-        ("min_auc", 1.5, "must be at most 1.0, got 1.5"),
         ("beam_mode", "fast", "must be one of auto, in_memory, multi_processing, got 'fast'"),
     ],
 )

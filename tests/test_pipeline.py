@@ -1,12 +1,14 @@
 """The pipeline definition: every component, wired to the right inputs."""
 
 import pytest
+import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
 from tfx import v1 as tfx
 
 from pipeline import definition as pipeline_module
 from pipeline.config import PipelineConfig
 from pipeline.fingerprint import code_fingerprint, tuning_fingerprint
+from tests.conftest import PROJECT_ROOT
 
 EXPECTED_NODES = {
     "CsvExampleGen",
@@ -106,15 +108,58 @@ def test_settings_reach_the_components(nodes):
     )
 
 
+def _with_blessing(profile, **blessing):
+    return profile.model_copy(update={"blessing": profile.blessing.model_copy(update=blessing)})
+
+
 def test_eval_config_has_thresholds_and_a_slice():
-    eval_config = pipeline_module.eval_config(PipelineConfig(min_auc=0.8))
+    taxi = _with_blessing(PipelineConfig().profile, at_least={"auc": 0.8, "accuracy": 0.7})
+    eval_config = pipeline_module.eval_config(taxi)
     assert len(eval_config.slicing_specs) == 2
     thresholds = {m.class_name: m.threshold for m in eval_config.metrics_specs[0].metrics}
     assert thresholds["AUC"].value_threshold.lower_bound.value == 0.8
-    assert thresholds["AUC"].change_threshold.absolute.value < 0
+    assert thresholds["AUC"].change_threshold.absolute.value == -0.01
+    assert thresholds["BinaryAccuracy"].value_threshold.lower_bound.value == 0.7
     assert {"ExampleCount", "Precision", "Recall", "Calibration", "BinaryAccuracy"} <= set(
         thresholds
     )
+
+
+def test_binary_auc_floor_is_the_trivial_predictor_plus_the_margin():
+    taxi = _with_blessing(PipelineConfig().profile, at_least={}, margin_over_trivial=0.1)
+    thresholds = {
+        m.class_name: m.threshold for m in pipeline_module.eval_config(taxi).metrics_specs[0].metrics
+    }
+    assert thresholds["AUC"].value_threshold.lower_bound.value == pytest.approx(0.6)
+
+
+def test_eval_config_fits_each_task():
+    penguin = PipelineConfig.from_profile(PROJECT_ROOT / "profiles" / "penguin").profile
+    config = pipeline_module.eval_config(penguin)
+    overall = {m.class_name: m.threshold for m in config.metrics_specs[0].metrics}
+    assert overall["SparseCategoricalAccuracy"].value_threshold.lower_bound.value == 0.8
+    assert overall["SparseCategoricalAccuracy"].change_threshold.absolute.value == -0.02
+    assert "MultiClassConfusionMatrixPlot" in overall and "AUC" not in overall
+    per_class = config.metrics_specs[1]
+    assert list(per_class.binarize.class_ids.values) == [0, 1, 2]
+    assert {m.class_name for m in per_class.metrics} == {"Precision", "Recall"}
+    assert config.model_specs[0].prediction_key == "probabilities"
+    assert config.model_specs[0].label_key == "species_xf"
+
+    regression = penguin.model_copy(
+        update={
+            "label": penguin.label.model_copy(update={"task": "regression", "classes": None}),
+            "blessing": penguin.blessing.model_copy(update={"at_least": {}, "at_most": {"rmse": 2}}),
+        }
+    )
+    config = pipeline_module.eval_config(regression)
+    overall = {m.class_name: m.threshold for m in config.metrics_specs[0].metrics}
+    rmse = overall["RootMeanSquaredError"]
+    assert rmse.value_threshold.upper_bound.value == 2
+    assert rmse.change_threshold.direction == tfma.MetricDirection.LOWER_IS_BETTER
+    assert rmse.change_threshold.relative.value == 0.02
+    assert {"MeanSquaredError", "MeanAbsoluteError"} <= set(overall)
+    assert config.model_specs[0].prediction_key == "predictions"
 
 
 def test_code_fingerprint_follows_the_code(tmp_path, monkeypatch):

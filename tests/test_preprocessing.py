@@ -6,7 +6,14 @@ import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
-from components import features, preprocessing
+import functools
+
+from components import preprocessing
+from components.profile import FeatureKind, transformed_name
+from pipeline.config import PipelineConfig
+
+TAXI = PipelineConfig().profile
+RAW_COLUMNS = [*TAXI.features, TAXI.label.column]
 
 # Six trips: two big tippers (tips > 20% of fare), missing coordinates, company and trip_seconds
 # in some rows, and one out-of-range hour.
@@ -87,7 +94,7 @@ STRING_KEYS = ("payment_type", "company")
 
 def _raw_feature_spec():
     spec = {}
-    for key in features.RAW_COLUMNS:
+    for key in RAW_COLUMNS:
         if key in FLOAT_KEYS:
             spec[key] = tf.io.VarLenFeature(tf.float32)
         elif key in STRING_KEYS:
@@ -101,7 +108,7 @@ def _instances():
     instances = []
     for row in ROWS:
         instance = {}
-        for key in features.RAW_COLUMNS:
+        for key in RAW_COLUMNS:
             value = row.get(key)
             if key in ("trip_start_day", "trip_start_month"):
                 value = 3
@@ -121,19 +128,23 @@ def transformed(tmp_path_factory):
     )
     with tft_beam.Context(temp_dir=temp_dir, force_tf_compat_v1=False):
         (output, _), transform_fn = (_instances(), metadata) | tft_beam.AnalyzeAndTransformDataset(
-            preprocessing.preprocessing_fn, output_record_batches=False
+            functools.partial(
+                preprocessing.preprocessing_fn, custom_config={"profile": TAXI.transform_part()}
+            ),
+            output_record_batches=False,
         )
     return output, transform_fn
 
 
 def _column(output, key):
-    return np.array([row[features.transformed_name(key)] for row in output])
+    return np.array([row[transformed_name(key)] for row in output])
 
 
 def test_label_is_tip_over_twenty_percent_of_fare(transformed):
     output, _ = transformed
-    expected = [int(r["tips"] > features.BIG_TIP_FRACTION * r["fare"]) for r in ROWS]
-    assert list(_column(output, features.LABEL_KEY)) == expected == [1, 0, 0, 1, 0, 0]
+    assert TAXI.label.positive_when.greater_than == 0.2
+    expected = [int(r["tips"] > 0.2 * r["fare"]) for r in ROWS]
+    assert list(_column(output, "tips")) == expected == [1, 0, 0, 1, 0, 0]
 
 
 def test_numerics_become_z_scores(transformed):
@@ -161,7 +172,7 @@ def test_out_of_range_hour_gets_its_own_id(transformed):
         23,
         0,
         12,
-        features.CATEGORICAL_INT_FEATURE_MAX["trip_start_hour"] + 1,
+        TAXI.features["trip_start_hour"].max + 1,
         7,
         18,
     ]
@@ -171,13 +182,76 @@ def test_coordinates_are_bucketized(transformed):
     output, _ = transformed
     buckets = _column(output, "pickup_latitude")
     assert buckets.dtype == np.int64
-    assert buckets.min() >= 0 and buckets.max() < features.FEATURE_BUCKET_COUNT
+    assert buckets.min() >= 0 and buckets.max() < TAXI.features["pickup_latitude"].buckets
     # Ordered like the raw latitudes (41.7 < 41.8 < 41.9 < 41.95 < 42.0).
     assert buckets[4] <= buckets[2] <= buckets[0] <= buckets[5] <= buckets[3]
 
 
 def test_every_output_is_a_named_transformed_feature(transformed):
     output, _ = transformed
-    expected = {features.transformed_name(k) for k in features.MODEL_FEATURE_KEYS}
-    expected.add(features.TRANSFORMED_LABEL_KEY)
+    expected = {transformed_name(k) for k in TAXI.model_features}
+    expected.add(TAXI.transformed_label)
     assert set(output[0]) == expected
+    assert not {transformed_name(k) for k in TAXI.of_kind(FeatureKind.IGNORED)} & set(output[0])
+
+
+def _transform_rows(profile, rows, spec, tmp_path):
+    metadata = dataset_metadata.DatasetMetadata(schema_utils.schema_from_feature_spec(spec))
+    with tft_beam.Context(temp_dir=str(tmp_path), force_tf_compat_v1=False):
+        (output, _), _ = (rows, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            functools.partial(
+                preprocessing.preprocessing_fn,
+                custom_config={"profile": profile.transform_part()},
+            ),
+            output_record_batches=False,
+        )
+    return output
+
+
+def _profile(text):
+    from components import profile
+
+    return profile.parse(text, "test profile")
+
+
+def test_string_class_labels_become_ids_in_the_profiles_order(tmp_path):
+    profile = _profile(
+        """
+name: owners
+label: {column: Pet Kind, task: multiclass, classes: [dog, cat, "bird/parrot"]}
+features:
+  Weight (kg): numeric
+  Home/City: vocabulary
+"""
+    )
+    spec = {
+        "Pet Kind": tf.io.VarLenFeature(tf.string),
+        "Weight (kg)": tf.io.VarLenFeature(tf.float32),
+        "Home/City": tf.io.VarLenFeature(tf.string),
+    }
+    rows = [
+        {"Pet Kind": [b"cat"], "Weight (kg)": [4.0], "Home/City": [b"Oslo"]},
+        {"Pet Kind": [b"bird/parrot"], "Weight (kg)": [0.3], "Home/City": []},
+        {"Pet Kind": [b"dog"], "Weight (kg)": [], "Home/City": [b"Oslo"]},
+    ]
+    output = _transform_rows(profile, rows, spec, tmp_path)
+    assert [row["pet_kind_xf"] for row in output] == [1, 2, 0]
+    assert {"weight_kg_xf", "home_city_xf"} <= set(output[0])
+
+
+def test_integer_class_labels_and_a_regression_label(tmp_path):
+    classes = _profile(
+        "name: p\nlabel: {column: species, task: multiclass, classes: [0, 1, 2]}\n"
+        "features: {x: numeric}"
+    )
+    spec = {"species": tf.io.VarLenFeature(tf.int64), "x": tf.io.VarLenFeature(tf.float32)}
+    rows = [{"species": [2], "x": [1.0]}, {"species": [0], "x": [2.0]}]
+    assert [r["species_xf"] for r in _transform_rows(classes, rows, spec, tmp_path / "a")] == [2, 0]
+
+    regression = _profile(
+        "name: r\nlabel: {column: price, task: regression}\nfeatures: {x: numeric}"
+    )
+    spec = {"price": tf.io.VarLenFeature(tf.float32), "x": tf.io.VarLenFeature(tf.float32)}
+    rows = [{"price": [12.5], "x": [1.0]}, {"price": [-3.0], "x": [2.0]}]
+    output = _transform_rows(regression, rows, spec, tmp_path / "b")
+    assert [r["price_xf"] for r in output] == [12.5, -3.0]

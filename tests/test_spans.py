@@ -98,7 +98,11 @@ def test_training_window_reaches_transform_tuner_trainer_and_evaluator(tmp_path)
 
 
 def test_drift_and_skew_thresholds_pick_the_comparator_by_feature_kind():
-    config = pipeline_module.distribution_config({"payment_type": 0.1, "trip_start_hour": 0.05})
+    categorical = pipeline_module.categorical_columns(PipelineConfig().curated_schema_file)
+    assert "payment_type" in categorical and "trip_start_hour" not in categorical
+    config = pipeline_module.distribution_config(
+        {"payment_type": 0.1, "trip_start_hour": 0.05}, categorical
+    )
     by_feature = {
         f.path.step[0]: f.distribution_comparator for f in config.default_slice_config.feature
     }

@@ -112,6 +112,6 @@ def refusal_message(found: list[Finding], span: str) -> str:
     if any(f.check == "drift" for f in found):
         lines.append(
             "  - or, if the shift is expected, raise the feature's drift threshold "
-            "(`drift_thresholds` in pipeline/config.py)"
+            "(`data_checks.drift` in the profile, profile.yaml)"
         )
     return "\n".join(lines)
