@@ -1,12 +1,12 @@
 """`preprocessing_fn` run for real with tf.Transform on a handful of rows."""
 
+import functools
+
 import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
-
-import functools
 
 from components import preprocessing
 from components.profile import FeatureKind, transformed_name
