@@ -631,11 +631,12 @@ def run_spec(spec: Path, pipeline_root: Path, logs_dir: Path | None) -> None:
 
 # ---- serve: the pushed model behind TF Serving's APIs -------------------------------------------
 @main.command("serve", context_settings=CONTEXT_SETTINGS)
+@_profile_option
 @click.option(
     "--model-dir",
     type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULTS.serving_model_dir,
-    show_default=True,
+    default=None,
+    show_default="outputs/serving_model/<the profile's name>",
     help="The folder Pusher pushes version folders to (TF Serving's layout).",
 )
 @click.option(
@@ -701,7 +702,8 @@ def run_spec(spec: Path, pipeline_root: Path, logs_dir: Path | None) -> None:
     "server].",
 )
 def serve_command(
-    model_dir: Path,
+    profile_dir: Path,
+    model_dir: Path | None,
     model_name: str | None,
     version: int | None,
     rest_port: int,
@@ -728,6 +730,9 @@ def serve_command(
     from orchestration import serve  # TensorFlow: loaded for this command only
     from serving.rest_api import Limits
 
+    if model_dir is None:
+        pipeline_name = _load_profile(profile_dir).pipeline_name
+        model_dir = DEFAULTS.output_dir / "serving_model" / pipeline_name
     model_dir = model_dir.resolve()
     settings = serve.ServeSettings(
         model_dir=model_dir,
