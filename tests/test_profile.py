@@ -138,7 +138,7 @@ def test_a_column_the_data_lacks_is_named_before_anything_runs(tmp_path):
     shown = result.stdout + result.stderr
     assert "has no column 'body_mass'" in shown and "'body_mass_g'" in shown
     assert not list(Path(tmp_path / "out").glob("pipeline_root/*"))
-    with pytest.raises(preflight.SetupError, match="has no column 'Species'"):
+    with pytest.raises(preflight.SetupError, match=r"has no column 'Petal Length \(cm\)'"):
         preflight.check_profile_columns(
             PipelineConfig(profile=profiles.parse(MINIMAL, "p"), data_dir=folder / "data")
         )
