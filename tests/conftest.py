@@ -150,3 +150,27 @@ def e2e_runs(sample_data_dir, tmp_path_factory):
     first = run_cli(*args)
     second = run_cli(*args) if first.returncode == 0 else None
     return {"output_dir": output_dir, "first": first, "second": second}
+
+
+@pytest.fixture(scope="session")
+def penguin_runs(tmp_path_factory):
+    """The shipped penguin profile (multiclass), copied so a test can edit it: a cold run, a
+    re-run with nothing changed, and a run after a change to the profile's blessing only."""
+    profile_dir = tmp_path_factory.mktemp("profiles") / "penguin"
+    shutil.copytree(PROJECT_ROOT / "profiles" / "penguin", profile_dir)
+    output_dir = tmp_path_factory.mktemp("penguin-outputs")
+    args = [f"--profile={profile_dir}", f"--output-dir={output_dir}"]
+    first = run_cli(*args)
+    second = run_cli(*args) if first.returncode == 0 else None
+    profile_file = profile_dir / "profile.yaml"
+    profile_file.write_text(
+        profile_file.read_text().replace("max_regression: 0.02", "max_regression: 0.03")
+    )
+    blessing_changed = run_cli(*args) if first.returncode == 0 else None
+    return {
+        "profile_dir": profile_dir,
+        "output_dir": output_dir,
+        "first": first,
+        "second": second,
+        "blessing_changed": blessing_changed,
+    }
