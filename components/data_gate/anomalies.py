@@ -107,7 +107,7 @@ def refusal_message(found: list[Finding], span: str) -> str:
         lines.append(
             "  - or, if the change is expected, accept it into the curated schema: "
             "`python run_local.py schema diff` shows it, `python run_local.py schema accept` "
-            "writes schema/schema.pbtxt for review"
+            "writes the curated schema (the profile's `schema`) for review"
         )
     if any(f.check == "drift" for f in found):
         lines.append(
