@@ -1,5 +1,6 @@
 """Dataset profiles: the loader's validation, and how a run uses a profile (without running it)."""
 
+import os
 import shutil
 from pathlib import Path
 
@@ -142,3 +143,34 @@ def test_a_column_the_data_lacks_is_named_before_anything_runs(tmp_path):
         preflight.check_profile_columns(
             PipelineConfig(profile=profiles.parse(MINIMAL, "p"), data_dir=folder / "data")
         )
+
+
+def test_user_code_beside_the_profile_is_importable_and_fingerprinted(tmp_path, monkeypatch):
+    import sys
+
+    from cli.app import _load_profile
+    from pipeline.definition import create_pipeline
+    from pipeline.fingerprint import code_fingerprint
+
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("PYTHONPATH", "")
+    folder = tmp_path / "penguin"
+    shutil.copytree(PROJECT_ROOT / "profiles" / "penguin", folder)
+    (folder / "penguin_code.py").write_text(
+        "from components.preprocessing import preprocessing_fn as default_fn\n\n\n"
+        "def preprocessing_fn(inputs, custom_config):\n"
+        "    return default_fn(inputs, custom_config)\n"
+    )
+    profile_file = folder / "profile.yaml"
+    profile_file.write_text(
+        profile_file.read_text() + "code: {preprocessing_fn: penguin_code.preprocessing_fn}\n"
+    )
+    config = _load_profile(folder)
+    assert str(folder) in sys.path and str(folder) in os.environ["PYTHONPATH"]
+    preflight.check_user_code(config)
+    transform = next(c for c in create_pipeline(config).components if c.id == "Transform")
+    assert transform.exec_properties["preprocessing_fn"] == "penguin_code.preprocessing_fn"
+    before = code_fingerprint(config.preprocessing_fn)
+    with (folder / "penguin_code.py").open("a") as f:
+        f.write("# an edit\n")
+    assert code_fingerprint(config.preprocessing_fn) != before

@@ -13,7 +13,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from metadata.runs import run_contexts, run_executions
 from metadata.store import StoreIndex, custom_property, output_artifacts
-from tests.conftest import node_status
+from tests.conftest import PROJECT_ROOT, node_status, run_cli
 from tests.test_pipeline import EXPECTED_NODES
 
 pytestmark = pytest.mark.e2e
@@ -114,3 +114,20 @@ def test_penguin_rerun_is_cached_and_a_blessing_change_re_evaluates_only(penguin
     # Re-blessed under the new thresholds, the same model is pushed again as a new version.
     assert status["Pusher"].startswith("executed")
     assert len(list((penguin_runs["output_dir"] / "serving_model" / "penguin").iterdir())) == 2
+
+
+def test_kubeflow_compiles_a_profile_under_its_own_name(tmp_path):
+    import yaml
+
+    result = run_cli(
+        "--orchestrator=kubeflow",
+        f"--profile={PROJECT_ROOT / 'profiles' / 'penguin'}",
+        f"--output-dir={tmp_path}",
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    spec = yaml.safe_load((tmp_path / "kubeflow" / "penguin.yaml").read_text())
+    assert spec["pipelineInfo"]["name"] == "penguin"
+    text = json.dumps(spec)
+    # The profile's parts travel inside the spec: a task in the cluster needs no profile file.
+    assert "species" in text and "/pipeline/profiles/penguin/data" in text
