@@ -113,9 +113,10 @@ def invoke(*args: str) -> Result:
 
 
 def copy_project(target: Path) -> Path:
-    """A copy of the runnable project (entry point, code, schema) to edit without touching ours."""
+    """A copy of the runnable project (entry point, code, schema, profiles) to edit without
+    touching ours."""
     target.mkdir(parents=True)
-    for part in ("run_local.py", *CODE_FOLDERS, "schema"):
+    for part in ("run_local.py", *CODE_FOLDERS, "schema", "profiles"):
         source = PROJECT_ROOT / part
         (shutil.copytree if source.is_dir() else shutil.copy)(source, target / part)
     return target
