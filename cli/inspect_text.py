@@ -12,6 +12,9 @@ from typing import Any
 
 from tabulate import tabulate
 
+from cli.summary_text import confusion_matrix_lines, trivial_line
+from metadata import artifact_readers
+
 # Artifact properties worth a glance in the artifacts table.
 _KEY_PROPERTIES = (
     "split_names",
@@ -22,6 +25,7 @@ _KEY_PROPERTIES = (
     "spans_latest",
     "spans_previous",
     "reason",
+    "beats_trivial_predictor",
 )
 
 
@@ -119,16 +123,37 @@ def _anomalies(d: dict) -> list[str]:
 
 
 def _evaluation(d: dict) -> list[str]:
-    lines = ["overall: " + ", ".join(f"{k} {number(v)}" for k, v in sorted(d["overall"].items()))]
+    task = d.get("task")
+    lines = [f"task: {task}"] if task else []
+    lines.append(
+        "overall: " + ", ".join(f"{k} {number(v)}" for k, v in sorted(d["overall"].items()))
+    )
+    if d.get("per_class"):
+        rows = [
+            [name, *(f"{m[k]:.4f}" if k in m else "" for k in ("precision", "recall"))]
+            for name, m in d["per_class"].items()
+        ]
+        table = tabulate(rows, headers=["class", "precision", "recall"], disable_numparse=True)
+        lines += ["per class:", _indent(table, 2)]
+    matrix = d.get("confusion_matrix")
+    if matrix:
+        lines.append(
+            f"confusion matrix ({number(matrix['total'])} examples; rows: actual class, "
+            "columns: predicted class):"
+        )
+        lines.append(_indent("\n".join(confusion_matrix_lines(matrix)), 2))
     lines += [f"threshold {name}: {t}" for name, t in d["thresholds"].items()]
     if d["baseline_diff"]:
         diffs = ", ".join(f"{k} {v:+.4f}" for k, v in sorted(d["baseline_diff"].items()))
         lines.append(f"vs baseline: {diffs}")
     else:
         lines.append("vs baseline: no baseline (no earlier blessed model)")
+    trivial = d.get("trivial_baseline")
+    if trivial:
+        lines.append(trivial_line(trivial, with_candidate=True))
     lines.append(f"validation {'passed' if d['validation_ok'] else 'FAILED'}")
     lines += [f"  - {reason}" for reason in d["failures"]]
-    columns = ("example_count", "auc", "binary_accuracy")
+    columns = artifact_readers.SLICE_METRICS.get(task or "binary", ())
     rows = [
         [name, *(number(m[k]) if k in m else "" for k in columns)]
         for name, m in d["slices"].items()
@@ -140,6 +165,9 @@ def _evaluation(d: dict) -> list[str]:
 
 def _blessing(d: dict) -> list[str]:
     lines = [f"verdict: {'BLESSED' if d.get('blessed') else 'NOT BLESSED'}"]
+    if "beats_trivial_predictor" in d:
+        beats = "yes" if d["beats_trivial_predictor"] else "NO"
+        lines.append(f"beats the trivial predictor by the margin: {beats}")
     reasons = d.get("reasons") or [d.get("reason")]
     return lines + [f"reason: {reason}" for reason in reasons if reason]
 

@@ -6,23 +6,21 @@ from typing import Any
 
 from tabulate import tabulate
 
-_METRIC_LABELS = {
-    "auc": "AUC",
-    "binary_accuracy": "accuracy",
-    "precision": "precision",
-    "recall": "recall",
-    "example_count": "examples",
-}
+from metadata import artifact_readers
 
 
-def _metrics(metrics: dict[str, float]) -> str:
+def _metrics(metrics: dict[str, float], task: str | None = None) -> str:
+    """The version's headline metrics, in the order model_versions.HEADLINE_METRICS lists
+    them: rates to three decimals, regression errors to four significant digits."""
     parts = []
-    for key, label in _METRIC_LABELS.items():
-        if key in metrics:
-            value = metrics[key]
-            parts.append(
-                f"{label} {int(value)}" if key == "example_count" else f"{label} {value:.3f}"
-            )
+    for key, value in metrics.items():
+        label = artifact_readers.METRIC_LABELS.get(key, key)
+        if key == "example_count":
+            parts.append(f"{label} {int(value)}")
+        elif task == "regression":
+            parts.append(f"{label} {value:.4g}")
+        else:
+            parts.append(f"{label} {value:.3f}")
     return ", ".join(parts) or "no evaluation recorded"
 
 
@@ -49,7 +47,7 @@ def versions_text(records: list[dict[str, Any]]) -> str:
             _pushed_by(r),
             _yes_no(r["evaluator_blessed"]),
             _yes_no(r["infra_blessed"]),
-            _metrics(r["metrics"]),
+            _metrics(r["metrics"], r.get("task")),
         ]
         for r in records
     ]

@@ -11,7 +11,8 @@ from typing import Any
 
 import jinja2
 
-from metadata import artifacts
+from metadata import artifact_readers, artifacts
+from metadata.run_summary import task_of_run
 from metadata.runs import find_run
 from metadata.store import StoreIndex
 from pipeline import node_ids
@@ -94,20 +95,75 @@ def timeline_rows(run: dict[str, Any], label_width: int, chart_width: int) -> li
     return rows
 
 
+# TFMA metric key -> the MetricConfig class name its threshold is under in the eval config.
+_THRESHOLD_CLASS_NAMES = {
+    "auc": "AUC",
+    "binary_accuracy": "BinaryAccuracy",
+    "precision": "Precision",
+    "recall": "Recall",
+    "sparse_categorical_accuracy": "SparseCategoricalAccuracy",
+    "mean_squared_error": "MeanSquaredError",
+    "mean_absolute_error": "MeanAbsoluteError",
+    "root_mean_squared_error": "RootMeanSquaredError",
+}
+
+
 def thresholds_text(evaluation: dict[str, Any]) -> dict[str, str]:
     """Metric name -> its thresholds in words, e.g. {'auc': '≥ 0.7 · change ≥ -0.01'}."""
-    by_metric = {"auc": "AUC", "binary_accuracy": "BinaryAccuracy"}
     result = {}
-    for name, class_name in by_metric.items():
-        threshold = evaluation["thresholds"].get(class_name) or {}
-        lower = threshold.get("valueThreshold", {}).get("lowerBound")
-        change = threshold.get("changeThreshold", {}).get("absolute")
+    for name, class_name in _THRESHOLD_CLASS_NAMES.items():
+        threshold = evaluation["thresholds"].get(class_name)
+        if threshold is None:
+            continue
+        value = threshold.get("valueThreshold", {})
+        change = threshold.get("changeThreshold", {})
+        lower, upper = value.get("lowerBound"), value.get("upperBound")
         parts = [
             f"≥ {lower}" if lower is not None else "",
-            f"change ≥ {change}" if change is not None else "",
+            f"≤ {upper}" if upper is not None else "",
         ]
+        bound = "≤" if change.get("direction") == "LOWER_IS_BETTER" else "≥"
+        if change.get("absolute") is not None:
+            parts.append(f"change {bound} {change['absolute']}")
+        if change.get("relative") is not None:
+            parts.append(f"relative change {bound} {change['relative']}")
         result[name] = " · ".join(p for p in parts if p)
     return result
+
+
+# Per task, the per-slice table's columns: (metric key, heading).
+SLICE_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "binary": (
+        ("example_count", "examples"),
+        ("auc", "AUC"),
+        ("binary_accuracy", "accuracy"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+    ),
+    "multiclass": (("example_count", "examples"), ("sparse_categorical_accuracy", "accuracy")),
+    "regression": (
+        ("example_count", "examples"),
+        ("root_mean_squared_error", "RMSE"),
+        ("mean_absolute_error", "MAE"),
+        ("mean_squared_error", "MSE"),
+        ("mean_label", "mean label"),
+        ("mean_prediction", "mean prediction"),
+    ),
+}
+
+
+def trivial_text(trivial: dict[str, Any]) -> dict[str, str]:
+    """The trivial-predictor check in words, for the report's sentence."""
+    metric = artifact_readers.TRIVIAL_METRIC_LABELS.get(trivial["metric"], trivial["metric"])
+    candidate = trivial.get("candidate_value")
+    return {
+        "predictor": trivial["trivial_predictor"],
+        "metric": metric,
+        "trivial": f"{trivial['trivial_value']:.4f}",
+        "bound": "≤" if trivial["metric"] == "rmse" else "≥",
+        "required": f"{trivial['required']:.4f}",
+        "candidate": "not computed" if candidate is None else f"{candidate:.4f}",
+    }
 
 
 def render(index: StoreIndex, run: dict[str, Any]) -> str:
@@ -116,6 +172,15 @@ def render(index: StoreIndex, run: dict[str, Any]) -> str:
     sections = {
         name: artifacts.output_contents(index, outputs, key) for name, key in _SECTIONS.items()
     }
+    task_info = task_of_run(index, run["run_id"])
+    evaluation = sections["evaluation"]
+    if evaluation and "error" not in evaluation and task_info.class_names:
+        # Read again with the class names of the run's profile (the files only have ids).
+        uri = outputs[_SECTIONS["evaluation"]]["uri"]
+        sections["evaluation"] = evaluation = artifact_readers.evaluation(
+            uri, task_info.class_names
+        )
+    task = (evaluation or {}).get("task") or task_info.task or "binary"
     gate_state = next(
         (c["state"] for c in run["components"] if c["node_id"] == node_ids.DATA_GATE), None
     )
@@ -124,13 +189,18 @@ def render(index: StoreIndex, run: dict[str, Any]) -> str:
     if statistics and statistics.get("splits"):
         splits = statistics["splits"]
         statistics_split = "train" if "train" in splits else next(iter(splits))
+    trivial = (evaluation or {}).get("trivial_baseline")
     template = _ENVIRONMENT.get_template("report.html.j2")
     return template.render(
         run=run,
+        task=task,
         timeline=timeline_rows(run, label_width=210, chart_width=760),
         gate_passed=None if gate_state is None else gate_state != "failed",
         statistics_split=statistics_split,
-        thresholds=thresholds_text(sections["evaluation"]) if sections["evaluation"] else {},
+        thresholds=thresholds_text(evaluation) if evaluation else {},
+        slice_columns=SLICE_COLUMNS.get(task, SLICE_COLUMNS["binary"]),
+        trivial=trivial_text(trivial) if trivial else None,
+        trivial_passed=bool(trivial and trivial.get("passed")),
         number=number,
         histogram_bars=histogram_bars,
         **sections,

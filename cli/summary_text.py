@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 from components.data_gate.anomalies import refusal_message
+from metadata import artifact_readers
 from metadata.run_summary import RunSummary
 from pipeline.config import PipelineConfig
 
@@ -46,6 +47,82 @@ def data_check_lines(summary: RunSummary) -> list[str]:
     return lines
 
 
+def metric_text(value: float, task: str | None) -> str:
+    """A metric for the summary: rates to three decimals, regression errors (in the label's
+    units, whatever their scale) to four significant digits."""
+    return f"{value:.4g}" if task == "regression" else f"{value:.3f}"
+
+
+def confusion_matrix_lines(matrix: dict) -> list[str]:
+    """The confusion matrix as a small text table: a row per actual class, a column per
+    predicted class, example counts."""
+    corner = "actual \\ predicted"
+    rows = [[corner, *matrix["predicted"]]]
+    rows += [
+        [name, *(f"{c:g}" if isinstance(c, float) else str(c) for c in counts)]
+        for name, counts in zip(matrix["actual"], matrix["counts"], strict=True)
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            [row[0].ljust(widths[0])]
+            + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)]
+        ).rstrip()
+        for row in rows
+    ]
+
+
+def trivial_line(trivial: dict, with_candidate: bool = False) -> str:
+    """'vs trivial predictor (always class '0'): accuracy 0.4875; needs ≥ 0.5375', with the
+    model's own value when asked, and ': NOT met' when the model did not beat it."""
+    metric = artifact_readers.TRIVIAL_METRIC_LABELS.get(trivial["metric"], trivial["metric"])
+    bound = "≤" if trivial["metric"] == "rmse" else "≥"
+    line = (
+        f"vs trivial predictor ({trivial['trivial_predictor']}): {metric} "
+        f"{trivial['trivial_value']:.4f}; needs {bound} {trivial['required']:.4f}"
+    )
+    candidate = trivial.get("candidate_value")
+    if with_candidate:
+        line += f", this model {'not computed' if candidate is None else f'{candidate:.4f}'}"
+    return line if trivial.get("passed") else f"{line}: NOT met"
+
+
+def model_lines(summary: RunSummary) -> list[str]:
+    """The Evaluator's figures for the run's task: its metrics and the change of the headline
+    metric against the last blessed model; per class and the confusion matrix for multiclass;
+    the trivial predictor the model had to beat."""
+    m, task = summary.metrics, summary.task or "binary"
+    scores = ", ".join(
+        f"{label} {metric_text(m[name], task)}"
+        for name, label in artifact_readers.TASK_METRICS.get(task, ())
+        if name in m
+    )
+    headline = artifact_readers.HEADLINE_METRIC_KEY.get(task, "auc")
+    label = artifact_readers.METRIC_LABELS.get(headline, headline)
+    baseline = (
+        f"{label} {m[f'{headline} change']:+.4f} vs the last blessed model"
+        if f"{headline} change" in m
+        else "no earlier blessed model to compare with"
+    )
+    lines = [f"{scores}; {baseline}" if scores else baseline]
+    if summary.per_class:
+        lines.append(
+            "per class (precision/recall): "
+            + ", ".join(
+                f"{name} {v['precision']:.3f}/{v['recall']:.3f}"
+                if "precision" in v and "recall" in v
+                else f"{name} " + " ".join(f"{k} {x:.3f}" for k, x in sorted(v.items()))
+                for name, v in summary.per_class.items()
+            )
+        )
+    if summary.confusion_matrix:
+        lines.append("confusion matrix (rows: actual class, columns: predicted class):")
+        lines += ["  " + line for line in confusion_matrix_lines(summary.confusion_matrix)]
+    if summary.trivial_baseline:
+        lines.append(trivial_line(summary.trivial_baseline))
+    return lines
+
+
 def format_summary(
     summary: RunSummary, config: PipelineConfig, log_path: Path, elapsed: float
 ) -> str:
@@ -63,27 +140,11 @@ def format_summary(
         lines.append("Model:      not evaluated in this run.")
     else:
         m = summary.metrics
-        scores = ", ".join(
-            f"{label} {m[name]:.3f}"
-            for name, label in (
-                ("auc", "AUC"),
-                ("binary_accuracy", "accuracy"),
-                ("precision", "precision"),
-                ("recall", "recall"),
-                ("calibration", "calibration"),
-            )
-            if name in m
-        )
-        baseline = (
-            f"AUC {m['auc change']:+.4f} vs the last blessed model"
-            if "auc change" in m
-            else "no earlier blessed model to compare with"
-        )
         verdict = "BLESSED" if summary.blessed else "NOT BLESSED"
         lines.append(
             f"Model:      {verdict} by Evaluator on {int(m.get('example_count', 0))} eval examples"
         )
-        lines.append(f"            {scores}; {baseline}")
+        lines += ["            " + line for line in model_lines(summary)]
         for reason in summary.blessing_reasons:
             lines.append(f"            - {reason}")
     if summary.infra_blessed is not None:

@@ -14,10 +14,14 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from components import profile as profiles
 from components import tfx_private
 from components.data_gate.anomalies import anomaly_splits, load_anomalies, reason_text
+from components.evaluator import trivial_baseline as trivial_baseline_module
 
 _MAX_TOP_VALUES = 5
+# The ModelBlessing custom property the Evaluator sets (components/evaluator/executor.py).
+BEATS_TRIVIAL_PROPERTY = "beats_trivial_predictor"
 _INFERENCE_SAMPLE = 3
 
 
@@ -165,12 +169,210 @@ def anomalies(uri: str) -> dict[str, Any]:
 
 
 # ---- evaluation and blessings -------------------------------------------------------------
-def evaluation(uri: str) -> dict[str, Any]:
-    """Overall and per-slice metrics, the change against the baseline, thresholds, verdict."""
+TASKS = ("binary", "multiclass", "regression")
+# Per task, the overall metrics people read first, in order: (TFMA metric key, label).
+TASK_METRICS: dict[str, tuple[tuple[str, str], ...]] = {
+    "binary": (
+        ("auc", "AUC"),
+        ("binary_accuracy", "accuracy"),
+        ("precision", "precision"),
+        ("recall", "recall"),
+        ("calibration", "calibration"),
+    ),
+    "multiclass": (("sparse_categorical_accuracy", "accuracy"),),
+    "regression": (
+        ("root_mean_squared_error", "RMSE"),
+        ("mean_absolute_error", "MAE"),
+        ("mean_squared_error", "MSE"),
+        ("mean_label", "mean label"),
+    ),
+}
+# The metric the trivial-predictor margin and the no-regression check apply to, per task.
+# The metric the no-regression check and the trivial-predictor margin apply to (the profile's).
+HEADLINE_METRIC_KEY = {
+    task: profiles.METRICS[task][name][1] for task, name in profiles.HEADLINE_METRIC.items()
+}
+# Per task, the metrics of each slice in tables (`inspect show`, the report).
+SLICE_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("example_count", "auc", "binary_accuracy"),
+    "multiclass": ("example_count", "sparse_categorical_accuracy"),
+    "regression": ("example_count", "root_mean_squared_error", "mean_absolute_error"),
+}
+METRIC_LABELS = {
+    "example_count": "examples",
+    **{key: label for metrics in TASK_METRICS.values() for key, label in metrics},
+}
+# The trivial predictor's metric (trivial_baseline.json) and its label.
+TRIVIAL_METRIC_LABELS = {"auc": "AUC", "accuracy": "accuracy", "rmse": "RMSE"}
+# What the Evaluator writes beside TFMA's files (components/evaluator/trivial_baseline.py).
+TRIVIAL_BASELINE_FILE = trivial_baseline_module.RESULT_FILE
+# A TFMA metric class name that only one task's eval config has -> that task.
+_TASK_OF_METRIC_CLASS = {
+    "AUC": "binary",
+    "BinaryAccuracy": "binary",
+    "Calibration": "binary",
+    "CalibrationPlot": "binary",
+    "SparseCategoricalAccuracy": "multiclass",
+    "MultiClassConfusionMatrixPlot": "multiclass",
+    "MeanSquaredError": "regression",
+    "MeanAbsoluteError": "regression",
+    "RootMeanSquaredError": "regression",
+}
+_TASK_OF_TRIVIAL_METRIC = {"auc": "binary", "accuracy": "multiclass", "rmse": "regression"}
+NO_PREDICTION = "(none)"  # the confusion matrix column of examples no class reached a threshold
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskInfo:
+    """A run's (or an evaluation's) task and class names, in class id order."""
+
+    task: str | None
+    class_names: list[str] = dataclasses.field(default_factory=list)
+
+
+def task_of_execution(execution) -> TaskInfo | None:
+    """The task and class names an execution was given, from its properties: the Evaluator's
+    `trivial_baseline` settings, or the profile in a Transform, Tuner or Trainer
+    `custom_config`; None when it has neither."""
+    from components.profile import Label  # pydantic: class names as the profile defines them
+
+    values = {k: v for k, v in execution.properties.items()}
+    values.update(execution.custom_properties)
+    raw = values.get("trivial_baseline")
+    try:
+        if raw is not None and raw.string_value:
+            settings = json.loads(raw.string_value)
+            if settings.get("task") in TASKS:
+                return TaskInfo(settings["task"], [str(c) for c in settings.get("classes") or []])
+        raw = values.get("custom_config")
+        if raw is not None and raw.string_value:
+            label = ((json.loads(raw.string_value) or {}).get("profile") or {}).get("label")
+            if label:
+                parsed = Label.model_validate(label)
+                return TaskInfo(parsed.task, parsed.class_names)
+    except ValueError:  # not JSON, or not a label this version knows: no task from here
+        return None
+    return None
+
+
+def evaluation_task(
+    eval_config: Mapping[str, Any] | None,
+    trivial: Mapping[str, Any] | None = None,
+    metric_keys: Any = (),
+) -> str | None:
+    """The task of an evaluation from its own files: the metrics its eval config asked for,
+    else the trivial predictor's metric, else the metrics it holds."""
+    for spec in (eval_config or {}).get("metricsSpecs", []):
+        for metric in spec.get("metrics", []):
+            task = _TASK_OF_METRIC_CLASS.get(metric.get("className", ""))
+            if task:
+                return task
+    if trivial and trivial.get("metric") in _TASK_OF_TRIVIAL_METRIC:
+        return _TASK_OF_TRIVIAL_METRIC[trivial["metric"]]
+    keys = set(metric_keys)
+    for task, key in HEADLINE_METRIC_KEY.items():
+        if key in keys:
+            return task
+    return None
+
+
+def _eval_config(uri: str) -> dict[str, Any]:
+    path = os.path.join(uri, "eval_config.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f).get("evalConfig", {})
+
+
+def trivial_baseline(uri: str) -> dict[str, Any] | None:
+    """The Evaluator's trivial-predictor check (metric, trivial_value, candidate_value,
+    required, passed, trivial_predictor, reason); None for an evaluation without one."""
+    path = os.path.join(uri, TRIVIAL_BASELINE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        result = json.load(f)
+    if result.get("passed"):
+        result["reason"] = ""  # an early version of the check wrote its sentence either way
+    return result
+
+
+def _metric_name(key) -> tuple[str, int | None]:
+    """(name, class id or None) of a TFMA metric key; a key with another sub key (top k) or an
+    averaging keeps it in its name, so that no two metrics share a name."""
+    name = key.name
+    if key.HasField("sub_key"):
+        sub = key.sub_key
+        if sub.HasField("class_id"):
+            return name, sub.class_id.value
+        if sub.HasField("top_k"):
+            name += f"@top_{sub.top_k.value}"
+        elif sub.HasField("k"):
+            name += f"@k_{sub.k.value}"
+    if key.HasField("aggregation_type"):
+        kind = key.aggregation_type.WhichOneof("type")
+        if kind:
+            name += f" ({kind})"
+    return name, None
+
+
+def class_label(class_id: int, class_names: list[str]) -> str:
+    """A class's name from its id (its index in the profile's classes), else the id."""
+    return class_names[class_id] if 0 <= class_id < len(class_names) else str(class_id)
+
+
+def confusion_matrix(uri: str, class_names: list[str]) -> dict[str, Any] | None:
+    """The multi-class confusion matrix of the whole eval data (TFMA's
+    MultiClassConfusionMatrixPlot at its lowest threshold, 0: the predicted class is the most
+    probable one): rows are actual classes, columns predicted classes, cells example counts."""
+    import tensorflow_model_analysis as tfma
+
+    for per_slice in tfma.load_plots(uri):
+        if per_slice.slice_key.single_slice_keys:
+            continue
+        for entry in per_slice.plot_keys_and_values:
+            if entry.key.model_name not in ("", "candidate") or not entry.value.HasField(
+                "multi_class_confusion_matrix_at_thresholds"
+            ):
+                continue
+            matrices = entry.value.multi_class_confusion_matrix_at_thresholds.matrices
+            if not matrices:
+                continue
+            matrix = min(matrices, key=lambda m: m.threshold)
+            ids = {e.actual_class_id for e in matrix.entries} | {
+                e.predicted_class_id for e in matrix.entries
+            }
+            size = max(len(class_names), max(ids, default=-1) + 1)
+            names = [class_label(i, class_names) for i in range(size)]
+            none_column = any(e.predicted_class_id < 0 for e in matrix.entries)
+            counts = [[0.0] * (size + none_column) for _ in range(size)]
+            for e in matrix.entries:
+                if e.actual_class_id < 0:
+                    continue
+                column = e.predicted_class_id if e.predicted_class_id >= 0 else size
+                counts[e.actual_class_id][column] += e.num_weighted_examples
+            cells = [[int(c) if float(c).is_integer() else c for c in row] for row in counts]
+            return {
+                "actual": names,
+                "predicted": names + ([NO_PREDICTION] if none_column else []),
+                "counts": cells,
+                "total": sum(sum(row) for row in cells),
+                "threshold": matrix.threshold,
+            }
+    return None
+
+
+def evaluation(uri: str, class_names: list[str] | None = None) -> dict[str, Any]:
+    """Overall and per-slice metrics, per-class metrics and the confusion matrix (multiclass),
+    the change against the baseline, thresholds, the trivial-predictor check, verdict.
+
+    `class_names` (in class id order) names the classes; without them (they are in ML Metadata,
+    see `task_of_execution`, not in the evaluation's files) a class is named by its id."""
     import tensorflow_model_analysis as tfma
 
     slices: dict[str, dict[str, float]] = {}
     diffs: dict[str, dict[str, float]] = {}
+    per_class: dict[str, dict[int, dict[str, float]]] = {}
     for per_slice in tfma.load_metrics(uri):
         name = slice_name(per_slice.slice_key, overall="Overall")
         for entry in per_slice.metric_keys_and_values:
@@ -178,26 +380,48 @@ def evaluation(uri: str) -> dict[str, Any]:
                 "double_value"
             ):
                 continue
+            metric, class_id = _metric_name(entry.key)
+            value = entry.value.double_value.value
+            if class_id is not None:
+                if not entry.key.is_diff:
+                    per_class.setdefault(name, {}).setdefault(class_id, {})[metric] = value
+                continue
             target = diffs if entry.key.is_diff else slices
-            target.setdefault(name, {})[entry.key.name] = entry.value.double_value.value
+            target.setdefault(name, {})[metric] = value
+    config = _eval_config(uri)
     thresholds = {}
-    config_path = os.path.join(uri, "eval_config.json")
-    if os.path.exists(config_path):
-        config = json.load(open(config_path))["evalConfig"]
+    for spec in config.get("metricsSpecs", []):
+        for metric in spec.get("metrics", []):
+            if "threshold" in metric:
+                thresholds[metric["className"]] = metric["threshold"]
+    trivial = trivial_baseline(uri)
+    overall = slices.get("Overall", {})
+    task = evaluation_task(config, trivial, overall)
+    names = list(class_names or [])
+    if task == "multiclass" and not names:
+        ids = [i for by_class in per_class.values() for i in by_class]
         for spec in config.get("metricsSpecs", []):
-            for metric in spec.get("metrics", []):
-                if "threshold" in metric:
-                    thresholds[metric["className"]] = metric["threshold"]
+            ids += spec.get("binarize", {}).get("classIds", {}).get("values", [])
+        names = [str(i) for i in range(max(ids, default=-1) + 1)]
+
+    def named(by_class: dict[int, dict[str, float]]) -> dict[str, dict[str, float]]:
+        return {class_label(i, names): by_class[i] for i in sorted(by_class)}
+
     validation = tfma.load_validation_result(uri)
+    ordered = sorted(slices, key=_slice_order)
     return {
-        "overall": slices.get("Overall", {}),
-        "slices": {
-            k: v
-            for k, v in sorted(slices.items(), key=lambda kv: _slice_order(kv[0]))
-            if k != "Overall"
+        "task": task,
+        "class_names": names,
+        "overall": overall,
+        "per_class": named(per_class.get("Overall", {})),
+        "slices": {k: slices[k] for k in ordered if k != "Overall"},
+        "slices_per_class": {
+            k: named(per_class[k]) for k in sorted(per_class, key=_slice_order) if k != "Overall"
         },
+        "confusion_matrix": confusion_matrix(uri, names) if task == "multiclass" else None,
         "baseline_diff": diffs.get("Overall", {}),
         "thresholds": thresholds,
+        "trivial_baseline": trivial,
         "validation_ok": validation.validation_ok,
         "failures": blessing_reasons(uri),
     }
@@ -212,7 +436,8 @@ def _slice_order(name: str):
 
 
 def blessing_reasons(evaluation_uri: str) -> list[str]:
-    """Each failed threshold as a sentence; empty when every threshold passed."""
+    """Each failed threshold, and a failed trivial-predictor check, as a sentence; empty when
+    every check passed."""
     import tensorflow_model_analysis as tfma
 
     reasons = []
@@ -231,6 +456,9 @@ def blessing_reasons(evaluation_uri: str) -> list[str]:
         reasons.append(f"no evaluation data for slice {slice_name(missing)}")
     if result.rubber_stamp:
         reasons.append("no baseline yet: change thresholds were not applied (first blessed model)")
+    trivial = trivial_baseline(evaluation_uri)
+    if trivial and not trivial.get("passed") and trivial.get("reason"):
+        reasons.append(trivial["reason"])
     return reasons
 
 
@@ -262,6 +490,9 @@ def _threshold_text(threshold) -> str:
 def model_blessing(artifact: ArtifactFiles) -> dict[str, Any]:
     """The Evaluator's verdict, with the reasons from the evaluation written beside it."""
     result: dict[str, Any] = {"blessed": artifact.properties.get("blessed") == 1}
+    beats = artifact.properties.get(BEATS_TRIVIAL_PROPERTY)
+    if beats is not None:
+        result["beats_trivial_predictor"] = beats == 1
     evaluation_uri = artifact.sibling_uris.get("evaluation")
     if evaluation_uri:
         result["reasons"] = blessing_reasons(evaluation_uri) or ["every threshold passed"]

@@ -33,8 +33,17 @@ ROLLBACK_OF = "rollback_of"  # PushedModel custom property: the version a rollba
 # Pusher's input keys, which a rollback records too.
 MODEL_KEY, MODEL_BLESSING_KEY, INFRA_BLESSING_KEY = "model", "model_blessing", "infra_blessing"
 PUSHED_MODEL_KEY = "pushed_model"
-# The Evaluator metrics a version's line shows, in this order, when present.
-HEADLINE_METRICS = ("auc", "binary_accuracy", "precision", "recall", "example_count")
+# The Evaluator metrics a version's line shows, per task, in this order, when present.
+HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
+    "binary": ("auc", "binary_accuracy", "precision", "recall", "example_count"),
+    "multiclass": ("sparse_categorical_accuracy", "example_count"),
+    "regression": (
+        "root_mean_squared_error",
+        "mean_absolute_error",
+        "mean_squared_error",
+        "example_count",
+    ),
+}
 
 
 def served_version(base_path: str) -> int | None:
@@ -85,6 +94,7 @@ def _version_record(index: StoreIndex, pushed) -> dict[str, Any]:
         ),
         "infra_blessed": bool(infra_blessing and properties(infra_blessing).get("blessed") == 1),
         "infra_reason": properties(infra_blessing).get("reason") if infra_blessing else None,
+        "task": None,
         "metrics": {},
         "on_disk": os.path.isdir(path),
     }
@@ -92,8 +102,10 @@ def _version_record(index: StoreIndex, pushed) -> dict[str, Any]:
         index.sibling_outputs(model_blessing).get("evaluation") if model_blessing else None
     )
     if evaluation_uri and os.path.isdir(evaluation_uri):
-        overall = _evaluation(evaluation_uri)["overall"]
-        record["metrics"] = {k: overall[k] for k in HEADLINE_METRICS if k in overall}
+        evaluation = _evaluation(evaluation_uri)
+        overall, task = evaluation["overall"], evaluation["task"] or "binary"
+        record["task"] = task
+        record["metrics"] = {k: overall[k] for k in HEADLINE_METRICS.get(task, ()) if k in overall}
     return record
 
 

@@ -19,6 +19,15 @@ class RunSummary:
     blessed: bool | None = None
     blessing_reasons: list[str] = dataclasses.field(default_factory=list)
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    # The profile's task (binary, multiclass, regression) and class names, in class id order.
+    task: str | None = None
+    class_names: list[str] = dataclasses.field(default_factory=list)
+    # Multiclass: class name -> {"precision", "recall"}, and the confusion matrix of the eval data
+    # (see artifact_readers.confusion_matrix).
+    per_class: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    confusion_matrix: dict | None = None
+    # The Evaluator's trivial-predictor check (artifact_readers.trivial_baseline), if it ran.
+    trivial_baseline: dict | None = None
     infra_blessed: bool | None = None
     infra_reason: str | None = None
     pushed_version: str | None = None
@@ -66,6 +75,18 @@ def _data_checks(summary: RunSummary, outputs_by_node: dict[str, dict]) -> None:
         summary.skew_findings = findings("skew", skew[0].uri, split_names(skew[0]))
 
 
+def task_of_run(index: StoreIndex, run_id: str) -> artifact_readers.TaskInfo:
+    """The task and class names of run `run_id`: what its Evaluator, Trainer, Tuner or Transform
+    was given (the profile the run used); TaskInfo(None) when none of them ran."""
+    by_node = {n.node_id: n.execution for n in run_executions(index, run_context(index, run_id).id)}
+    for node_id in (node_ids.EVALUATOR, node_ids.TRAINER, node_ids.TUNER, node_ids.TRANSFORM):
+        if node_id in by_node:
+            found = artifact_readers.task_of_execution(by_node[node_id])
+            if found is not None:
+                return found
+    return artifact_readers.TaskInfo(None)
+
+
 def summarize_run(index: StoreIndex, run_id: str) -> RunSummary:
     """Collects the facts of the run `run_id`."""
     store = index.store
@@ -82,7 +103,15 @@ def summarize_run(index: StoreIndex, run_id: str) -> RunSummary:
         elif node.node_id == node_ids.EVALUATOR and outputs.get("blessing"):
             blessing = outputs["blessing"][0]
             summary.blessed = bool(custom_property(blessing, "blessed"))
-            evaluation = artifact_readers.evaluation(outputs["evaluation"][0].uri)
+            given = task_of_run(index, run_id)
+            evaluation = artifact_readers.evaluation(
+                outputs["evaluation"][0].uri, given.class_names
+            )
+            summary.task = evaluation["task"] or given.task
+            summary.class_names = evaluation["class_names"]
+            summary.per_class = evaluation["per_class"]
+            summary.confusion_matrix = evaluation["confusion_matrix"]
+            summary.trivial_baseline = evaluation["trivial_baseline"]
             summary.metrics = dict(evaluation["overall"])
             summary.metrics.update(
                 {f"{k} change": v for k, v in evaluation["baseline_diff"].items()}
