@@ -286,15 +286,12 @@ def _eval_config(uri: str) -> dict[str, Any]:
 
 def trivial_baseline(uri: str) -> dict[str, Any] | None:
     """The Evaluator's trivial-predictor check (metric, trivial_value, candidate_value,
-    required, passed, trivial_predictor, reason); None for an evaluation without one."""
+    required, passed, trivial_predictor, reason, classes); None for an evaluation without one."""
     path = os.path.join(uri, TRIVIAL_BASELINE_FILE)
     if not os.path.exists(path):
         return None
     with open(path) as f:
-        result = json.load(f)
-    if result.get("passed"):
-        result["reason"] = ""  # an early version of the check wrote its sentence either way
-    return result
+        return json.load(f)
 
 
 def _metric_name(key) -> tuple[str, int | None]:
@@ -397,7 +394,8 @@ def evaluation(uri: str, class_names: list[str] | None = None) -> dict[str, Any]
     trivial = trivial_baseline(uri)
     overall = slices.get("Overall", {})
     task = evaluation_task(config, trivial, overall)
-    names = list(class_names or [])
+    # The Evaluator records the class names beside its figures (trivial_baseline.json).
+    names = list(class_names or (trivial or {}).get("classes") or [])
     if task == "multiclass" and not names:
         ids = [i for by_class in per_class.values() for i in by_class]
         for spec in config.get("metricsSpecs", []):

@@ -59,9 +59,12 @@ class Executor(tfx_private.EvaluatorExecutor):
             settings, split_statistics, _candidate_value(evaluation_uri, settings.metric_key)
         )
         with open(os.path.join(evaluation_uri, trivial_baseline.RESULT_FILE), "w") as f:
-            json.dump(
-                {**result.__dict__, "reason": "" if result.passed else result.reason()}, f, indent=1
-            )
+            record = {
+                **result.__dict__,
+                "reason": "" if result.passed else result.reason(),
+                "classes": settings.classes,  # class id -> name, for the readers
+            }
+            json.dump(record, f, indent=1)
         logging.info("Trivial predictor check: %s", result)
 
         blessing = output_dict["blessing"][0]
