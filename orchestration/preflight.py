@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import difflib
 import importlib
 import tempfile
@@ -10,7 +9,6 @@ import traceback
 from pathlib import Path
 
 from components import profile as profiles
-from components.span_example_gen import spans
 from metadata.store import UnusableStore, check_sqlite_store, connect_server
 from pipeline.config import PipelineConfig
 
@@ -66,41 +64,31 @@ def check_data_dir(config: PipelineConfig) -> None:
     _check_span_folder(config.unlabeled_data_dir, "unlabeled", config.span_pattern)
 
 
-def _latest_span_files(folder: Path, span_pattern: str) -> list[Path]:
-    """The CSV files of the newest span folder (the span a run ingests)."""
-    folders = spans.span_folders(str(folder), span_pattern)
-    if not folders:
-        return []
-    pattern = spans.pattern_for_span(span_pattern, max(folders))
-    return sorted(p for p in folder.glob(pattern) if p.is_file())
-
-
-def _header(path: Path) -> list[str]:
-    with path.open(newline="") as f:
-        return next(csv.reader(f), [])
-
-
 def check_profile_columns(config: PipelineConfig) -> None:
-    """Every column the profile names is in the latest span's CSV header (the label only in
-    labeled/), so a misspelt or renamed column stops the run before Transform does."""
+    """Every column the profile names is a column of the curated schema, so a misspelt or
+    renamed column in the profile stops the run before Transform. (A column the data lacks is
+    the data gate's to report: the schema check names it, with every other finding.)"""
+    from google.protobuf import text_format
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    schema = text_format.Parse(config.curated_schema_file.read_text(), schema_pb2.Schema())
+    columns = sorted(f.name for f in schema.feature)
     profile = config.profile
-    needed = {**{name: "features" for name in profile.features}, profile.label.column: "label"}
+    named = [(name, "features") for name in profile.features]
+    named.append((profile.label.column, "label.column"))
     rule = profile.label.positive_when
-    for folder, with_label in ((config.labeled_data_dir, True), (config.unlabeled_data_dir, False)):
-        for path in _latest_span_files(folder, config.span_pattern):
-            header = set(_header(path))
-            for column, key in needed.items():
-                if column in header or (key == "label" and not with_label):
-                    continue
-                close = difflib.get_close_matches(column, sorted(header), n=1)
-                hint = f" (the file has {close[0]!r})" if close else ""
-                raise SetupError(
-                    f"{path} has no column {column!r}, which the profile "
-                    f"{profiles.profile_file(config.profile_dir)} names under `{key}`{hint}. "
-                    "Fix the column name in the profile or in the data."
-                )
-            if with_label and rule and rule.times_column and rule.times_column not in header:
-                raise SetupError(f"{path} has no column {rule.times_column!r} (label rule).")
+    if rule and rule.times_column:
+        named.append((rule.times_column, "label.positive_when.times_column"))
+    for column, key in named:
+        if column in columns:
+            continue
+        close = difflib.get_close_matches(column, columns, n=1)
+        hint = f" (it has {close[0]!r})" if close else ""
+        raise SetupError(
+            f"The profile {profiles.profile_file(config.profile_dir)} names the column "
+            f"{column!r} under `{key}`, but the curated schema {config.curated_schema_file} has "
+            f"no such column{hint}. Fix the name in the profile, or add the column to the schema."
+        )
 
 
 def check_user_code(config: PipelineConfig) -> None:
@@ -166,6 +154,6 @@ def run_all(config: PipelineConfig) -> None:
     check_output_dir(config.output_dir)
     check_metadata_store(config)
     check_data_dir(config)
-    check_profile_columns(config)
     check_curated_schema(config.curated_schema_file)
+    check_profile_columns(config)
     check_user_code(config)

@@ -129,7 +129,7 @@ def test_a_bad_profile_stops_the_run_with_exit_2_and_nothing_written(tmp_path):
     assert missing.exit_code == 2 and "No profile at" in missing.output
 
 
-def test_a_column_the_data_lacks_is_named_before_anything_runs(tmp_path):
+def test_a_column_the_schema_lacks_is_named_before_anything_runs(tmp_path):
     folder = tmp_path / "penguin"
     shutil.copytree(PROJECT_ROOT / "profiles" / "penguin", folder)
     profile_file = folder / "profile.yaml"
@@ -137,12 +137,13 @@ def test_a_column_the_data_lacks_is_named_before_anything_runs(tmp_path):
     result = run_cli(f"--profile={folder}", f"--output-dir={tmp_path / 'out'}", timeout=120)
     assert result.returncode == 2, result.stdout + result.stderr
     shown = result.stdout + result.stderr
-    assert "has no column 'body_mass'" in shown and "'body_mass_g'" in shown
+    assert "names the column 'body_mass' under `features`" in shown
+    assert "(it has 'body_mass_g')" in shown
     assert not list(Path(tmp_path / "out").glob("pipeline_root/*"))
-    with pytest.raises(preflight.SetupError, match=r"has no column 'Petal Length \(cm\)'"):
-        preflight.check_profile_columns(
-            PipelineConfig(profile=profiles.parse(MINIMAL, "p"), data_dir=folder / "data")
-        )
+    taxi = PipelineConfig().profile
+    misspelt = taxi.model_copy(update={"label": taxi.label.model_copy(update={"column": "tip"})})
+    with pytest.raises(preflight.SetupError, match="names the column 'tip' under `label.column`"):
+        preflight.check_profile_columns(PipelineConfig(profile=misspelt))
 
 
 def test_user_code_beside_the_profile_is_importable_and_fingerprinted(tmp_path, monkeypatch):
