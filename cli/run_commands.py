@@ -94,8 +94,10 @@ def run_locally(config: PipelineConfig) -> int:
     run_id = started.isoformat()
     try:
         with _logged_command(config, "run", run_id) as (console, log_path):
+            label = config.profile.label
             console.write(
-                f"Pipeline {config.pipeline_name}: data {config.data_dir}, "
+                f"Pipeline {config.pipeline_name} ({label.task}, label {label.column!r}; profile "
+                f"{_relative(config.profile_dir)}): data {config.data_dir}, "
                 f"outputs {config.output_dir}\n"
             )
             console.write(f"Beam:     {beam.describe()}\n")
