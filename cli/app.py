@@ -18,10 +18,8 @@ from __future__ import annotations
 import datetime
 import functools
 import json
-import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,8 @@ from click.core import ParameterSource
 
 from cli import exit_codes, inspect_text, models_text, run_commands, schema_text
 from cli import report as html_report
+from cli.init_command import init
+from cli.user_errors import UserError, quiet_libraries
 from components.profile import ProfileError
 from metadata import artifacts, lineage, run_diff, runs, schema_review
 from metadata.store import NotFound, StoreIndex, UnusableStore
@@ -51,15 +51,6 @@ PROFILE_SETTINGS = frozenset(profile_settings(DEFAULT_PROFILE_DIR, DEFAULTS.prof
 _OPTION_OF_SETTING = {"curated_schema_file": "--schema", "extra_beam_args": "--beam-arg"}
 
 
-class UserError(click.ClickException):
-    """A bad setting or reference: one line on stderr, `error: ...`, exit code 2."""
-
-    exit_code = exit_codes.BAD_SETTINGS
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
 def _config(**settings: Any) -> PipelineConfig:
     """The one PipelineConfig of this command; a value out of range is the user's to fix."""
     try:
@@ -67,14 +58,6 @@ def _config(**settings: Any) -> PipelineConfig:
     except ConfigError as e:
         option = _OPTION_OF_SETTING.get(e.setting, "--" + e.setting.replace("_", "-"))
         raise UserError(f"{option} {e.problem}.") from e
-
-
-def _quiet_libraries() -> None:
-    """TensorFlow and Google's client libraries log at import; `inspect` output is for people."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    warnings.filterwarnings("ignore")
-    logging.getLogger("absl").setLevel(logging.ERROR)
-    logging.getLogger("tensorflow").setLevel(logging.ERROR)
 
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -395,7 +378,7 @@ def _store_options(command):
 
 
 def _open(location: MetadataLocation) -> StoreIndex:
-    _quiet_libraries()
+    quiet_libraries()
     try:
         return StoreIndex.open(location)
     except (NotFound, UnusableStore) as e:
@@ -726,7 +709,7 @@ def serve_command(
     """
     if rest_port == grpc_port:
         raise UserError(f"--rest-port and --grpc-port are both {rest_port}; give two ports.")
-    _quiet_libraries()
+    quiet_libraries()
     from orchestration import serve  # TensorFlow: loaded for this command only
     from serving.rest_api import Limits
 
@@ -797,9 +780,13 @@ def models_rollback(
     location = _metadata_location(metadata_uri, metadata_password_file, None) or models_location
     from orchestration import model_rollback
 
-    _quiet_libraries()
+    quiet_libraries()
     try:
         record = model_rollback.rollback(location, version)
     except (NotFound, UnusableStore, model_rollback.RollbackRefused) as e:
         raise UserError(str(e)) from e
     click.echo(models_text.rollback_text(record))
+
+
+# ---- init: a profile for a CSV (cli/init_command.py) --------------------------------------------
+main.add_command(init)
