@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -131,3 +132,91 @@ def test_kubeflow_compiles_a_profile_under_its_own_name(tmp_path):
     text = json.dumps(spec)
     # The profile's parts travel inside the spec: a task in the cluster needs no profile file.
     assert "species" in text and "/pipeline/profiles/penguin/data" in text
+
+
+def _write_house_prices(path: Path, rows: int = 600) -> None:
+    """A CSV the project has never seen: a price (regression) that depends on the floor area,
+    the neighbourhood and the number of rooms, with names as people write them and empty cells."""
+    import csv
+    import random
+
+    rng = random.Random(11)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "Listing ID",
+                "Floor Area (m2)",
+                "Rooms",
+                "Neighbourhood/District",
+                "Has Garden?",
+                "Sale Price (kEUR)",
+            ]
+        )
+        for i in range(rows):
+            area = rng.uniform(30, 200)
+            rooms = rng.randint(1, 6)
+            district = rng.choice(["Centre", "North", "Harbour", "Old Town"])
+            garden = rng.choice(["yes", "no", ""])  # sometimes not recorded
+            price = (
+                2.5 * area
+                + 15 * rooms
+                + {"Centre": 120, "North": 20, "Harbour": 60, "Old Town": 90}[district]
+                + rng.gauss(0, 15)
+            )
+            writer.writerow(
+                [
+                    f"L{i:05d}",
+                    round(area, 1),
+                    rooms,
+                    district if rng.random() > 0.05 else "",
+                    garden,
+                    round(price, 1),
+                ]
+            )
+
+
+def test_a_new_csv_goes_from_init_to_a_blessed_pushed_model_and_predictions(tmp_path):
+    source = tmp_path / "houses.csv"
+    _write_house_prices(source)
+    profile_dir = tmp_path / "House Prices"
+    init = run_cli(
+        "init",
+        f"--csv={source}",
+        "--label=Sale Price (kEUR)",
+        f"--out={profile_dir}",
+        timeout=300,
+    )
+    assert init.returncode == 0, init.stdout + init.stderr
+    assert "regression" in init.stdout and "python run_local.py --profile" in init.stdout
+    profile_text = (profile_dir / "profile.yaml").read_text()
+    assert "name: house-prices" in profile_text
+
+    output_dir = tmp_path / "out"
+    run = run_cli(f"--profile={profile_dir}", f"--output-dir={output_dir}")
+    assert run.returncode == 0, run.stdout + run.stderr
+    out = run.stdout
+    assert "(regression, label 'Sale Price (kEUR)'" in out
+    assert "Model:      BLESSED by Evaluator" in out and "RMSE" in out
+    assert "vs trivial predictor (always the training mean" in out
+    assert "NOT met" not in out
+    pushed = list((output_dir / "serving_model" / "house-prices").iterdir())
+    assert len(pushed) == 1
+    held_out = (
+        sum(1 for _ in (profile_dir / "data" / "unlabeled" / "span-1" / "data.csv").open()) - 1
+    )
+    assert f"Inference:  {held_out} predictions" in out
+
+    index, executions = _executions(output_dir, "house-prices")
+    trivial = json.loads(
+        (
+            Path(_outputs(index, executions, "Evaluator")["evaluation"][0].uri)
+            / "trivial_baseline.json"
+        ).read_text()
+    )
+    # The price swings by hundreds of kEUR; the model's error must be a fraction of that.
+    assert trivial["candidate_value"] < 0.5 * trivial["trivial_value"]
+
+    listed = run_cli("inspect", "runs", f"--metadata-uri={output_dir / 'metadata.db'}", timeout=120)
+    assert listed.returncode == 0 and "COMPLETE" in listed.stdout
+    assert re.search(r"Pusher\s+executed", listed.stdout)
