@@ -134,7 +134,7 @@ def _evaluation(d: dict) -> list[str]:
             for name, m in d["per_class"].items()
         ]
         table = tabulate(rows, headers=["class", "precision", "recall"], disable_numparse=True)
-        lines += ["per class:", _indent(table, 2)]
+        lines += ["per class (that class vs the rest, at probability 0.5):", _indent(table, 2)]
     matrix = d.get("confusion_matrix")
     if matrix:
         lines.append(

@@ -76,14 +76,19 @@ def trivial_line(trivial: dict, with_candidate: bool = False) -> str:
     """'vs trivial predictor (always class '0'): accuracy 0.4875; needs ≥ 0.5375', with the
     model's own value when asked, and ': NOT met' when the model did not beat it."""
     metric = artifact_readers.TRIVIAL_METRIC_LABELS.get(trivial["metric"], trivial["metric"])
-    bound = "≤" if trivial["metric"] == "rmse" else "≥"
+    regression = trivial["metric"] == "rmse"
+    bound = "≤" if regression else "≥"
+
+    def text(value: float) -> str:  # errors in the label's units: significant digits
+        return f"{value:.4g}" if regression else f"{value:.4f}"
+
     line = (
         f"vs trivial predictor ({trivial['trivial_predictor']}): {metric} "
-        f"{trivial['trivial_value']:.4f}; needs {bound} {trivial['required']:.4f}"
+        f"{text(trivial['trivial_value'])}; needs {bound} {text(trivial['required'])}"
     )
     candidate = trivial.get("candidate_value")
     if with_candidate:
-        line += f", this model {'not computed' if candidate is None else f'{candidate:.4f}'}"
+        line += f", this model {'not computed' if candidate is None else text(candidate)}"
     return line if trivial.get("passed") else f"{line}: NOT met"
 
 
@@ -107,7 +112,7 @@ def model_lines(summary: RunSummary) -> list[str]:
     lines = [f"{scores}; {baseline}" if scores else baseline]
     if summary.per_class:
         lines.append(
-            "per class (precision/recall): "
+            "per class, that class vs the rest at probability 0.5 (precision/recall): "
             + ", ".join(
                 f"{name} {v['precision']:.3f}/{v['recall']:.3f}"
                 if "precision" in v and "recall" in v
@@ -116,7 +121,7 @@ def model_lines(summary: RunSummary) -> list[str]:
             )
         )
     if summary.confusion_matrix:
-        lines.append("confusion matrix (rows: actual class, columns: predicted class):")
+        lines.append("confusion matrix (rows: actual class, columns: most probable class):")
         lines += ["  " + line for line in confusion_matrix_lines(summary.confusion_matrix)]
     if summary.trivial_baseline:
         lines.append(trivial_line(summary.trivial_baseline))

@@ -305,7 +305,7 @@ def test_drift_alone_refuses_the_data_and_says_which_threshold_to_raise(tmp_path
         )
     ]
     message = refusal_message(found, "2")
-    assert "drift: 'payment_type'" in message and "drift_thresholds" in message
+    assert "drift: 'payment_type'" in message and "data_checks.drift" in message
     assert "schema accept" not in message  # nothing for the schema to accept
     # Without a previous span there is nothing to drift from: the same anomalies do not count.
     assert (

@@ -128,7 +128,8 @@ def test_eval_config_has_thresholds_and_a_slice():
 def test_binary_auc_floor_is_the_trivial_predictor_plus_the_margin():
     taxi = _with_blessing(PipelineConfig().profile, at_least={}, margin_over_trivial=0.1)
     thresholds = {
-        m.class_name: m.threshold for m in pipeline_module.eval_config(taxi).metrics_specs[0].metrics
+        m.class_name: m.threshold
+        for m in pipeline_module.eval_config(taxi).metrics_specs[0].metrics
     }
     assert thresholds["AUC"].value_threshold.lower_bound.value == pytest.approx(0.6)
 
@@ -149,7 +150,9 @@ def test_eval_config_fits_each_task():
     regression = penguin.model_copy(
         update={
             "label": penguin.label.model_copy(update={"task": "regression", "classes": None}),
-            "blessing": penguin.blessing.model_copy(update={"at_least": {}, "at_most": {"rmse": 2}}),
+            "blessing": penguin.blessing.model_copy(
+                update={"at_least": {}, "at_most": {"rmse": 2}}
+            ),
         }
     )
     config = pipeline_module.eval_config(regression)
