@@ -26,7 +26,7 @@ COPY schema/ schema/
 COPY profiles/ profiles/
 COPY data/ data/
 RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation -e . \
-    && python -c "import components.model, components.tuning, components.preprocessing, components.infra_validator.executor"
+    && python -c "import components.model, components.tuning, components.preprocessing, components.evaluator.executor, components.infra_validator.executor"
 
 # The InfraValidator's model server binds 127.0.0.1 inside the task's pod; nothing is exposed.
 ENTRYPOINT []
