@@ -40,7 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from components.features import BIG_TIP_FRACTION
+
+from pipeline.config import PipelineConfig
+
+# The taxi profile's label rule: tips > BIG_TIP_FRACTION * fare.
+BIG_TIP_FRACTION = PipelineConfig().profile.label.positive_when.greater_than
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = PROJECT_ROOT / "data"
