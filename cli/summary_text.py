@@ -173,7 +173,10 @@ def format_summary(
             if not_blessed
             else "Pushed:     nothing"
         )
-    if summary.predictions is not None:
+    if summary.predictions == 0 and summary.blessed is False:
+        # BulkInferrer scores only with a blessed model; it writes an empty result otherwise.
+        lines.append("Inference:  nothing scored (the model was not blessed)")
+    elif summary.predictions is not None:
         lines.append(
             f"Inference:  {summary.predictions} predictions -> {_relative(summary.predictions_uri)}"
         )

@@ -427,10 +427,10 @@ def evaluation(uri: str, class_names: list[str] | None = None) -> dict[str, Any]
 
 def _slice_order(name: str):
     column, _, value = name.partition("=")
-    try:
-        return (column, float(value))
+    try:  # numbers first, in order, then text: a column may hold both
+        return (column, 0, float(value), "")
     except ValueError:
-        return (column, value)
+        return (column, 1, 0.0, value)
 
 
 def blessing_reasons(evaluation_uri: str) -> list[str]:

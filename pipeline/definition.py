@@ -129,16 +129,24 @@ def trivial_baseline_settings(profile: Profile, training_spans: int) -> TrivialB
     )
 
 
+def _curated_schema(schema_file: Path) -> schema_pb2.Schema:
+    return text_format.Parse(schema_file.read_text(), schema_pb2.Schema())
+
+
+def categorical_integer_columns(schema_file: Path) -> set[str]:
+    """Integer columns the curated schema marks `is_categorical` (class labels, categories)."""
+    return {
+        f.name
+        for f in _curated_schema(schema_file).feature
+        if f.HasField("int_domain") and f.int_domain.is_categorical
+    }
+
+
 def categorical_columns(schema_file: Path) -> set[str]:
     """Columns of the curated schema whose statistics are categorical: strings, and integers
     marked `is_categorical`."""
-    schema = schema_pb2.Schema()
-    text_format.Parse(schema_file.read_text(), schema)
-    return {
-        f.name
-        for f in schema.feature
-        if f.type == schema_pb2.BYTES or (f.HasField("int_domain") and f.int_domain.is_categorical)
-    }
+    strings = {f.name for f in _curated_schema(schema_file).feature if f.type == schema_pb2.BYTES}
+    return strings | categorical_integer_columns(schema_file)
 
 
 def distribution_config(
@@ -206,10 +214,17 @@ def create_pipeline(
         schema_file=config.curated_schema_location,
         fingerprint=content_fingerprint(config.curated_schema_file),
     ).with_id(node_ids.CURATED_SCHEMA)
-    # With the curated schema, statistics treat integer columns it marks categorical (such as
-    # an integer class label) as categories: counts per value, L-infinity drift comparisons.
+    # When the curated schema marks integer columns categorical (an integer class label, say),
+    # the statistics read it, to count those columns per value (the trivial predictor's majority
+    # class, L-infinity drift comparisons). Otherwise they do without, so that a schema edit does
+    # not recompute them.
+    statistics_schema = (
+        {"schema": curated_schema.outputs["schema"]}
+        if categorical_integer_columns(config.curated_schema_file)
+        else {}
+    )
     statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"], schema=curated_schema.outputs["schema"]
+        examples=example_gen.outputs["examples"], **statistics_schema
     )
     inferred_schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False
@@ -351,7 +366,7 @@ def create_pipeline(
         ),
     ).with_id(node_ids.UNLABELED_EXAMPLE_GEN)
     unlabeled_statistics_gen = tfx.components.StatisticsGen(
-        examples=unlabeled_example_gen.outputs["examples"], schema=curated_schema.outputs["schema"]
+        examples=unlabeled_example_gen.outputs["examples"], **statistics_schema
     ).with_id(node_ids.UNLABELED_STATISTICS_GEN)
     skew_validator = DistributionValidator(
         statistics=unlabeled_statistics_gen.outputs["statistics"],

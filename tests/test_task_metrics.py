@@ -123,7 +123,11 @@ def test_penguin_summary_shows_accuracy_per_class_and_a_3x3_confusion_matrix(pen
     examples = int(re.search(r"on (\d+) eval examples", block[0]).group(1))
     assert re.fullmatch(r" +accuracy \d\.\d{3}; no earlier blessed model to compare with", block[1])
     assert not any("AUC" in line or "calibration" in line for line in block)
-    per_class = next(line for line in block if "per class, that class vs the rest at probability 0.5 (precision/recall):" in line)
+    per_class = next(
+        line
+        for line in block
+        if "per class, that class vs the rest at probability 0.5 (precision/recall):" in line
+    )
     assert re.search(
         r"0 \d\.\d{3}/\d\.\d{3}, 1 \d\.\d{3}/\d\.\d{3}, 2 \d\.\d{3}/\d\.\d{3}$", per_class
     )
@@ -258,6 +262,7 @@ def test_an_unmeetable_margin_is_not_blessed_and_nothing_is_pushed(regression_ru
     reasons = [line.strip()[2:] for line in block if line.strip().startswith("- ")]
     assert any("does not beat the trivial predictor" in r for r in reasons), block
     assert "Pushed:     nothing (the model was not blessed)" in stdout
+    assert "Inference:  nothing scored (the model was not blessed)" in stdout
 
     serving = run["output_dir"] / "serving_model"
     versions = [p for p in serving.rglob("*") if p.is_dir() and p.name.isdigit()]
