@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 
+from components.span_example_gen import spans
 from metadata import artifact_readers, artifacts
 from metadata.run_summary import task_of_run
 from metadata.runs import find_run
@@ -172,6 +173,10 @@ def render(index: StoreIndex, run: dict[str, Any]) -> str:
     sections = {
         name: artifacts.output_contents(index, outputs, key) for name, key in _SECTIONS.items()
     }
+    examples = outputs.get(f"{node_ids.LABELED_EXAMPLE_GEN}.Examples")
+    if examples and not examples["properties"].get(spans.spans_property(spans.PREVIOUS)):
+        # A first span has nothing to drift from: TFDV's "comparison could not be done" is noise.
+        sections["drift_anomalies"] = None
     task_info = task_of_run(index, run["run_id"])
     evaluation = sections["evaluation"]
     if evaluation and "error" not in evaluation and task_info.class_names:
