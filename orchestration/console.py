@@ -110,9 +110,15 @@ class ComponentProgress(logging.Handler):
                 len(self.finished), node_id, f"{self._state_of(node_id):<9} {seconds:6.1f} s"
             )
 
-    def mark(self, state: str) -> None:
+    def mark(self, state: str, or_last_finished: bool = False) -> None:
         """Ends the running component's line with `state` (failed, canceled): TFX logs no
-        "finished" for a component that raised or was stopped."""
+        "finished" for a component that raised or was stopped. With `or_last_finished`, a
+        component TFX already reported finished (as failed) gets a line saying `state`."""
+        if self.running is None and or_last_finished and self.finished:
+            node_id = self.finished[-1]
+            seconds = time.monotonic() - self._started.get(node_id, time.monotonic())
+            self._line(len(self.finished), node_id, f"{state:<9} {seconds:6.1f} s")
+            return
         if self.running is None:
             return
         seconds = time.monotonic() - self._started[self.running]

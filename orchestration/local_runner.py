@@ -10,7 +10,7 @@ import os
 import signal
 import socket
 from collections.abc import Iterator
-from typing import TextIO
+from typing import NoReturn, TextIO
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx.components.infra_validator import error_types
@@ -88,9 +88,12 @@ def record_failure(
     store.put_executions([latest.execution])
 
 
-def cancel_unfinished(config: PipelineConfig, run_id: str, reason: str) -> list[str]:
+def cancel_unfinished(
+    config: PipelineConfig, run_id: str, reason: str, failed_too: bool = False
+) -> list[str]:
     """Marks the run's executions that had not finished CANCELED, with `reason`; returns their
-    node ids. (TFX leaves them RUNNING when the process is stopped mid-component.)"""
+    node ids. (TFX leaves them RUNNING when the process is stopped mid-component, and records
+    FAILED a component whose Beam pipeline turned the interrupt into an error: `failed_too`.)"""
     store = open_store(config.metadata_location, writable=True)
     run = store.get_context_by_type_and_name(tfx_private.PIPELINE_RUN_CONTEXT, run_id)
     if run is None:
@@ -99,6 +102,7 @@ def cancel_unfinished(config: PipelineConfig, run_id: str, reason: str) -> list[
         e
         for e in store.get_executions_by_context(run.id)
         if e.last_known_state in (Execution.RUNNING, Execution.NEW)
+        or (failed_too and e.last_known_state == Execution.FAILED)
     ]
     for execution in unfinished:
         execution.last_known_state = Execution.CANCELED
@@ -122,6 +126,48 @@ def _run_properties(config: PipelineConfig) -> dict[str, str]:
         runs.OUTPUT_DIR_PROPERTY: str(config.output_dir),
         runs.USER_PROPERTY: getpass.getuser(),
     }
+
+
+def _interrupt_inside(error: Exception) -> int | None:
+    """The signal behind an error that is an interrupt in disguise: Beam's DirectRunner re-raises
+    a Ctrl-C (KeyboardInterrupt) or SIGTERM (RunInterrupted) that reached one of its steps as
+    `RuntimeError("KeyboardInterrupt [while running '...']")`. None for a real failure."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, KeyboardInterrupt):
+            return signal.SIGINT
+        if isinstance(cause, RunInterrupted):
+            return signal.SIGTERM
+        text = str(cause)
+        if text.startswith("KeyboardInterrupt"):
+            return signal.SIGINT
+        if text.startswith(RunInterrupted.__name__):
+            return signal.SIGTERM
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _stopped(
+    config: PipelineConfig,
+    run_id: str,
+    progress: ComponentProgress,
+    signal_number: int,
+    error: BaseException,
+    failed_too: bool = False,
+) -> NoReturn:
+    """Records a run stopped by `signal_number`: its unfinished steps CANCELED, then raises
+    RunInterrupted."""
+    name = signal.Signals(signal_number).name
+    logging.error("Run %s stopped by %s", run_id, name, exc_info=error)
+    progress.mark("canceled", or_last_finished=failed_too)
+    reason = (
+        f"canceled: the run was stopped by {name} "
+        f"({'Ctrl-C' if signal_number == signal.SIGINT else 'a request to terminate'})"
+    )
+    cancel_unfinished(config, run_id, reason, failed_too=failed_too)
+    raise RunInterrupted(signal_number) from error
 
 
 def run(config: PipelineConfig, beam: BeamChoice, console: TextIO, run_id: str) -> None:
@@ -152,15 +198,11 @@ def run(config: PipelineConfig, beam: BeamChoice, console: TextIO, run_id: str) 
     except (KeyboardInterrupt, RunInterrupted, error_types.GracefulShutdown) as e:
         # InfraValidator's executor turns SIGTERM into its own GracefulShutdown while it runs.
         signal_number = signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM
-        logging.exception("Run %s stopped by %s", run_id, signal.Signals(signal_number).name)
-        progress.mark("canceled")
-        reason = (
-            f"canceled: the run was stopped by {signal.Signals(signal_number).name} "
-            f"({'Ctrl-C' if signal_number == signal.SIGINT else 'a request to terminate'})"
-        )
-        cancel_unfinished(config, run_id, reason)
-        raise RunInterrupted(signal_number) from e
+        _stopped(config, run_id, progress, signal_number, e)
     except Exception as e:
+        signal_number = _interrupt_inside(e)
+        if signal_number is not None:
+            _stopped(config, run_id, progress, signal_number, e, failed_too=True)
         logging.exception("Pipeline run failed in %s", progress.running)
         progress.mark("failed")
         record_failure(config, run_id, progress.running, e)

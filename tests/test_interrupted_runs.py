@@ -153,3 +153,20 @@ def test_a_second_run_on_the_same_output_directory_is_refused_at_once(tmp_path):
     assert run_lock.running_run(tmp_path) is None
     with run_lock.hold(tmp_path, "next") as taken:
         assert taken.run_id == "next" and run_lock.running_run(tmp_path) == "next"
+
+
+def test_an_interrupt_that_beam_wrapped_is_still_an_interrupt():
+    """Beam's DirectRunner re-raises a Ctrl-C that reached one of its steps as a RuntimeError;
+    the run must still read as stopped, not failed (seen on CI: StatisticsGen 'failed')."""
+    from orchestration.local_runner import RunInterrupted, _interrupt_inside
+
+    wrapped = RuntimeError("KeyboardInterrupt [while running 'TFXIORead[previous_train]/Read']")
+    assert _interrupt_inside(wrapped) == signal.SIGINT
+    try:
+        try:
+            raise RunInterrupted(signal.SIGTERM)
+        except BaseException as e:
+            raise RuntimeError("a step failed") from e
+    except RuntimeError as chained:
+        assert _interrupt_inside(chained) == signal.SIGTERM
+    assert _interrupt_inside(ValueError("KeyError: 'body_mass'")) is None
