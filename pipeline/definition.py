@@ -129,24 +129,21 @@ def trivial_baseline_settings(profile: Profile, training_spans: int) -> TrivialB
     )
 
 
-def _curated_schema(schema_file: Path) -> schema_pb2.Schema:
-    return text_format.Parse(schema_file.read_text(), schema_pb2.Schema())
-
-
-def categorical_integer_columns(schema_file: Path) -> set[str]:
-    """Integer columns the curated schema marks `is_categorical` (class labels, categories)."""
-    return {
-        f.name
-        for f in _curated_schema(schema_file).feature
-        if f.HasField("int_domain") and f.int_domain.is_categorical
+def _categorical_columns_by_type(schema_file: Path) -> tuple[set[str], set[str]]:
+    """(string columns, integer columns marked `is_categorical`) of the curated schema, read once."""
+    schema = text_format.Parse(schema_file.read_text(), schema_pb2.Schema())
+    strings = {f.name for f in schema.feature if f.type == schema_pb2.BYTES}
+    integers = {
+        f.name for f in schema.feature if f.HasField("int_domain") and f.int_domain.is_categorical
     }
+    return strings, integers
 
 
 def categorical_columns(schema_file: Path) -> set[str]:
     """Columns of the curated schema whose statistics are categorical: strings, and integers
     marked `is_categorical`."""
-    strings = {f.name for f in _curated_schema(schema_file).feature if f.type == schema_pb2.BYTES}
-    return strings | categorical_integer_columns(schema_file)
+    strings, integers = _categorical_columns_by_type(schema_file)
+    return strings | integers
 
 
 def distribution_config(
@@ -199,7 +196,8 @@ def create_pipeline(
         ]
     )
     profile = config.profile
-    categorical = categorical_columns(config.curated_schema_file)
+    strings, categorical_integers = _categorical_columns_by_type(config.curated_schema_file)
+    categorical = strings | categorical_integers
     example_gen = SpanCsvExampleGen(
         input_base=config.labeled_data_location,
         span_pattern=config.span_pattern,
@@ -218,11 +216,7 @@ def create_pipeline(
     # the statistics read it, to count those columns per value (the trivial predictor's majority
     # class, L-infinity drift comparisons). Otherwise they do without, so that a schema edit does
     # not recompute them.
-    statistics_schema = (
-        {"schema": curated_schema.outputs["schema"]}
-        if categorical_integer_columns(config.curated_schema_file)
-        else {}
-    )
+    statistics_schema = {"schema": curated_schema.outputs["schema"]} if categorical_integers else {}
     statistics_gen = tfx.components.StatisticsGen(
         examples=example_gen.outputs["examples"], **statistics_schema
     )
