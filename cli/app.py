@@ -227,6 +227,15 @@ def _store_location(command):
     "project's model server].",
 )
 @click.option(
+    "--parallelism",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="How many components may run at once, each in its own process (independent ones: "
+    "the unlabeled data's beside the labeled data's, Evaluator beside InfraValidator) "
+    "[default: one per core].",
+)
+@click.option(
     "--no-cache", is_flag=True, help="Re-execute every component instead of reusing cached results."
 )
 @functools.partial(
@@ -338,6 +347,7 @@ def _run(
     no_cache: bool,
     beam_args: tuple[str, ...],
     model_server_bin: str | None,
+    parallelism: int | None,
     **settings: Any,
 ) -> int:
     settings = {
@@ -353,7 +363,8 @@ def _run(
             settings[path_setting] = settings[path_setting].resolve()
     if orchestrator == "local":
         location = _metadata_location(metadata_uri, metadata_password_file, None)
-        return run_commands.run_locally(_load_profile(profile_dir, **settings, metadata=location))
+        config = _load_profile(profile_dir, **settings, metadata=location)
+        return run_commands.run_locally(config, parallelism)
     profile_config = _load_profile(profile_dir, **settings)
     locations = kubeflow_locations.task_locations(
         output_dir=settings["output_dir"],

@@ -23,8 +23,9 @@ from cli.summary_text import format_summary
 from metadata import run_lock
 from metadata.run_summary import summarize_run
 from metadata.store import StoreIndex
-from orchestration import beam_mode, preflight
+from orchestration import beam_mode, node_process, preflight
 from orchestration.console import output_to_log_file
+from orchestration.dag_schedule import default_parallelism
 from pipeline.config import PipelineConfig
 
 
@@ -84,12 +85,14 @@ def _finish(config: PipelineConfig, run_id: str, console: TextIO, log_path: Path
     console.write(f"Report:     {_write_report(index, run_id, log_path)}\n")
 
 
-def run_locally(config: PipelineConfig) -> int:
+def run_locally(config: PipelineConfig, parallelism: int | None = None) -> int:
     """Runs the whole chain on this machine; returns the exit code.
 
     One run at a time per output directory: a second one is refused at once (exit 2).
     """
     beam = beam_mode.choose(config)
+    given_parallelism = parallelism is not None
+    parallelism = parallelism or default_parallelism()
     started = datetime.datetime.now()
     run_id = started.isoformat()
     try:
@@ -102,12 +105,21 @@ def run_locally(config: PipelineConfig) -> int:
             )
             console.write(f"Beam:     {beam.describe()}\n")
             console.write(
+                f"Parallel: up to {parallelism} components at once"
+                f"{' (--parallelism)' if given_parallelism else ' (one per core; --parallelism)'}\n"
+            )
+            console.write(
                 f"Metadata: {config.metadata_location} ({config.metadata_location.engine})\n"
             )
             console.write(f"Full log: {log_path}\n")
             try:
                 preflight.run_all(config)
-                return _run_and_report(config, beam, console, log_path, started, run_id)
+                # The components' processes fork from a server that imports TensorFlow and TFX:
+                # it starts now, to import while this process builds and compiles the pipeline.
+                node_process.warm_up()
+                return _run_and_report(
+                    config, beam, console, log_path, started, run_id, parallelism
+                )
             except KeyboardInterrupt:  # outside the runner (which records its own): checks, summary
                 console.write("\ninterrupted: the run was stopped.\n")
                 return exit_codes.INTERRUPTED
@@ -115,12 +127,14 @@ def run_locally(config: PipelineConfig) -> int:
         return stop.exit_code
 
 
-def _run_and_report(config, beam, console: TextIO, log_path: Path, started, run_id: str) -> int:
+def _run_and_report(
+    config, beam, console: TextIO, log_path: Path, started, run_id: str, parallelism: int | None
+) -> int:
     # The runner imports TensorFlow and TFX: after the log file has taken the output.
     from orchestration import local_runner
 
     try:
-        local_runner.run(config, beam, console, run_id)
+        local_runner.run(config, beam, console, run_id, log_path, parallelism)
     except local_runner.RunInterrupted as e:
         console.write(
             f"\ninterrupted: run {run_id} was stopped ({e}); nothing more was pushed. ML Metadata "

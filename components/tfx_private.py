@@ -67,37 +67,22 @@ def execution_failure(execution: metadata_store_pb2.Execution) -> str | None:
     return json.loads(value.string_value).get("resultMessage")
 
 
-# ---- LocalDagRunner's progress --------------------------------------------------------------
-# TFX 1.16's LocalDagRunner has no callback per node; it logs these two messages around each one
-# (tfx/orchestration/local/local_dag_runner.py, `logging.info('Component %s is running.')`).
-# The console's progress lines are made from them.
-NODE_STARTED_MESSAGE = "Component %s is running."
-NODE_FINISHED_MESSAGE = "Component %s is finished."
-
-
-def node_progress(message_format: Any, args: Any) -> tuple[str, str] | None:
-    """("started" | "finished", node id) for one of those log records, else None."""
-    if not args or message_format not in (NODE_STARTED_MESSAGE, NODE_FINISHED_MESSAGE):
-        return None
-    event = "started" if message_format == NODE_STARTED_MESSAGE else "finished"
-    return event, str(args[0])
-
-
-# ---- Running on LocalDagRunner with a known run id -------------------------------------------
+# ---- Running the compiled pipeline node by node ----------------------------------------------
 # TFX 1.16's LocalDagRunner.run() compiles the pipeline (tfx_runner.py, `_make_pipeline_proto`:
-# each component's private `_resolve_pip_dependencies`, then the compiler) and names the run
-# `datetime.now().isoformat()` inside `run_with_ir`, without telling the caller. Setting the
-# run-id runtime parameter first (runtime_parameter_utils, the way `run_with_ir` does it) lets
-# the runner report on the run it started rather than on "the latest run" in the store.
-def run_on_local_dag_runner(
-    pipeline: Any, run_id: str, run_properties: dict[str, str] | None = None
-) -> None:
-    """Runs `pipeline` as run `run_id`. `run_properties` are recorded on the run's context in ML
-    Metadata before the first component starts (who runs it, where: readers of a shared store
-    use them to tell a live run from an interrupted one)."""
+# each component's private `_resolve_pip_dependencies`, then the compiler), names the run
+# `datetime.now().isoformat()` inside `run_with_ir` without telling the caller, and then launches
+# the nodes one after the other (local_dag_runner.py: "TODO(b/171319478) ... run in parallel").
+# The project's runner (orchestration/local_runner.py) does the same steps in public pieces:
+# `compile_run` (compile, set the run-id runtime parameter the way `run_with_ir` does, record the
+# run), `node_dependencies` (each node's upstream nodes, from the IR), and `launch_node` (one
+# node's Launcher, built exactly as `run_with_ir` builds it), so that independent nodes can run
+# at once, each in its own process.
+def compile_run(pipeline: Any, run_id: str, run_properties: dict[str, str] | None = None) -> Any:
+    """The pipeline's IR for run `run_id`. `run_properties` are recorded on the run's context in
+    ML Metadata before any component starts (who runs it, where: readers of a shared store use
+    them to tell a live run from an interrupted one)."""
     from tfx.dsl.compiler import compiler, constants
     from tfx.dsl.components.base import base_component
-    from tfx.orchestration.local import local_dag_runner
     from tfx.orchestration.portable import runtime_parameter_utils
 
     for component in pipeline.components:
@@ -109,7 +94,52 @@ def run_on_local_dag_runner(
     )
     if run_properties:
         _record_run(pipeline.metadata_connection_config, pipeline_ir, run_id, run_properties)
-    local_dag_runner.LocalDagRunner().run_with_ir(pipeline_ir)
+    return pipeline_ir
+
+
+def node_dependencies(pipeline_ir: Any) -> dict[str, set[str]]:
+    """Node id -> the ids of the nodes it waits for, in the IR's (topological) order; nodes the
+    IR marks to skip are left out, as LocalDagRunner skips them."""
+    nodes = {}
+    for node in pipeline_ir.nodes:
+        pipeline_node = node.pipeline_node
+        if pipeline_node.execution_options.HasField("skip"):
+            continue
+        nodes[pipeline_node.node_info.id] = set(pipeline_node.upstream_nodes)
+    return {node_id: upstream & nodes.keys() for node_id, upstream in nodes.items()}
+
+
+def launch_node(serialized_pipeline_ir: bytes, node_id: str) -> None:
+    """Runs one node of a compiled pipeline (driver, executor, publisher), as LocalDagRunner
+    1.16's `run_with_ir` does for each node. Raises what the component raised."""
+    from tfx.orchestration import metadata
+    from tfx.orchestration.local import runner_utils
+    from tfx.orchestration.portable import launcher, partial_run_utils
+    from tfx.proto.orchestration import pipeline_pb2
+    from tfx.utils import telemetry_utils
+
+    pipeline_ir = pipeline_pb2.Pipeline.FromString(serialized_pipeline_ir)
+    deployment_config = runner_utils.extract_local_deployment_config(pipeline_ir)
+    connection_config = getattr(
+        deployment_config.metadata_connection_config,
+        deployment_config.metadata_connection_config.WhichOneof("connection_config"),
+    )
+    node = next(
+        n.pipeline_node for n in pipeline_ir.nodes if n.pipeline_node.node_info.id == node_id
+    )
+    component_launcher = launcher.Launcher(
+        pipeline_node=node,
+        mlmd_connection=metadata.Metadata(connection_config),
+        pipeline_info=pipeline_ir.pipeline_info,
+        pipeline_runtime_spec=pipeline_ir.runtime_spec,
+        executor_spec=runner_utils.extract_executor_spec(deployment_config, node_id),
+        custom_driver_spec=runner_utils.extract_custom_driver_spec(deployment_config, node_id),
+    )
+    with telemetry_utils.scoped_labels({telemetry_utils.LABEL_TFX_RUNNER: "local"}):
+        if node.execution_options.run.perform_snapshot:
+            with metadata.Metadata(connection_config) as handle:
+                partial_run_utils.snapshot(handle, pipeline_ir)
+        component_launcher.launch()
 
 
 # TFX 1.16 creates the pipeline and run contexts (and the run's parent link) when the first node

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from collections.abc import Iterable
 from typing import Any
 
 from ml_metadata import metadata_store
@@ -27,6 +28,7 @@ HOST_PROPERTY = "host"
 PID_PROPERTY = "pid"
 USER_PROPERTY = "user"
 OUTPUT_DIR_PROPERTY = "output_dir"
+PARALLELISM_PROPERTY = "parallelism"  # how many components could run at once
 
 
 def run_contexts(store: metadata_store.MetadataStore, pipeline_name: str) -> list[Context]:
@@ -111,6 +113,7 @@ def describe_run(index: StoreIndex, context: Context) -> dict[str, Any]:
                 component["state"] = "interrupted"
                 component["error"] = "interrupted: the run's process ended while this step ran"
     parents = index.store.get_parent_contexts_by_context(context.id)
+    parallelism = custom_property(context, PARALLELISM_PROPERTY)
     return {
         "run_id": context.name,
         "pipeline": parents[0].name if parents else None,
@@ -120,8 +123,26 @@ def describe_run(index: StoreIndex, context: Context) -> dict[str, Any]:
         "started": iso_time(start),
         "wall_seconds": round((end - start) / 1000, 3),
         "state": _run_state({c["state"] for c in components}),
+        # Set by the local runner; None for Kubeflow runs and runs made before it recorded it.
+        "parallelism": int(parallelism) if parallelism else None,
+        "most_at_once": most_at_once(
+            (c["offset_seconds"], c["offset_seconds"] + c["seconds"]) for c in components
+        ),
         "components": components,
     }
+
+
+def most_at_once(intervals: Iterable[tuple[float, float]]) -> int:
+    """The most of `intervals` (start, end) that were open at one moment; an interval that
+    starts when another ends does not overlap it."""
+    events = []
+    for start, end in intervals:
+        events += [(start, 1), (end, -1)]
+    most = current = 0
+    for _, change in sorted(events):  # at equal times the end (-1) sorts first
+        current += change
+        most = max(most, current)
+    return most
 
 
 def list_runs(index: StoreIndex) -> list[dict[str, Any]]:

@@ -13,8 +13,6 @@ from typing import TextIO
 
 from absl import logging as absl_logging
 
-from components import tfx_private
-
 
 @contextlib.contextmanager
 def secrets_redacted(secrets: tuple[str, ...]) -> Iterator[None]:
@@ -77,53 +75,42 @@ def output_to_log_file(log_path: Path, secrets: tuple[str, ...] = ()) -> Iterato
             console.close()
 
 
-class ComponentProgress(logging.Handler):
-    """Prints a line when each component starts and when it ends (state and seconds).
-
-    TFX's LocalDagRunner reports nodes only in its log; this handler reads those records.
-    """
+class ComponentProgress:
+    """Prints a line when each component starts (with the components it runs beside) and when it
+    ends (state and seconds). A component's number is its place in the order of starting."""
 
     def __init__(self, console: TextIO, node_ids: list[str], state_of: Callable[[str], str]):
-        super().__init__(level=logging.INFO)
         self._console = console
         self._total = len(node_ids)
         self._width = max(len(n) for n in node_ids)
         self._state_of = state_of
         self._started: dict[str, float] = {}
-        self.running: str | None = None
-        self.finished: list[str] = []
+        self._position: dict[str, int] = {}
+        self._ended: set[str] = set()
 
-    def emit(self, record: logging.LogRecord) -> None:
-        progress = tfx_private.node_progress(record.msg, record.args)
-        if progress is None:
-            return
-        event, node_id = progress
-        if event == "started":
-            self.running = node_id
-            self._started[node_id] = time.monotonic()
-            self._line(len(self.finished) + 1, node_id, "running ...")
-        else:
-            seconds = time.monotonic() - self._started.get(node_id, time.monotonic())
-            self.running = None
-            self.finished.append(node_id)
-            self._line(
-                len(self.finished), node_id, f"{self._state_of(node_id):<9} {seconds:6.1f} s"
-            )
+    @property
+    def running(self) -> list[str]:
+        return [n for n in self._position if n not in self._ended]
 
-    def mark(self, state: str, or_last_finished: bool = False) -> None:
-        """Ends the running component's line with `state` (failed, canceled): TFX logs no
-        "finished" for a component that raised or was stopped. With `or_last_finished`, a
-        component TFX already reported finished (as failed) gets a line saying `state`."""
-        if self.running is None and or_last_finished and self.finished:
-            node_id = self.finished[-1]
-            seconds = time.monotonic() - self._started.get(node_id, time.monotonic())
-            self._line(len(self.finished), node_id, f"{state:<9} {seconds:6.1f} s")
-            return
-        if self.running is None:
-            return
-        seconds = time.monotonic() - self._started[self.running]
-        self._line(len(self.finished) + 1, self.running, f"{state:<9} {seconds:6.1f} s")
+    def started(self, node_id: str) -> None:
+        alongside = self.running
+        self._position[node_id] = len(self._position) + 1
+        self._started[node_id] = time.monotonic()
+        self._line(
+            node_id, "running ..." + (f"  beside {', '.join(alongside)}" if alongside else "")
+        )
 
-    def _line(self, position: int, node_id: str, text: str) -> None:
+    def finished(self, node_id: str, state: str | None = None) -> None:
+        """Ends the component's line with `state`, or with its state in ML Metadata."""
+        seconds = time.monotonic() - self._started[node_id]
+        self._ended.add(node_id)
+        self._line(node_id, f"{state or self._state_of(node_id):<9} {seconds:6.1f} s")
+
+    def _line(self, node_id: str, text: str) -> None:
+        position = self._position[node_id]
         self._console.write(f"[{position:>2}/{self._total}] {node_id:<{self._width}}  {text}\n")
+        self._console.flush()
+
+    def note(self, text: str) -> None:
+        self._console.write(f"        {text}\n")
         self._console.flush()

@@ -1,32 +1,48 @@
-"""Runs `create_pipeline()` on TFX's LocalDagRunner with Beam's DirectRunner; ML Metadata is the
-output directory's SQLite file or a shared MySQL / PostgreSQL database."""
+"""Runs `create_pipeline()` here: each component in a process of its own, independent ones at once
+(`parallelism` of them), every Beam step on Beam's DirectRunner; ML Metadata is the output
+directory's SQLite file or a shared MySQL / PostgreSQL database.
+
+The order is TFX's: the pipeline compiles to TFX's IR and each node runs through TFX's launcher,
+which resolves its inputs from ML Metadata, reuses a cached execution or executes, and publishes
+(components/tfx_private.py). A node starts when every node it waits for has succeeded
+(orchestration/dag_schedule.py). When a node fails, no further node starts and the ones running
+finish (their results are kept for the re-run); Ctrl-C or SIGTERM stops every running node.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import getpass
 import logging
+import multiprocessing.connection
 import os
 import signal
 import socket
-from collections.abc import Iterator
-from typing import NoReturn, TextIO
+import time
+from pathlib import Path
+from typing import TextIO
 
 from ml_metadata.proto import metadata_store_pb2
-from tfx.components.infra_validator import error_types
 
 from components import tfx_private
 from components.data_gate.executor import DataRefused
 from components.span_example_gen.csv_checks import InvalidInputData
 from metadata import runs
 from metadata.store import latest_node_execution, open_store
+from orchestration import node_process
 from orchestration.beam_mode import BeamChoice
 from orchestration.console import ComponentProgress
+from orchestration.dag_schedule import DagSchedule, default_parallelism
+from orchestration.interrupts import RunInterrupted, describe, sigterm_raises
+from orchestration.node_process import NodeJob, NodeOutcome, RunningNode
 from pipeline.config import PipelineConfig
 from pipeline.definition import create_pipeline
 
+__all__ = ["DataRefusedError", "PipelineRunError", "RunInterrupted", "run"]
+
 Execution = metadata_store_pb2.Execution
 _CANCELLED = 1  # the canonical error code for a cancelled operation
+# How long stopped components get to record that they stopped before they are killed.
+_STOP_GRACE_SECONDS = 30.0
 
 
 class PipelineRunError(Exception):
@@ -42,35 +58,12 @@ class PipelineRunError(Exception):
         """The cause for people: input-data errors (written for them) in full, others' first line."""
         lines = str(self.cause).strip().splitlines() or [""]
         message = "\n".join(lines) if isinstance(self.cause, InvalidInputData) else lines[0][:400]
-        return f"{type(self.cause).__name__}: {message}"
+        name = getattr(self.cause, "type_name", type(self.cause).__name__)
+        return f"{name}: {message}"
 
 
 class DataRefusedError(PipelineRunError):
     """The data gate refused the data of run `run_id`."""
-
-
-class RunInterrupted(BaseException):
-    """The run was stopped by a signal (Ctrl-C or SIGTERM); its unfinished executions are
-    recorded CANCELED. A BaseException, like KeyboardInterrupt, so no `except Exception` in TFX,
-    Beam or a component swallows it."""
-
-    def __init__(self, signal_number: int):
-        super().__init__(signal.Signals(signal_number).name)
-        self.signal_number = signal_number
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """SIGTERM raises RunInterrupted in the main thread, as Ctrl-C raises KeyboardInterrupt."""
-
-    def handler(signal_number, frame):
-        raise RunInterrupted(signal_number)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def record_failure(
@@ -89,124 +82,204 @@ def record_failure(
 
 
 def cancel_unfinished(
-    config: PipelineConfig, run_id: str, reason: str, failed_too: bool = False
+    config: PipelineConfig, run_id: str, reason: str, failed_nodes: set[str] = frozenset()
 ) -> list[str]:
     """Marks the run's executions that had not finished CANCELED, with `reason`; returns their
     node ids. (TFX leaves them RUNNING when the process is stopped mid-component, and records
-    FAILED a component whose Beam pipeline turned the interrupt into an error: `failed_too`.)"""
+    FAILED a component whose Beam pipeline turned the interrupt into an error: `failed_nodes`.)"""
     store = open_store(config.metadata_location, writable=True)
     run = store.get_context_by_type_and_name(tfx_private.PIPELINE_RUN_CONTEXT, run_id)
     if run is None:
         return []
-    unfinished = [
-        e
-        for e in store.get_executions_by_context(run.id)
-        if e.last_known_state in (Execution.RUNNING, Execution.NEW)
-        or (failed_too and e.last_known_state == Execution.FAILED)
-    ]
-    for execution in unfinished:
+
+    def node_of(execution: Execution) -> str:
+        return next(
+            (
+                tfx_private.node_id_from_context_name(c.name)
+                for c in store.get_contexts_by_execution(execution.id)
+                if c.type == tfx_private.NODE_CONTEXT
+            ),
+            "?",
+        )
+
+    unfinished = {}
+    for execution in store.get_executions_by_context(run.id):
+        state = execution.last_known_state
+        if state in (Execution.RUNNING, Execution.NEW) or (
+            state == Execution.FAILED and node_of(execution) in failed_nodes
+        ):
+            unfinished[execution.id] = execution
+    for execution in unfinished.values():
         execution.last_known_state = Execution.CANCELED
         tfx_private.set_execution_failure(execution, reason, code=_CANCELLED)
     if unfinished:
-        store.put_executions(unfinished)
-    nodes = {
-        e.id: tfx_private.node_id_from_context_name(c.name)
-        for e in unfinished
-        for c in store.get_contexts_by_execution(e.id)
-        if c.type == tfx_private.NODE_CONTEXT
-    }
-    return [nodes.get(e.id, "?") for e in unfinished]
+        store.put_executions(list(unfinished.values()))
+    return [node_of(e) for e in unfinished.values()]
 
 
-def _run_properties(config: PipelineConfig) -> dict[str, str]:
+def _run_properties(config: PipelineConfig, parallelism: int) -> dict[str, str]:
     """Who runs the run and where, on its context in ML Metadata (see metadata/runs.py)."""
     return {
         runs.HOST_PROPERTY: socket.gethostname(),
         runs.PID_PROPERTY: str(os.getpid()),
         runs.OUTPUT_DIR_PROPERTY: str(config.output_dir),
         runs.USER_PROPERTY: getpass.getuser(),
+        runs.PARALLELISM_PROPERTY: str(parallelism),
     }
 
 
-def _interrupt_inside(error: Exception) -> int | None:
-    """The signal behind an error that is an interrupt in disguise: Beam's DirectRunner re-raises
-    a Ctrl-C (KeyboardInterrupt) or SIGTERM (RunInterrupted) that reached one of its steps as
-    `RuntimeError("KeyboardInterrupt [while running '...']")`. None for a real failure."""
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, KeyboardInterrupt):
-            return signal.SIGINT
-        if isinstance(cause, RunInterrupted):
-            return signal.SIGTERM
-        text = str(cause)
-        if text.startswith("KeyboardInterrupt"):
-            return signal.SIGINT
-        if text.startswith(RunInterrupted.__name__):
-            return signal.SIGTERM
-        cause = cause.__cause__ or cause.__context__
-    return None
+class _RunningNodes:
+    """The node processes of one run, by node id."""
+
+    def __init__(self) -> None:
+        self.by_node: dict[str, RunningNode] = {}
+
+    def wait(self) -> list[RunningNode]:
+        """Blocks until at least one node process has reported or ended; returns those."""
+        handles = {}
+        for node in self.by_node.values():
+            handles[node.outcomes] = node
+            handles[node.process.sentinel] = node
+        ready = multiprocessing.connection.wait(list(handles))
+        done = list({id(handles[h]): handles[h] for h in ready}.values())
+        for node in done:
+            del self.by_node[node.node_id]
+        return done
+
+    def stop(self, signal_number: int) -> list[NodeOutcome]:
+        """Stops every running node with `signal_number`; kills those that have not ended after
+        a grace period. Returns what they reported (nothing for a killed one)."""
+        for node in self.by_node.values():
+            node.signal(signal_number)
+        outcomes = []
+        deadline = time.monotonic() + _STOP_GRACE_SECONDS
+        while self.by_node and time.monotonic() < deadline:
+            handles = [h for n in self.by_node.values() for h in (n.outcomes, n.process.sentinel)]
+            if not multiprocessing.connection.wait(handles, timeout=deadline - time.monotonic()):
+                break
+            for node in list(self.by_node.values()):
+                if node.outcomes.poll() or not node.process.is_alive():
+                    outcomes.append(node.outcome())
+                    node.close()
+                    del self.by_node[node.node_id]
+        for node in self.by_node.values():
+            logging.error(
+                "%s did not stop within %.0f s: killed", node.node_id, _STOP_GRACE_SECONDS
+            )
+            node.close()
+        self.by_node.clear()
+        return outcomes
 
 
-def _stopped(
+def run(
     config: PipelineConfig,
+    beam: BeamChoice,
+    console: TextIO,
     run_id: str,
-    progress: ComponentProgress,
-    signal_number: int,
-    error: BaseException,
-    failed_too: bool = False,
-) -> NoReturn:
-    """Records a run stopped by `signal_number`: its unfinished steps CANCELED, then raises
-    RunInterrupted."""
-    name = signal.Signals(signal_number).name
-    logging.error("Run %s stopped by %s", run_id, name, exc_info=error)
-    progress.mark("canceled", or_last_finished=failed_too)
-    reason = (
-        f"canceled: the run was stopped by {name} "
-        f"({'Ctrl-C' if signal_number == signal.SIGINT else 'a request to terminate'})"
-    )
-    cancel_unfinished(config, run_id, reason, failed_too=failed_too)
-    raise RunInterrupted(signal_number) from error
-
-
-def run(config: PipelineConfig, beam: BeamChoice, console: TextIO, run_id: str) -> None:
-    """Runs the whole chain as run `run_id`, printing per-component progress to `console`.
+    log_path: Path,
+    parallelism: int | None = None,
+) -> None:
+    """Runs the whole chain as run `run_id`, at most `parallelism` components at once (default:
+    `default_parallelism()`), printing per-component progress to `console`; the components' own
+    output goes to `log_path`.
 
     Raises DataRefusedError when the data gate refuses the data, PipelineRunError when a
     component fails (ML Metadata holds the failed execution with its message), RunInterrupted
     on Ctrl-C or SIGTERM (the unfinished executions are recorded CANCELED).
     """
+    parallelism = parallelism or default_parallelism()
+    node_process.warm_up()
     pipeline = create_pipeline(
         config,
         beam_pipeline_args=beam.beam_args,
         metadata_connection_config=config.metadata_location.connection_config(),
         exclude_candidate_from_baseline=True,
     )
+    pipeline_ir = tfx_private.compile_run(pipeline, run_id, _run_properties(config, parallelism))
+    schedule = DagSchedule(tfx_private.node_dependencies(pipeline_ir), parallelism)
+    serialized_ir = pipeline_ir.SerializeToString()
+    secrets = config.metadata_location.secrets()
 
     def state_of(node_id: str) -> str:
         store = open_store(config.metadata_location)
         execution = latest_node_execution(store, config.pipeline_name, node_id, run_id)
         return execution.state if execution else "skipped"
 
-    progress = ComponentProgress(console, [c.id for c in pipeline.components], state_of)
-    root_logger = logging.getLogger()
-    root_logger.addHandler(progress)
+    progress = ComponentProgress(console, schedule.nodes, state_of)
+    running = _RunningNodes()
+    failures: list[NodeOutcome] = []
+    stopped_from_outside: list[NodeOutcome] = []
     try:
-        with _sigterm_raises():
-            tfx_private.run_on_local_dag_runner(pipeline, run_id, _run_properties(config))
-    except (KeyboardInterrupt, RunInterrupted, error_types.GracefulShutdown) as e:
-        # InfraValidator's executor turns SIGTERM into its own GracefulShutdown while it runs.
-        signal_number = signal.SIGINT if isinstance(e, KeyboardInterrupt) else signal.SIGTERM
-        _stopped(config, run_id, progress, signal_number, e)
-    except Exception as e:
-        signal_number = _interrupt_inside(e)
-        if signal_number is not None:
-            _stopped(config, run_id, progress, signal_number, e, failed_too=True)
-        logging.exception("Pipeline run failed in %s", progress.running)
-        progress.mark("failed")
-        record_failure(config, run_id, progress.running, e)
-        error = DataRefusedError if isinstance(e, DataRefused) else PipelineRunError
-        raise error(run_id, progress.running, e) from e
+        with sigterm_raises():
+            while True:
+                for node_id in schedule.next_nodes():
+                    progress.started(node_id)
+                    running.by_node[node_id] = node_process.start(
+                        NodeJob(serialized_ir, node_id, log_path, secrets)
+                    )
+                    schedule.start(node_id)
+                if not running.by_node:
+                    break
+                for node in running.wait():
+                    outcome = node.outcome()
+                    node.close()
+                    if outcome.status == "interrupted":  # a signal sent to the node's process
+                        stopped_from_outside.append(outcome)
+                        raise RunInterrupted(outcome.signal_number)
+                    succeeded = outcome.status == "succeeded"
+                    schedule.finish(node.node_id, succeeded)
+                    progress.finished(node.node_id, None if succeeded else "failed")
+                    if not succeeded:
+                        failures.append(outcome)
+                        _failed(config, run_id, progress, running, outcome)
+    except (KeyboardInterrupt, RunInterrupted) as e:
+        signal_number = signal.SIGINT if isinstance(e, KeyboardInterrupt) else e.signal_number
+        _stopped(config, run_id, progress, running, schedule, signal_number, stopped_from_outside)
+        raise RunInterrupted(signal_number) from e
     finally:
-        root_logger.removeHandler(progress)
+        if running.by_node:  # the runner itself failed: stop what it started
+            running.stop(signal.SIGTERM)
+            cancel_unfinished(config, run_id, "canceled: the runner stopped on an error")
+    if failures:
+        for node, reason in schedule.not_run().items():
+            logging.info("%s did not run: %s", node, reason)
+        first = failures[0]
+        error = DataRefusedError if isinstance(first.error, DataRefused) else PipelineRunError
+        raise error(run_id, first.node_id, first.error) from first.error
+
+
+def _failed(
+    config: PipelineConfig,
+    run_id: str,
+    progress: ComponentProgress,
+    running: _RunningNodes,
+    outcome: NodeOutcome,
+) -> None:
+    """Records a node's failure in ML Metadata, and says which running nodes the run waits for."""
+    record_failure(config, run_id, outcome.node_id, outcome.error)
+    if running.by_node:
+        progress.note(
+            f"{outcome.node_id} failed: no further component starts; waiting for "
+            f"{', '.join(running.by_node)} to finish (what they compute is kept for the re-run)"
+        )
+
+
+def _stopped(
+    config: PipelineConfig,
+    run_id: str,
+    progress: ComponentProgress,
+    running: _RunningNodes,
+    schedule: DagSchedule,
+    signal_number: int,
+    already_stopped: list[NodeOutcome],
+) -> None:
+    """Stops every running node with `signal_number` and records the run's unfinished steps
+    CANCELED."""
+    logging.error("Run %s stopped by %s", run_id, signal.Signals(signal_number).name)
+    outcomes = already_stopped + running.stop(signal_number)
+    for node_id in list(schedule.running):
+        progress.finished(node_id, "canceled")
+        schedule.finish(node_id, succeeded=False)
+    reason = f"canceled: the run was stopped by {describe(signal_number)}"
+    recorded_failed = {o.node_id for o in outcomes if o.recorded_failed}
+    cancel_unfinished(config, run_id, reason, failed_nodes=recorded_failed)

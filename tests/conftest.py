@@ -155,13 +155,14 @@ def e2e_runs(sample_data_dir, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def penguin_runs(tmp_path_factory):
-    """The shipped penguin profile (multiclass), copied so a test can edit it: a cold run, a
-    re-run with nothing changed, and a run after a change to the profile's blessing only."""
+    """The shipped penguin profile (multiclass), copied so a test can edit it: a cold run (one
+    component at a time), a re-run with nothing changed, and a run after a change to the profile's blessing only."""
     profile_dir = tmp_path_factory.mktemp("profiles") / "penguin"
     shutil.copytree(PROJECT_ROOT / "profiles" / "penguin", profile_dir)
     output_dir = tmp_path_factory.mktemp("penguin-outputs")
     args = [f"--profile={profile_dir}", f"--output-dir={output_dir}"]
-    first = run_cli(*args)
+    # One component at a time, the way TFX's own LocalDagRunner runs them (test_parallel_runs).
+    first = run_cli(*args, "--parallelism=1")
     second = run_cli(*args) if first.returncode == 0 else None
     profile_file = profile_dir / "profile.yaml"
     profile_file.write_text(
