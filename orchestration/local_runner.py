@@ -187,8 +187,21 @@ def run(
     component fails (ML Metadata holds the failed execution with its message), RunInterrupted
     on Ctrl-C or SIGTERM (the unfinished executions are recorded CANCELED).
     """
-    parallelism = parallelism or default_parallelism()
     node_process.warm_up()
+    try:
+        _run(config, beam, console, run_id, log_path, parallelism or default_parallelism())
+    finally:
+        node_process.shut_down()  # the node processes' server lives for one run
+
+
+def _run(
+    config: PipelineConfig,
+    beam: BeamChoice,
+    console: TextIO,
+    run_id: str,
+    log_path: Path,
+    parallelism: int,
+) -> None:
     pipeline = create_pipeline(
         config,
         beam_pipeline_args=beam.beam_args,
@@ -197,6 +210,9 @@ def run(
     )
     pipeline_ir = tfx_private.compile_run(pipeline, run_id, _run_properties(config, parallelism))
     schedule = DagSchedule(tfx_private.node_dependencies(pipeline_ir), parallelism)
+    logging.info(
+        "Run %s compiled: %d nodes, at most %d at once", run_id, len(schedule.nodes), parallelism
+    )
     serialized_ir = pipeline_ir.SerializeToString()
     secrets = config.metadata_location.secrets()
 
