@@ -19,8 +19,10 @@ run: $(INSTALLED)
 test: $(INSTALLED) browser databases
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# The benchmark harness (not part of `make test`): cold run, re-runs, serving load, 100k and 1M rows; writes
-# BENCHMARKS.md and bench/results.json. About 30 minutes on 2 cores.
+# The benchmark harness (not part of `make test`): TFX's own taxi example as the reference, then the
+# project's cold run, re-runs, serving load, and 100k, 1M and 10M rows (each scale run stopped after 45
+# minutes); writes BENCHMARKS.md and bench/results.json. About 20 minutes plus the 10M run: up to about
+# 70 minutes on 2 cores. A subset: make bench BENCH_ARGS="--only reference,cold".
 bench: $(INSTALLED)
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
 

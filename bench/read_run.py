@@ -1,12 +1,18 @@
 """What one finished pipeline run did, as JSON, for the benchmark harness.
 
     python bench/read_run.py METADATA_DB --json-out FILE [--upstream-of Trainer]
+    python bench/read_run.py METADATA_DB --json-out FILE --pipeline-name NAME
 
 Reads the latest run in the ML Metadata store with the project's own readers
 (`metadata.run_summary.summarize_run`, `metadata.runs`): per-component state and duration, the
 Evaluator's overall metrics, blessing and push. With `--upstream-of NODE` it also lists every node
 the pipeline definition places upstream of NODE (data and control edges, transitively), from
 `pipeline.definition.create_pipeline`.
+
+With `--pipeline-name` naming another pipeline than the project's (the benchmark's reference, TFX's
+own taxi example), only what any TFX pipeline records is read: each component's state and
+duration, and the overall metrics, blessing and push of the run's Evaluator and Pusher if it has
+them (their output artifacts, read with `metadata.artifact_readers`).
 
 The harness runs this as a subprocess so that it never imports TensorFlow itself: its own memory
 stays out of the way, and a reader failure cannot take the harness down.
@@ -21,9 +27,10 @@ import sys
 import traceback
 from pathlib import Path
 
+from metadata import artifact_readers
 from metadata.run_summary import summarize_run
 from metadata.runs import run_contexts, run_executions
-from metadata.store import NodeExecution, StoreIndex
+from metadata.store import NodeExecution, StoreIndex, custom_property, output_artifacts
 from pipeline.config import PipelineConfig
 from pipeline.definition import create_pipeline
 
@@ -81,6 +88,48 @@ def read_run(metadata_path: Path, pipeline_name: str) -> dict:
     }
 
 
+def read_other_run(metadata_path: Path, pipeline_name: str) -> dict:
+    """Facts of the latest run of any TFX pipeline: components, and the Evaluator's overall
+    metrics, blessing and the push where the run has them."""
+    try:
+        index = StoreIndex.open(metadata_path)
+        runs = run_contexts(index.store, pipeline_name)
+        if not runs:
+            raise LookupError(f"no run of {pipeline_name} in {metadata_path}")
+        executions = run_executions(index, runs[0].id)
+    except Exception as e:  # noqa: BLE001 - the error is the answer
+        return {"read_error": f"{type(e).__name__}: {e}", "components": []}
+    facts: dict = {
+        "run_id": runs[0].name,
+        "components": components_of(executions),
+        "metrics": {},
+        "blessed": None,
+        "pushed_version": None,
+    }
+    errors = []
+    for node in executions:
+        outputs = output_artifacts(index.store, node.execution.id)
+        try:
+            if "evaluation" in outputs:
+                overall = artifact_readers.evaluation(outputs["evaluation"][0].uri)["overall"]
+                facts["metrics"] = {
+                    name: number
+                    for name, value in sorted(overall.items())
+                    if (number := _number(value)) is not None
+                }
+            if "blessing" in outputs and node.node_id == "Evaluator":
+                facts["blessed"] = custom_property(outputs["blessing"][0], "blessed") == 1
+            if "pushed_model" in outputs:
+                pushed = outputs["pushed_model"][0]
+                if custom_property(pushed, "pushed") == 1:
+                    facts["pushed_version"] = custom_property(pushed, "pushed_version")
+        except Exception as e:  # noqa: BLE001 - keep what else can be read
+            errors.append(f"{node.node_id}: {type(e).__name__}: {e}")
+    if errors:
+        facts["read_error"] = "; ".join(errors)
+    return facts
+
+
 def upstream_of(node_id: str) -> list[str]:
     """Every node upstream of `node_id` in the pipeline definition, in pipeline order."""
     components = create_pipeline(PipelineConfig()).components
@@ -102,8 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("metadata", type=Path, help="the run's metadata.db")
     parser.add_argument("--json-out", type=Path, required=True, help="where to write the JSON")
     parser.add_argument("--upstream-of", default=None, metavar="NODE")
+    parser.add_argument(
+        "--pipeline-name",
+        default=None,
+        metavar="NAME",
+        help="read the latest run of this pipeline (default: the project's)",
+    )
     args = parser.parse_args(argv)
-    facts = read_run(args.metadata, PipelineConfig().pipeline_name)
+    own_name = PipelineConfig().pipeline_name
+    if args.pipeline_name in (None, own_name):
+        facts = read_run(args.metadata, own_name)
+    else:
+        facts = read_other_run(args.metadata, args.pipeline_name)
     if args.upstream_of:
         try:
             facts["upstream_of"] = {args.upstream_of: upstream_of(args.upstream_of)}

@@ -24,7 +24,7 @@ import os
 import pickle
 import signal
 import time
-from multiprocessing import forkserver
+from multiprocessing import forkserver, resource_tracker
 from pathlib import Path
 from typing import Literal
 
@@ -96,8 +96,9 @@ def warm_up() -> None:
 def shut_down() -> None:
     """Stops the server process, if one was started, and waits for it to end. (Left alone, it
     would end on its own once this process has ended, unaccounted for and after it.) CPython
-    3.10's forkserver has no public way to stop it: this uses the private `_stop` that
-    CPython's own tests use, after a SIGTERM so that a server still importing stops at once."""
+    3.10's forkserver and resource tracker have no public way to stop them: this uses their
+    private `_stop`, which CPython's own tests use, after a SIGTERM so that a server still
+    importing stops at once."""
     server = forkserver._forkserver  # noqa: SLF001
     pid = server._forkserver_pid  # noqa: SLF001
     if pid is None:
@@ -107,6 +108,8 @@ def shut_down() -> None:
     except ProcessLookupError:
         pass
     server._stop()  # noqa: SLF001
+    # The resource tracker the server started (it would clean up shared memory) goes with it.
+    resource_tracker._resource_tracker._stop()  # noqa: SLF001
 
 
 @dataclasses.dataclass

@@ -1,0 +1,341 @@
+"""The benchmark harness (bench/run_bench.py) without running a pipeline: its targets (met,
+MISSED, not measured, a scale run stopped at its cap), its scenario selection, the cap itself on
+a real process group, the reuse of generated data, the reference's data folder, and rendering."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+GIB = 1024**3
+
+
+def _load_run_bench():
+    sys.path.insert(0, str(BENCH_DIR))  # run_bench imports its neighbours by name
+    spec = importlib.util.spec_from_file_location("run_bench", BENCH_DIR / "run_bench.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_bench"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+rb = _load_run_bench()
+
+
+def run(scenario: str, wall: float, exit_code: int = 0, **extra) -> dict:
+    return {
+        "scenario": scenario,
+        "description": scenario,
+        "invocation": "inv-1",
+        "started_at": "2026-11-30T09:00:00+00:00",
+        "wall_seconds": wall,
+        "cpu_seconds": wall,
+        "peak_rss_bytes": 2 * GIB,
+        "max_process_rss_bytes": GIB,
+        "load_average_before": 0.1,
+        "exit_code": exit_code,
+        "timed_out": False,
+        "components": [],
+        **extra,
+    }
+
+
+def results_with(*runs: dict, cores: int = 2) -> dict:
+    return {
+        "version": rb.RESULTS_VERSION,
+        "started_at": "inv-1",
+        "finished_at": "2026-11-30T10:00:00+00:00",
+        "machine": {"cores": cores, "memory_bytes": 24 * GIB, "versions": {"tfx": "1.16.0"}},
+        "git": {"commit": "abc1234", "dirty": False, "modified": []},
+        "settings": {
+            "scenarios": list(rb.SCENARIOS),
+            "data_dir": "data",
+            "run_args": [],
+            "seed": 42,
+            "sample_interval_seconds": 0.2,
+            "scale_timeout_seconds": 45 * 60.0,
+        },
+        "runs": {r["scenario"]: r for r in runs},
+    }
+
+
+def all_passing_runs() -> list[dict]:
+    return [
+        run(
+            "reference",
+            100.0,
+            metrics={"binary_accuracy": 0.789},
+            scored={"auc": 0.933, "binary_accuracy": 0.789, "example_count": 4612},
+        ),
+        run("cold", 78.0, metrics={"auc": 0.95, "binary_accuracy": 0.9}),  # exactly 0.78x
+        run("rerun_unchanged", 11.0),
+        run("rerun_model_change", 27.0),
+        run("scale_1000000", 239.0, rows=1_000_000),
+        run("scale_10000000", 39 * 60.0, rows=10_000_000, peak_rss_bytes=8 * GIB),
+    ]
+
+
+def by_name(targets: list[dict]) -> dict[str, dict]:
+    return {t["target"]: t for t in targets}
+
+
+COLD = "Cold run vs TFX's taxi example"
+RERUN = "Unchanged re-run"
+MODEL_CHANGE = "Model-code-change re-run"
+WALL_1M = "1,000,000 rows, wall"
+WALL_10M = "10,000,000 rows, wall"
+RSS_10M = "10,000,000 rows, peak RSS (tree)"
+AUC = "AUC, cold run on the default data"
+
+
+def test_the_targets_are_exactly_the_new_ones():
+    targets = rb.evaluate_targets(results_with())
+    assert [t["target"] for t in targets] == [
+        COLD,
+        RERUN,
+        MODEL_CHANGE,
+        WALL_1M,
+        WALL_10M,
+        RSS_10M,
+        AUC,
+    ]
+    goals = {t["target"]: t["goal"] for t in targets}
+    assert goals[COLD] == "<= 0.78x the reference's cold wall"
+    assert goals[RERUN] == "<= 0.15x cold"
+    assert goals[MODEL_CHANGE] == "<= 0.35x cold"
+    assert goals[WALL_1M] == "<= 4 min"
+    assert goals[WALL_10M] == "<= 40 min on 2 cores"
+    assert goals[RSS_10M] == "<= 8 GiB on 2 cores"
+    assert goals[AUC] == ">= 0.947"
+    assert rb.DEFAULT_SCALE_ROWS == (100_000, 1_000_000, 10_000_000)
+    # The cap lets a 10M run reach its 40-minute target, and not run for hours.
+    assert rb.TARGET_10M_SECONDS < rb.DEFAULT_SCALE_TIMEOUT_MINUTES * 60 <= 60 * 60
+
+
+def test_targets_met_at_their_limits():
+    targets = by_name(rb.evaluate_targets(results_with(*all_passing_runs())))
+    assert {name: t["status"] for name, t in targets.items()} == dict.fromkeys(targets, rb.MET)
+    assert targets[COLD]["measured"] == "0.78x (78.0 s / 100.0 s)"
+    # The reference's AUC is shown beside the project's, for information.
+    assert "0.9330" in targets[AUC]["note"] and "0.7890" in targets[AUC]["note"]
+
+
+def test_targets_missed_just_past_their_limits():
+    runs = {r["scenario"]: r for r in all_passing_runs()}
+    runs["cold"].update(wall_seconds=78.1, metrics={"auc": 0.9469})
+    runs["rerun_unchanged"]["wall_seconds"] = 0.16 * 78.1
+    runs["rerun_model_change"]["wall_seconds"] = 0.36 * 78.1
+    runs["scale_1000000"]["wall_seconds"] = 241.0
+    runs["scale_10000000"].update(wall_seconds=40 * 60 + 1.0, peak_rss_bytes=8 * GIB + 1)
+    targets = rb.evaluate_targets(results_with(*runs.values()))
+    assert [t["status"] for t in targets] == [rb.MISSED] * len(targets)
+
+
+def test_targets_not_measured_without_runs():
+    targets = rb.evaluate_targets(results_with())
+    assert [t["status"] for t in targets] == [rb.NOT_MEASURED] * len(targets)
+    assert by_name(targets)[COLD]["note"] == "not run: cold, reference"
+
+
+def test_a_failed_reference_is_not_measured_and_a_failed_cold_run_is_missed():
+    runs = {r["scenario"]: r for r in all_passing_runs()}
+    runs["reference"]["exit_code"] = 1
+    cold = by_name(rb.evaluate_targets(results_with(*runs.values())))[COLD]
+    assert cold["status"] == rb.NOT_MEASURED
+    assert "the reference: the run failed (exit 1)" in cold["note"]
+
+    runs = {r["scenario"]: r for r in all_passing_runs()}
+    runs["cold"]["exit_code"] = 1
+    targets = by_name(rb.evaluate_targets(results_with(*runs.values())))
+    assert targets[COLD]["status"] == rb.MISSED
+    assert targets[AUC]["status"] == rb.MISSED
+    # Re-runs on a failed cold run have nothing to be compared with.
+    assert targets[RERUN]["status"] == rb.NOT_MEASURED
+
+
+def test_a_scale_run_stopped_at_the_cap_misses_its_targets():
+    runs = {r["scenario"]: r for r in all_passing_runs()}
+    runs["scale_10000000"].update(
+        wall_seconds=45 * 60 + 2.0,
+        exit_code=143,
+        timed_out=True,
+        timeout_seconds=45 * 60.0,
+        peak_rss_bytes=5 * GIB,  # under the limit so far, but the run never finished
+    )
+    targets = by_name(rb.evaluate_targets(results_with(*runs.values())))
+    for name in (WALL_10M, RSS_10M):
+        assert targets[name]["status"] == rb.MISSED
+        assert "stopped at the 45 min cap" in targets[name]["note"]
+    assert targets[WALL_10M]["measured"] == "stopped at 45 min"
+    assert targets[RSS_10M]["measured"] == "5.00 GiB until stopped"
+    assert targets[WALL_1M]["status"] == rb.MET
+    markdown = rb.render_markdown(results_with(*runs.values()))
+    assert "143 (stopped at the 45 min cap)" in markdown
+    assert "**MISSED**" in markdown
+
+
+def test_scale_targets_say_when_cores_differ():
+    targets = by_name(rb.evaluate_targets(results_with(*all_passing_runs(), cores=8)))
+    assert "measured on 8 cores" in targets[WALL_10M]["note"]
+
+
+def test_runs_of_different_invocations_are_flagged():
+    runs = {r["scenario"]: r for r in all_passing_runs()}
+    runs["reference"]["invocation"] = "inv-0"
+    cold = by_name(rb.evaluate_targets(results_with(*runs.values())))[COLD]
+    assert "another invocation" in cold["note"]
+
+
+def test_render_shows_the_reference_and_the_comparison():
+    results = results_with(*all_passing_runs())
+    results["runs"]["reference"].update(
+        command=[".venv/bin/python", "bench/reference_taxi.py", "run"],
+        data_files=[
+            {
+                "source": "data/labeled/span-1/taxi.csv",
+                "copy": "bench/work/reference-data/span-1-taxi.csv",
+                "rows": 7001,
+                "bytes": 894605,
+                "sha256": "0" * 64,
+            }
+        ],
+        rows=7001,
+        components=[{"node_id": "Transform", "state": "executed", "seconds": 40.0}],
+    )
+    results["runs"]["cold"]["components"] = [
+        {"node_id": "Transform", "state": "executed", "seconds": 30.0}
+    ]
+    markdown = rb.render_markdown(results)
+    assert "## The project beside TFX's own example" in markdown
+    assert "| Wall | 78.0 s | 100.0 s | 0.78x |" in markdown
+    assert "## Reference: TFX's own taxi example" in markdown
+    assert "`data/labeled/span-1/taxi.csv` | 7,001 |" in markdown
+    assert "| Transform | 30.0 | 40.0 | 0.75x |" in markdown
+    assert "| rerun_unchanged | 11.0 s | 0.14x | 0.11x |" in markdown
+    assert "**Targets: 7 met, 0 MISSED, 0 not measured**" in markdown
+
+
+def test_render_only_rerenders_from_the_json(tmp_path):
+    results_path, markdown_path = tmp_path / "results.json", tmp_path / "BENCHMARKS.md"
+    results_path.write_text(json.dumps(results_with(*all_passing_runs())))
+    assert (
+        rb.main(["--render-only", f"--results={results_path}", f"--markdown={markdown_path}"]) == 0
+    )
+    assert "# Benchmarks" in markdown_path.read_text()
+
+
+def test_only_selects_scenarios_in_run_order(tmp_path):
+    args = rb.parse_args(["--only", "cold,reference", f"--out-dir={tmp_path}"])
+    assert rb.selected_scenarios(args) == ["reference", "cold"]
+    args = rb.parse_args(["--skip-scale", "--skip-serving", f"--out-dir={tmp_path}"])
+    assert rb.selected_scenarios(args) == [
+        "reference",
+        "cold",
+        "rerun_unchanged",
+        "rerun_model_change",
+    ]
+    with pytest.raises(SystemExit):
+        rb.parse_args(["--only", "cold,warm"])
+    with pytest.raises(SystemExit):  # a re-run needs a cold run's outputs
+        rb.parse_args(["--only", "rerun_unchanged", f"--out-dir={tmp_path}"])
+
+
+def test_the_cap_ends_the_whole_process_group(tmp_path):
+    child = "import subprocess, time; subprocess.Popen(['sleep', '120']); time.sleep(120)"
+    started = time.monotonic()
+    m = rb.measure([sys.executable, "-c", child], tmp_path, tmp_path / "log", 1.0, 0.1)
+    assert m.timed_out
+    assert m.exit_code != 0
+    assert time.monotonic() - started < 30
+    assert m.leftover_processes == 0
+
+
+def test_cpu_of_a_descendant_nobody_waits_for_is_counted(tmp_path):
+    # A child that burns CPU and is never waited for (as a multiprocessing forkserver): wait4's
+    # usage of the parent does not include it, the sampled CPU does.
+    burn = "import time; end = time.process_time() + 1.5\nwhile time.process_time() < end: pass"
+    parent = (
+        "import os, subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', {burn!r}])\n"
+        "time.sleep(3)\n"
+        "os._exit(0)\n"
+    )
+    m = rb.measure([sys.executable, "-c", parent], tmp_path, tmp_path / "log", 60.0, 0.1)
+    assert m.exit_code == 0
+    assert m.cpu_user_seconds + m.cpu_system_seconds < 1.0
+    assert m.cpu_seconds >= 1.2
+
+
+def test_scale_runs_get_the_cap(monkeypatch, tmp_path):
+    settings = rb.Settings(
+        out_dir=tmp_path,
+        data_dir=tmp_path,
+        run_args=[],
+        timeout=3 * 3600.0,
+        interval=0.2,
+        seed=42,
+        scale_timeout=45 * 60.0,
+    )
+    seen = {}
+    monkeypatch.setattr(rb, "scale_data", lambda s, rows: (tmp_path / "d", {"exit_code": 0}))
+
+    def fake_pipeline_run(settings, scenario, description, data_dir, output_dir, **kwargs):
+        seen.update(kwargs, scenario=scenario)
+        return {"scenario": scenario}
+
+    monkeypatch.setattr(rb, "pipeline_run", fake_pipeline_run)
+    record = rb.scale_run(settings, 10_000_000)
+    assert seen == {"timeout": 45 * 60.0, "scenario": "scale_10000000"}
+    assert record["rows"] == 10_000_000
+
+
+def test_generated_data_is_reused_until_its_inputs_change(monkeypatch, tmp_path):
+    settings = rb.Settings(
+        out_dir=tmp_path, data_dir=tmp_path, run_args=[], timeout=60.0, interval=0.2, seed=42
+    )
+    calls = []
+
+    def fake_generate(settings, rows, data_dir):
+        calls.append(rows)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return {"rows": rows, "exit_code": 0, "wall_seconds": 1.0}
+
+    monkeypatch.setattr(rb, "generate", fake_generate)
+    first = rb.scale_data(settings, 1000)[1]
+    second = rb.scale_data(settings, 1000)[1]
+    assert (first["reused"], second["reused"]) == (False, True)
+    assert calls == [1000]
+    settings.seed = 7
+    assert rb.scale_data(settings, 1000)[1]["reused"] is False
+    assert calls == [1000, 1000]
+
+
+def test_reference_data_copies_the_labeled_spans(tmp_path):
+    data = tmp_path / "data"
+    for span, rows in ((2, 3), (1, 2), (10, 1)):
+        folder = data / "labeled" / f"span-{span}"
+        folder.mkdir(parents=True)
+        body = "".join(f"{i},x\n" for i in range(rows))
+        (folder / "taxi.csv").write_text("a,b\n" + body)
+    (data / "unlabeled" / "span-1").mkdir(parents=True)
+    (data / "unlabeled" / "span-1" / "taxi.csv").write_text("a\n1\n")
+    settings = rb.Settings(
+        out_dir=tmp_path / "out", data_dir=data, run_args=[], timeout=60.0, interval=0.2, seed=42
+    )
+    folder, files = rb.reference_data(settings)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "span-1-taxi.csv",
+        "span-10-taxi.csv",
+        "span-2-taxi.csv",
+    ]
+    assert [(Path(f["copy"]).name, f["rows"]) for f in files] == [
+        ("span-1-taxi.csv", 2),
+        ("span-2-taxi.csv", 3),
+        ("span-10-taxi.csv", 1),
+    ]
