@@ -29,7 +29,7 @@ from pathlib import Path
 
 from metadata import artifact_readers
 from metadata.run_summary import summarize_run
-from metadata.runs import run_contexts, run_executions
+from metadata.runs import describe_run, run_contexts, run_executions
 from metadata.store import NodeExecution, StoreIndex, custom_property, output_artifacts
 from pipeline.config import PipelineConfig
 from pipeline.definition import create_pipeline
@@ -60,6 +60,7 @@ def read_run(metadata_path: Path, pipeline_name: str) -> dict:
         if run_id is None:
             raise LookupError(f"no run of {pipeline_name} in {metadata_path}")
         summary = summarize_run(index, run_id)
+        described = describe_run(index, runs[0])
     except Exception as e:  # noqa: BLE001 - a partial answer beats none; the error is kept
         facts: dict = {"read_error": f"{type(e).__name__}: {e}", "components": []}
         if run_id is not None:
@@ -85,6 +86,8 @@ def read_run(metadata_path: Path, pipeline_name: str) -> dict:
         "gate_refused": summary.gate_refused,
         "data_span": summary.data_span,
         "training_spans": summary.training_spans,
+        "parallelism": described["parallelism"],
+        "most_at_once": described["most_at_once"],
     }
 
 

@@ -94,7 +94,15 @@ RESULTS_VERSION = 2
 GIB = 1024**3
 
 # Scenario names for --only, in the order they run ("scale" is every scale_N of --scale-rows).
-SCENARIOS = ("reference", "cold", "rerun_unchanged", "rerun_model_change", "serving_load", "scale")
+SCENARIOS = (
+    "reference",
+    "cold",
+    "parallelism",
+    "rerun_unchanged",
+    "rerun_model_change",
+    "serving_load",
+    "scale",
+)
 NEEDS_COLD_OUTPUT = ("rerun_unchanged", "rerun_model_change", "serving_load")
 
 # The reference: TFX 1.16's own taxi example, run by bench/reference_taxi.py with the DirectRunner
@@ -516,6 +524,7 @@ def pipeline_run(
     cwd: Path = PROJECT_ROOT,
     upstream_of: str | None = None,
     timeout: float | None = None,
+    extra_args: tuple[str, ...] = (),
 ) -> dict:
     """One measured `python run_local.py` and what ML Metadata says it did."""
     command = [
@@ -524,6 +533,7 @@ def pipeline_run(
         f"--data-dir={data_dir}",
         f"--output-dir={output_dir}",
         *settings.run_args,
+        *extra_args,
     ]
     record = measured_run(settings, scenario, description, command, cwd, timeout)
     record["data_dir"] = _relative(data_dir)
@@ -830,9 +840,10 @@ def selected_scenarios(args: argparse.Namespace) -> list[str]:
 
 
 def _run_order(name: str) -> tuple:
-    if name.startswith("scale_"):
-        rows = name.removeprefix("scale_")
-        return (SCENARIOS.index("scale"), int(rows) if rows.isdigit() else 0, name)
+    for family in ("scale", "parallelism"):  # scale_N, parallelism_N: by N
+        if name.startswith(family + "_"):
+            number = name.removeprefix(family + "_")
+            return (SCENARIOS.index(family), int(number) if number.isdigit() else 0, name)
     return (SCENARIOS.index(name) if name in SCENARIOS else len(SCENARIOS), 0, name)
 
 
@@ -849,6 +860,62 @@ def earlier_results(args: argparse.Namespace) -> dict | None:
         return json.loads(args.results.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+
+
+def default_parallelism() -> int:
+    """The runner's default --parallelism: one per core (orchestration/dag_schedule.py; the
+    harness runs outside the project's imports)."""
+    return max(1, os.cpu_count() or 1)
+
+
+def parallelism_levels() -> list[int]:
+    """The --parallelism values measured beside the default (the cold run): one at a time, and
+    one more than the cores."""
+    return [level for level in (1, default_parallelism() + 1) if level != default_parallelism()]
+
+
+def parallelism_section(runs: dict) -> list[str]:
+    """Cold runs at each measured --parallelism: the evidence for the default."""
+    cold = runs.get("cold")
+    measured = [(cold.get("parallelism") or default_parallelism(), cold)] if cold else []
+    measured += [
+        (int(name.removeprefix("parallelism_")), run)
+        for name, run in runs.items()
+        if name.startswith("parallelism_")
+    ]
+    if len(measured) < 2:
+        return []
+    measured.sort(key=lambda pair: pair[0])
+    rows = []
+    for level, run in measured:
+        wall, cpu = run.get("wall_seconds"), run.get("cpu_seconds")
+        if run is cold:
+            ratio = "1.00 (the default)"
+        else:
+            ratio = f"{wall / cold['wall_seconds']:.2f}" if cold and wall else ""
+        rows.append(
+            [
+                level,
+                fmt_seconds(wall),
+                fmt_seconds(cpu),
+                f"{cpu / wall:.2f}" if cpu and wall else "",
+                run.get("most_at_once", ""),
+                ratio,
+                run.get("exit_code"),
+            ]
+        )
+    return [
+        "## Parallelism",
+        "",
+        "Cold runs on the same data at each `--parallelism` (components at most at once, each in "
+        'its own process); the default is one per core. "At once" is the most components whose '
+        "executions overlapped in ML Metadata.",
+        "",
+        *_table(
+            ["--parallelism", "Wall", "CPU", "CPU/wall", "At once", "Wall / default", "Exit"],
+            rows,
+        ),
+    ]
 
 
 def run_all(args: argparse.Namespace) -> dict:
@@ -912,6 +979,19 @@ def run_all(args: argparse.Namespace) -> dict:
                 fresh(cold_output),
             )
         )
+    if "parallelism" in scenarios:
+        for level in parallelism_levels():
+            save(
+                pipeline_run(
+                    settings,
+                    f"parallelism_{level}",
+                    f"as cold, with --parallelism {level} (the default is "
+                    f"{default_parallelism()}, one per core: the cold run)",
+                    settings.data_dir,
+                    fresh(settings.out_dir / "runs" / f"parallelism_{level}"),
+                    extra_args=(f"--parallelism={level}",),
+                )
+            )
     if "rerun_unchanged" in scenarios:
         save(
             pipeline_run(
@@ -1631,6 +1711,7 @@ def render_markdown(results: dict) -> str:
     reference = runs.get("reference")
     if reference:
         lines += _reference_section(reference, cold)
+    lines += parallelism_section(runs)
     lines += ["## The project's runs", ""]
     for run in runs.values():
         if run["scenario"] == "reference":

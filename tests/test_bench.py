@@ -237,6 +237,7 @@ def test_only_selects_scenarios_in_run_order(tmp_path):
     assert rb.selected_scenarios(args) == [
         "reference",
         "cold",
+        "parallelism",
         "rerun_unchanged",
         "rerun_model_change",
     ]
@@ -339,3 +340,20 @@ def test_reference_data_copies_the_labeled_spans(tmp_path):
         ("span-2-taxi.csv", 3),
         ("span-10-taxi.csv", 1),
     ]
+
+
+def test_the_parallelism_section_compares_each_level_with_the_default_cold_run(monkeypatch):
+    monkeypatch.setattr(rb, "default_parallelism", lambda: 2)
+    assert rb.parallelism_levels() == [1, 3]
+    runs = rb.ordered_runs(
+        {
+            "parallelism_3": {"wall_seconds": 55.0, "cpu_seconds": 99.0, "most_at_once": 3},
+            "cold": {"wall_seconds": 50.0, "cpu_seconds": 90.0, "parallelism": 2, "exit_code": 0},
+            "parallelism_1": {"wall_seconds": 60.0, "cpu_seconds": 60.0, "most_at_once": 1},
+        }
+    )
+    assert list(runs) == ["cold", "parallelism_1", "parallelism_3"]
+    table = [line for line in rb.parallelism_section(runs) if line.startswith("| ")]
+    assert table[1].startswith("| 1 | 1 min") or table[1].startswith("| 1 | 60")
+    assert "| 1.20 |" in table[1] and "1.00 (the default)" in table[2] and "| 1.10 |" in table[3]
+    assert rb.parallelism_section({"cold": runs["cold"]}) == []
