@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from orchestration import preflight
+from orchestration.dag_schedule import default_parallelism
 from pipeline.config import ConfigError, PipelineConfig
 from tests.conftest import invoke, run_cli
 
@@ -167,8 +168,11 @@ def test_a_bad_setting_stops_the_run_before_anything_runs(sample_data_dir, tmp_p
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert lines[1] == "Beam:     DirectRunner multi_processing (0.3 MiB of labeled CSV to read)"
-    assert lines[2] == f"Metadata: {tmp_path / 'out' / 'metadata.db'} (SQLite)"
-    assert lines[4] == (
+    assert lines[2] == (
+        f"Parallel: up to {default_parallelism()} components at once (one per core; --parallelism)"
+    )
+    assert lines[3] == f"Metadata: {tmp_path / 'out' / 'metadata.db'} (SQLite)"
+    assert lines[5] == (
         f"error: The unlabeled data folder {data_dir / 'unlabeled'} does not exist. A data "
         "directory needs 'labeled/' (CSV files with the label column) and 'unlabeled/' (CSV files "
         "to score), each with one folder per span matching 'span-{SPAN}/*.csv'; point --data-dir "
