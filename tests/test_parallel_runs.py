@@ -93,7 +93,8 @@ def test_a_default_run_overlaps_independent_components(e2e_runs):
     ends = {c["node_id"]: c["offset_seconds"] + c["seconds"] for c in run["components"]}
     assert starts["Transform"] >= ends["DataGate"] and starts["Trainer"] >= ends["Tuner"]
     assert starts["Pusher"] >= max(ends["Evaluator"], ends["InfraValidator"])
-    report = next((e2e_runs["output_dir"] / "reports").glob("run-*.html")).read_text()
+    report_name = f"run-{run['run_id'].replace(':', '-')}.html"
+    report = (e2e_runs["output_dir"] / "reports" / report_name).read_text()
     assert f"up to <b>{run['most_at_once']}</b> at once" in report
 
 
