@@ -196,6 +196,16 @@ def _hash_partition_fn():
     return base_example_gen_executor._PartitionFn  # noqa: SLF001
 
 
+# The fast CSV path (span_example_gen/fast_csv.py) must type each cell exactly as TFX does; for
+# the cells its vectorized checks leave undecided it asks tfx_bsl 1.16.1's private
+# `_InferValueType` (tfx_bsl/coders/csv_decoder.py), the function TFX's ColumnTypeInferrer uses
+# per cell (INT, FLOAT, STRING, or UNKNOWN for an empty cell).
+def infer_csv_value_type(cell: bytes) -> Any:
+    from tfx_bsl.coders import csv_decoder
+
+    return csv_decoder._InferValueType(cell)  # noqa: SLF001
+
+
 def beam_args_for_csv_reader(executor: Any, exec_properties: dict[str, Any]) -> None:
     """Puts the executor's Beam options where `CsvToExample` looks for them."""
     exec_properties["_beam_pipeline_args"] = executor._beam_pipeline_args or []  # noqa: SLF001
