@@ -213,6 +213,8 @@ def _run(
     logging.info(
         "Run %s compiled: %d nodes, at most %d at once", run_id, len(schedule.nodes), parallelism
     )
+    # As TFX's LocalDagRunner logs it (the log file never shows the password: console.py).
+    logging.info("Using connection config:\n %s", pipeline.metadata_connection_config)
     serialized_ir = pipeline_ir.SerializeToString()
     secrets = config.metadata_location.secrets()
 
