@@ -10,8 +10,8 @@ reads as running (on that host) until a reader there, or its next run, says othe
 from __future__ import annotations
 
 import socket
-from pathlib import Path
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from ml_metadata import metadata_store

@@ -63,7 +63,7 @@ def _raw_rows(rng: np.random.Generator) -> list[dict]:
     return rows
 
 
-def _example(row: dict, without: str) -> bytes:
+def _example(row: dict, without: str | None) -> bytes:
     feature = {}
     for name, values in row.items():
         if name == without:
@@ -178,18 +178,58 @@ def test_hyperparameters_from_tuner_output_override_defaults():
 
 
 class _FakeDataAccessor:
-    """Stands in for TFX's DataAccessor: serves a small in-memory dataset."""
+    """Stands in for TFX's DataAccessor: serves the raw rows, parsed as TFXIO parses them."""
 
-    def __init__(self, features, label):
-        self.data = (features, label)
+    def __init__(self, raw_rows):
+        self.examples = [_example(row, without=None) for row in raw_rows]
 
     def tf_dataset_factory(self, file_pattern, options, schema):
-        return tf.data.Dataset.from_tensor_slices(self.data).batch(options.batch_size)
+        assert options.num_epochs == 1  # input_dataset repeats the transformed rows itself
+        batches = tf.data.Dataset.from_tensor_slices(self.examples).batch(options.batch_size)
+        return batches.map(lambda serialized: tf.io.parse_example(serialized, SPEC))
+
+
+def test_training_batches_are_the_transform_graph_applied_to_raw_examples(task_run):
+    """Transform does not materialize: what the model trains on must be exactly what
+    tf.Transform computes (and the export serves with), every row once per pass."""
+    profile, raw_rows, features, label, transform_output, _ = task_run
+    dataset = model.input_dataset(
+        ["unused"],
+        _FakeDataAccessor(raw_rows),
+        transform_output,
+        profile.transformed_label,
+        batch_size=16,
+        seed=3,
+    )
+    batches = list(dataset.take(2 * ROWS // 16))  # two passes
+    assert all(set(x) == set(features) for x, _ in batches)
+    columns = sorted(features)
+
+    def rows(batch_list):
+        """Each row's transformed values and label, rows in a canonical order."""
+        table = np.array(
+            [
+                [float(x[c][i]) for c in columns] + [float(y[i])]
+                for x, y in batch_list
+                for i in range(len(y))
+            ]
+        )
+        return table[np.lexsort(table.T[::-1])]
+
+    expected = np.column_stack([features[c] for c in columns] + [label]).astype(float)
+    expected = expected[np.lexsort(expected.T[::-1])]
+    half = len(batches) // 2
+    np.testing.assert_allclose(rows(batches[:half]), expected, rtol=1e-6)
+    np.testing.assert_allclose(rows(batches[half:]), expected, rtol=1e-6)
+    # Re-shuffled every pass.
+    assert [np.asarray(y).tolist() for _, y in batches[:half]] != [
+        np.asarray(y).tolist() for _, y in batches[half:]
+    ]
 
 
 @pytest.mark.parametrize("max_trials", [1, 3])
 def test_tuner_fn_returns_a_bounded_random_search_with_the_tasks_objective(task_run, max_trials):
-    profile, _, features, label, _, work = task_run
+    profile, raw_rows, _, _, _, work = task_run
     fn_args = tfx.components.FnArgs(
         working_dir=str(work / f"tuner-{max_trials}"),
         train_files=["unused"],
@@ -197,7 +237,7 @@ def test_tuner_fn_returns_a_bounded_random_search_with_the_tasks_objective(task_
         transform_graph_path=str(work / "transform"),
         train_steps=2,
         eval_steps=1,
-        data_accessor=_FakeDataAccessor(features, label),
+        data_accessor=_FakeDataAccessor(raw_rows),
         custom_config={"max_trials": max_trials, "seed": 7, "profile": profile.training_part()},
     )
     result = tuning.tuner_fn(fn_args)

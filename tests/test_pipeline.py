@@ -71,8 +71,11 @@ def test_components_are_wired_to_the_right_inputs(nodes):
     skew = by_id["SkewValidator"].inputs
     assert _producer(skew["statistics"]) == "UnlabeledStatisticsGen"
     assert _producer(skew["baseline_statistics"]) == "StatisticsGen"
+    # Transform writes its graph only: Tuner and Trainer read the raw examples and transform them
+    # with that graph as they batch them.
+    assert list(by_id["Transform"].outputs) == ["transform_graph"]
     for trainer_like in ("Tuner", "Trainer"):
-        assert _producer(by_id[trainer_like].inputs["examples"]) == "Transform"
+        assert _producer(by_id[trainer_like].inputs["examples"]) == "CsvExampleGen"
         assert _producer(by_id[trainer_like].inputs["transform_graph"]) == "Transform"
     assert _producer(by_id["Trainer"].inputs["hyperparameters"]) == "Tuner"
     evaluator = by_id["Evaluator"].inputs
