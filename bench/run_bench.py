@@ -125,6 +125,7 @@ PROJECT_PARTS = (
     "metadata",
     "cli",
     "schema",
+    "profiles",
 )
 CHANGED_MODULE = "components/model.py"
 # A real change to the module's bytes (the code fingerprint hashes file contents): a new
