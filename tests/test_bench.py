@@ -260,11 +260,19 @@ def test_the_cap_ends_the_whole_process_group(tmp_path):
 def test_cpu_of_a_descendant_nobody_waits_for_is_counted(tmp_path):
     # A child that burns CPU and is never waited for (as a multiprocessing forkserver): wait4's
     # usage of the parent does not include it, the sampled CPU does.
-    burn = "import time; end = time.process_time() + 1.5\nwhile time.process_time() < end: pass"
+    # The child says when it has burnt its CPU (however busy the machine), and stays a moment
+    # for the sampler to read it; the parent exits then without waiting for it.
+    done = tmp_path / "burnt"
+    burn = (
+        "import pathlib, time\nend = time.process_time() + 1.5\n"
+        "while time.process_time() < end: pass\n"
+        f"pathlib.Path({str(done)!r}).touch()\ntime.sleep(1)"
+    )
     parent = (
-        "import os, subprocess, sys, time\n"
+        "import os, pathlib, subprocess, sys, time\n"
         f"subprocess.Popen([sys.executable, '-c', {burn!r}])\n"
-        "time.sleep(3)\n"
+        f"while not pathlib.Path({str(done)!r}).exists(): time.sleep(0.05)\n"
+        "time.sleep(0.5)\n"
         "os._exit(0)\n"
     )
     m = rb.measure([sys.executable, "-c", parent], tmp_path, tmp_path / "log", 60.0, 0.1)
