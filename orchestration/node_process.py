@@ -172,7 +172,16 @@ def start(job: NodeJob) -> RunningNode:
 
 # ---- In the node's process ---------------------------------------------------------------------
 def _die_with_parent() -> None:
-    """SIGKILL when the server process (and so the runner) is gone."""
+    """SIGKILL when the server process (and so the runner) is gone.
+
+    The server ends when nothing holds the write end of its "alive" pipe any more. The runner
+    holds it, and multiprocessing hands every forked process a copy too (so that the server
+    outlives its children): a node process closes its copy, or a killed runner would leave the
+    server, and the node with it, running."""
+    server = forkserver._forkserver  # noqa: SLF001
+    if server._forkserver_alive_fd is not None:  # noqa: SLF001
+        os.close(server._forkserver_alive_fd)  # noqa: SLF001
+        server._forkserver_alive_fd = None  # noqa: SLF001
     parent = os.getppid()
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -8,6 +8,7 @@ cache (CsvExampleGen is not read again); the lock the killed run left is taken o
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -46,6 +47,25 @@ def run_and_stop(data_dir: Path, output_dir: Path, sig: signal.Signals) -> dict:
     return {"returncode": process.returncode, "stdout": "".join(seen) + out, "stderr": err}
 
 
+def processes_still_logging(log_dir: Path, patience_seconds: float = 30.0) -> list[str]:
+    """The processes (pid and command) that still hold a file in `log_dir` open once
+    `patience_seconds` have passed: every process of a run writes to the run's log."""
+    deadline = time.monotonic() + patience_seconds
+    while True:
+        holders = []
+        for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+            try:
+                targets = [os.readlink(fd) for fd in fd_dir.iterdir()]
+                command = (fd_dir.parent / "cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:  # the process ended meanwhile, or is not ours to read
+                continue
+            if any(target.startswith(f"{log_dir}/") for target in targets):
+                holders.append(f"{fd_dir.parent.name}: {command.decode(errors='replace')[:200]}")
+        if not holders or time.monotonic() > deadline:
+            return holders
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def stopped_runs(sample_data_dir, tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("stopped")
@@ -54,11 +74,13 @@ def stopped_runs(sample_data_dir, tmp_path_factory):
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL)
     }
     killed_lock = json.loads(run_lock.lock_path(output_dir).read_text())
+    left_running = processes_still_logging(output_dir / "logs")
     inspected = invoke("inspect", "runs", "--json", f"--metadata-path={output_dir / 'metadata.db'}")
     return {
         "output_dir": output_dir,
         "runs": runs,
         "killed_lock": killed_lock,
+        "left_running": left_running,
         "inspected": inspected,
     }
 
@@ -98,6 +120,8 @@ def test_a_killed_run_reads_as_interrupted_not_running(stopped_runs):
     assert newest["state"] == "INTERRUPTED"
     states = {c["node_id"]: c["state"] for c in newest["components"]}
     assert states["StatisticsGen"] == "interrupted" and states["CsvExampleGen"] == "cached"
+    # Its node processes died with it: the interrupted StatisticsGen cannot finish later.
+    assert stopped_runs["left_running"] == []
     text = invoke(
         "inspect", "runs", f"--metadata-path={stopped_runs['output_dir'] / 'metadata.db'}"
     ).stdout
