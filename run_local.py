@@ -1,8 +1,10 @@
 """Run the whole TFX chain locally: `python run_local.py [options]`; `--help` lists every command."""
 
-import sys
-
 from cli.app import main
+from cli.exit_codes import exit_without_teardown
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        main()
+    except SystemExit as done:  # click ends every command with sys.exit
+        exit_without_teardown(done.code)

@@ -113,16 +113,19 @@ def run_locally(config: PipelineConfig, parallelism: int | None = None) -> int:
             )
             console.write(f"Full log: {log_path}\n")
             try:
-                preflight.run_all(config)
-                # The components' processes fork from a server that imports TensorFlow and TFX:
-                # it starts now, to import while this process builds and compiles the pipeline.
+                # The components' processes fork from a server that imports TensorFlow and TFX
+                # (about 10 s): it starts first, to import while this process checks the inputs
+                # (importing the user code) and compiles the pipeline.
                 node_process.warm_up()
+                preflight.run_all(config)
                 return _run_and_report(
                     config, beam, console, log_path, started, run_id, parallelism
                 )
             except KeyboardInterrupt:  # outside the runner (which records its own): checks, summary
                 console.write("\ninterrupted: the run was stopped.\n")
                 return exit_codes.INTERRUPTED
+            finally:
+                node_process.shut_down()
     except _Stop as stop:
         return stop.exit_code
 

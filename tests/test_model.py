@@ -199,7 +199,7 @@ def test_training_batches_are_the_transform_graph_applied_to_raw_examples(task_r
         transform_output,
         profile.transformed_label,
         batch_size=16,
-        seed=3,
+        shuffle_seed=3,
     )
     batches = list(dataset.take(2 * ROWS // 16))  # two passes
     assert all(set(x) == set(features) for x, _ in batches)
