@@ -267,6 +267,16 @@ def init_example_gen_with_spec(component: Any, spec: Any) -> None:
 # TFX 1.16's LatestBlessedModelStrategy does its matching of models to blessings in the private
 # `_resolve(input_dict, model_channel_key, model_blessing_channel_key)`; the project's strategy
 # filters the candidate out first and then calls it.
+# ---- TFDV's statistics without Beam ------------------------------------------------------------
+# TFDV 1.16 (tensorflow_data_validation/statistics/stats_impl.py): `generate_statistics_in_memory`
+# runs the generators of `tfdv.GenerateStatistics` over one Arrow record batch in this process;
+# tfdv's public `generate_statistics_from_dataframe` wraps it for pandas frames only.
+def statistics_in_memory(record_batch: Any, options: Any) -> Any:
+    from tensorflow_data_validation.statistics import stats_impl
+
+    return stats_impl.generate_statistics_in_memory(record_batch, options)
+
+
 def latest_blessed_model(
     strategy: Any,
     input_dict: dict[str, list],
