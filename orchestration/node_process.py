@@ -33,6 +33,9 @@ from orchestration.interrupts import RunInterrupted, interrupt_inside, sigterm_r
 # What the server process imports before it forks anything: TFX and its component executors
 # (through the pipeline definition), and the project's own component code.
 PRELOADED_MODULES = [
+    # The runner's main module (run_local.py and the CLI it imports): each node process would
+    # otherwise import it anew, a tenth of a second or more per node.
+    "__main__",
     "components.tfx_private",
     "pipeline.definition",
     "components.preprocessing",
