@@ -36,6 +36,8 @@ def _example(rng: np.random.Generator, i: int) -> bytes:
     }
     if i % 7:  # some rows lack the column, as CSV rows with an empty cell do
         feature["tips"] = tf.train.Feature(float_list=tf.train.FloatList(value=[rng.random()]))
+    if i >= 100:  # whole batches lack this one when read 40 rows at a time
+        feature["extras"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 3]))
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
@@ -85,8 +87,18 @@ def _without_sums(stats, features: list[str]):
     return stats, sums
 
 
-def test_in_memory_statistics_match_tfxs_beam_executor(examples, tmp_path):
+@pytest.mark.parametrize("read_batch_rows", [in_memory_executor.READ_BATCH_ROWS, 40])
+def test_in_memory_statistics_match_tfxs_beam_executor(
+    examples, tmp_path, monkeypatch, read_batch_rows
+):
+    monkeypatch.setattr(in_memory_executor, "READ_BATCH_ROWS", read_batch_rows)
+    reads = []
+    read_split = in_memory_executor._read_split
+    monkeypatch.setattr(
+        in_memory_executor, "_read_split", lambda *args: reads.append(args) or read_split(*args)
+    )
     ours = _run(in_memory_executor.Executor, examples, tmp_path / "ours")
+    assert len(reads) == len(SPLITS)  # the in-memory path ran
     tfxs = _run(tfx_executor.Executor, examples, tmp_path / "tfx")
 
     assert ours.split_names == tfxs.split_names and ours.span == tfxs.span == 3
@@ -103,7 +115,7 @@ def test_in_memory_statistics_match_tfxs_beam_executor(examples, tmp_path):
         tfx_stats, tfx_sums = _without_sums(tfdv.load_stats_binary(str(tfxs.uri + "/" + path)), [])
         assert ours_stats.datasets[0].num_examples == ROWS[split]
         assert ours_stats == tfx_stats, split
-        assert set(ours_sums) == {"fare", "trip_seconds", "tips"}
+        assert set(ours_sums) == {"fare", "trip_seconds", "tips", "extras"}
         for feature, (mean, std_dev) in ours_sums.items():
             assert mean == pytest.approx(tfx_sums[feature][0], rel=1e-12)
             assert std_dev == pytest.approx(tfx_sums[feature][1], rel=1e-12)
