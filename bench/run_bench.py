@@ -1400,7 +1400,10 @@ def _side_by_side_components(cold: dict, reference: dict) -> list[str]:
     ]
     rows.append(
         [
-            "outside components (imports, compiling the pipeline, ...)",
+            # Not the time outside every component when components overlapped (the project's
+            # run at --parallelism 2): their seconds then add up to more than the time they took.
+            "wall minus the components' summed seconds (imports, compiling the pipeline, ...; "
+            "less than the time outside them where components ran at once)",
             f"{outside[0]:.1f}",
             f"{outside[1]:.1f}",
             "",
