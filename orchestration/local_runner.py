@@ -187,11 +187,9 @@ def run(
     component fails (ML Metadata holds the failed execution with its message), RunInterrupted
     on Ctrl-C or SIGTERM (the unfinished executions are recorded CANCELED).
     """
-    node_process.warm_up()
-    try:
-        _run(config, beam, console, run_id, log_path, parallelism or default_parallelism())
-    finally:
-        node_process.shut_down()  # the node processes' server lives for one run
+    # The node processes' server is started and stopped by the caller (cli/run_commands.py), so
+    # that it imports while the pre-run checks run; it lives for one run.
+    _run(config, beam, console, run_id, log_path, parallelism or default_parallelism())
 
 
 def _run(
