@@ -269,12 +269,21 @@ def init_example_gen_with_spec(component: Any, spec: Any) -> None:
 # filters the candidate out first and then calls it.
 # ---- TFDV's statistics without Beam ------------------------------------------------------------
 # TFDV 1.16 (tensorflow_data_validation/statistics/stats_impl.py): `generate_statistics_in_memory`
-# runs the generators of `tfdv.GenerateStatistics` over one Arrow record batch in this process;
-# tfdv's public `generate_statistics_from_dataframe` wraps it for pandas frames only.
-def statistics_in_memory(record_batch: Any, options: Any) -> Any:
+# runs the generators `get_generators(options, in_memory=True)` gives over one Arrow record batch
+# (`add_input` to a new accumulator each) and turns the accumulators into statistics with
+# `extract_statistics_output`; tfdv's public `generate_statistics_from_dataframe` wraps it for
+# pandas frames only. The executor adds many batches to the same accumulators, as TFDV's Beam
+# combiner does.
+def statistics_generators(options: Any) -> list[Any]:
     from tensorflow_data_validation.statistics import stats_impl
 
-    return stats_impl.generate_statistics_in_memory(record_batch, options)
+    return stats_impl.get_generators(options, in_memory=True)
+
+
+def statistics_from_accumulators(accumulators: list[Any], generators: list[Any]) -> Any:
+    from tensorflow_data_validation.statistics import stats_impl
+
+    return stats_impl.extract_statistics_output(accumulators, generators)
 
 
 def latest_blessed_model(

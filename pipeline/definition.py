@@ -18,6 +18,7 @@ from tfx.proto import distribution_validator_pb2
 
 from components import model
 from components import profile as profiles
+from components.csv_example_gen.component import csv_example_gen_component
 from components.curated_schema.component import CuratedSchemaImporter, content_fingerprint
 from components.data_gate.component import DataGate
 from components.data_gate.distribution_validator import DistributionValidator
@@ -359,7 +360,8 @@ def create_pipeline(
     )
 
     # The batch to score: the latest span of unlabeled/, checked for skew against training data.
-    unlabeled_example_gen = tfx.components.CsvExampleGen(
+    # TFX's CsvExampleGen, converting and writing as components/csv_example_gen does.
+    unlabeled_example_gen = csv_example_gen_component(
         input_base=config.unlabeled_data_location,
         input_config=tfx.proto.Input(
             splits=[tfx.proto.Input.Split(name=UNLABELED_SPLIT, pattern=config.span_pattern)]

@@ -17,12 +17,14 @@ import pytest
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen.csv_example_gen import executor as tfx_csv_executor
 from tfx.dsl.components.base import base_beam_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.utils import proto_utils
 
 from components import tfx_private
+from components.csv_example_gen import executor as csv_example_gen
 from components.span_example_gen import executor as span_executor
 from components.span_example_gen import fast_csv
 from orchestration import beam_mode
@@ -118,6 +120,19 @@ def test_files_the_fast_path_cannot_read_exactly_go_to_tfx(tmp_path, content, pr
     assert fast_csv.fast_path_problem(str(path)) == problem
 
 
+def _written_splits(out: Path) -> dict[str, collections.Counter]:
+    """Split folder -> the deterministic serializations of the examples written there."""
+    splits = {}
+    for folder in sorted(out.glob("Split-*")):
+        counter = collections.Counter()
+        for path in folder.glob("*.gz"):
+            for record in tf.data.TFRecordDataset(str(path), compression_type="GZIP"):
+                example = tf.train.Example.FromString(record.numpy())
+                counter[example.SerializeToString(deterministic=True)] += 1
+        splits[folder.name] = counter
+    return splits
+
+
 def _run_executor(data: Path, out: Path) -> dict[str, collections.Counter]:
     examples = standard_artifacts.Examples()
     examples.uri = str(out)
@@ -147,15 +162,7 @@ def _run_executor(data: Path, out: Path) -> dict[str, collections.Counter]:
         beam_pipeline_args=IN_MEMORY, tmp_dir=str(out) + "-tmp"
     )
     span_executor.Executor(context).Do({}, {"examples": [examples]}, exec_properties)
-    splits = {}
-    for folder in sorted(out.glob("Split-*")):
-        counter = collections.Counter()
-        for path in folder.glob("*.gz"):
-            for record in tf.data.TFRecordDataset(str(path), compression_type="GZIP"):
-                example = tf.train.Example.FromString(record.numpy())
-                counter[example.SerializeToString(deterministic=True)] += 1
-        splits[folder.name] = counter
-    return splits
+    return _written_splits(out)
 
 
 def test_executor_splits_are_the_ones_tfx_conversion_gives(tmp_path, monkeypatch):
@@ -172,3 +179,59 @@ def test_executor_splits_are_the_ones_tfx_conversion_gives(tmp_path, monkeypatch
     assert all(sum(counter.values()) > 100 for counter in fast.values())
     assert fast == tfx
     assert os.path.isdir(tmp_path / "fast")
+
+
+def _run_csv_example_gen(executor_class, input_base: Path, out: Path):
+    """A CsvExampleGen executor as the pipeline's UnlabeledExampleGen is configured: one input
+    split, one output split. Returns the written splits and the Examples artifact."""
+    examples = standard_artifacts.Examples()
+    examples.uri = str(out)
+    exec_properties = {
+        standard_component_specs.INPUT_BASE_KEY: str(input_base),
+        standard_component_specs.INPUT_CONFIG_KEY: proto_utils.proto_to_json(
+            example_gen_pb2.Input(
+                splits=[example_gen_pb2.Input.Split(name="unlabeled", pattern="span-1/*.csv")]
+            )
+        ),
+        standard_component_specs.OUTPUT_CONFIG_KEY: proto_utils.proto_to_json(
+            example_gen_pb2.Output(
+                split_config=example_gen_pb2.SplitConfig(
+                    splits=[example_gen_pb2.SplitConfig.Split(name="unlabeled", hash_buckets=1)]
+                )
+            )
+        ),
+        standard_component_specs.OUTPUT_DATA_FORMAT_KEY: example_gen_pb2.FORMAT_TF_EXAMPLE,
+        standard_component_specs.OUTPUT_FILE_FORMAT_KEY: example_gen_pb2.FORMAT_TFRECORDS_GZIP,
+    }
+    context = base_beam_executor.BaseBeamExecutor.Context(
+        beam_pipeline_args=IN_MEMORY, tmp_dir=str(out) + "-tmp"
+    )
+    executor_class(context).Do({}, {"examples": [examples]}, exec_properties)
+    return _written_splits(out), examples
+
+
+@pytest.mark.parametrize("quoted", [False, True], ids=["fast path", "quoted file: TFX's path"])
+def test_csv_example_gen_writes_what_tfxs_executor_writes(tmp_path, quoted):
+    data = write_sample_data(tmp_path / "data")
+    if quoted:  # a quoted cell: the file is read by TFX's own conversion
+        path = data / "unlabeled" / "span-1" / "taxi.csv"
+        path.write_text(path.read_text().replace(",Cash,", ',"Cash",', 1))
+        assert fast_csv.fast_path_problem(str(path)) == "quoted fields"
+    ours, ours_artifact = _run_csv_example_gen(
+        csv_example_gen.Executor, data / "unlabeled", tmp_path / "ours"
+    )
+    tfx, tfx_artifact = _run_csv_example_gen(
+        tfx_csv_executor.Executor, data / "unlabeled", tmp_path / "tfx"
+    )
+    assert list(ours) == ["Split-unlabeled"]
+    assert sum(ours["Split-unlabeled"].values()) > 100
+    assert ours == tfx
+    assert ours_artifact.split_names == tfx_artifact.split_names == '["unlabeled"]'
+    for name in (
+        example_gen_utils.PAYLOAD_FORMAT_PROPERTY_NAME,
+        example_gen_utils.FILE_FORMAT_PROPERTY_NAME,
+    ):
+        assert ours_artifact.get_string_custom_property(name)
+        assert ours_artifact.get_string_custom_property(
+            name
+        ) == tfx_artifact.get_string_custom_property(name)

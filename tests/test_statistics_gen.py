@@ -93,9 +93,11 @@ def test_in_memory_statistics_match_tfxs_beam_executor(
 ):
     monkeypatch.setattr(in_memory_executor, "READ_BATCH_ROWS", read_batch_rows)
     reads = []
-    read_split = in_memory_executor._read_split
+    split_statistics = in_memory_executor._split_statistics
     monkeypatch.setattr(
-        in_memory_executor, "_read_split", lambda *args: reads.append(args) or read_split(*args)
+        in_memory_executor,
+        "_split_statistics",
+        lambda *args: reads.append(args) or split_statistics(*args),
     )
     ours = _run(in_memory_executor.Executor, examples, tmp_path / "ours")
     assert len(reads) == len(SPLITS)  # the in-memory path ran
@@ -130,6 +132,10 @@ def test_the_in_memory_path_is_for_small_inputs_with_default_options(examples, m
         {"sharded_stats_output": True},
     ):
         assert not in_memory_executor.in_memory_applies(examples, options), options
+    assert not in_memory_executor.in_memory_applies(
+        examples, {}, ["--runner=DataflowRunner", "--project=p"]
+    )
+    assert in_memory_executor.in_memory_applies(examples, {}, ["--runner=DirectRunner"])
     size = in_memory_executor.examples_bytes(examples)
     assert size > 0
     monkeypatch.setattr(in_memory_executor, "IN_MEMORY_MAX_BYTES", size - 1)
@@ -141,10 +147,30 @@ def test_a_large_input_goes_to_tfxs_beam_executor(examples, tmp_path, monkeypatc
     calls = []
     monkeypatch.setattr(
         in_memory_executor,
-        "_read_split",
+        "_split_statistics",
         lambda *args: calls.append(args),  # must not be reached
     )
     statistics = _run(in_memory_executor.Executor, examples, tmp_path / "beam")
     assert calls == []
     stats = tfdv.load_stats_binary(f"{statistics.uri}/Split-train/{tfx_executor.DEFAULT_FILE_NAME}")
     assert stats.datasets[0].num_examples == ROWS["train"]
+
+
+def test_a_column_typed_differently_in_two_batches_goes_to_beam(tmp_path, monkeypatch):
+    folder = tmp_path / "Split-train"
+    folder.mkdir()
+    options = tf.io.TFRecordOptions(compression_type="GZIP")
+    with tf.io.TFRecordWriter(str(folder / "data_tfrecord-00000-of-00001.gz"), options) as f:
+        for i in range(80):  # integers in the first 40 rows, floats in the next 40
+            value = (
+                tf.train.Feature(int64_list=tf.train.Int64List(value=[i]))
+                if i < 40
+                else tf.train.Feature(float_list=tf.train.FloatList(value=[i / 2]))
+            )
+            example = tf.train.Example(features=tf.train.Features(feature={"x": value}))
+            f.write(example.SerializeToString())
+    examples = standard_artifacts.Examples()
+    examples.uri = str(tmp_path)
+    examples.split_names = json.dumps(["train"])
+    monkeypatch.setattr(in_memory_executor, "READ_BATCH_ROWS", 40)
+    assert in_memory_executor._split_statistics(examples, "train", tfdv.StatsOptions()) is None

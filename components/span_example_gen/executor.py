@@ -7,7 +7,8 @@ into the tf.Examples TFX's CSV-to-tf.Example transform makes (byte for byte, wit
 vectorized conversion, or TFX's own transform for files it does not read; column types are
 inferred per span, as TFX does per split, so one bad span cannot change how the others are read),
 and hash-splits each span's rows into train and eval with TFX's own partition function. Output
-splits are named by role (`latest_train`, `previous_eval`, ...); see `spans`.
+splits are named by role (`latest_train`, `previous_eval`, ...); see `spans`. The splits are
+written as `csv_example_gen`'s executor writes them: streamed, without TFX's reshuffle.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from typing import Any
 
 import apache_beam as beam
 import tensorflow as tf
-from absl import logging
 from tfx.components.example_gen import utils as example_gen_utils
-from tfx.components.example_gen.csv_example_gen import executor as csv_executor
 from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
 from components import tfx_private
-from components.span_example_gen import csv_checks, fast_csv, spans
+from components.csv_example_gen import executor as csv_example_gen
+from components.span_example_gen import csv_checks, spans
 
 SPAN_PATTERN_KEY = "span_pattern"
 TRAINING_SPANS_KEY = "training_spans"
@@ -58,7 +58,7 @@ def check_span_folders(input_base: str, span_pattern: str, plan: spans.SpanPlan)
         )
 
 
-class Executor(csv_executor.Executor):
+class Executor(csv_example_gen.Executor):
     """Reads the span window and writes role-named train/eval splits."""
 
     def GenerateExamplesByBeam(
@@ -107,28 +107,14 @@ class Executor(csv_executor.Executor):
     def _read_span(
         self, pipeline: beam.Pipeline, exec_properties: dict[str, Any], span_pattern: str, span: int
     ) -> beam.pvalue.PCollection:
-        """The span's rows as serialized tf.Examples: TFX's conversion, byte for byte.
+        """The span's rows as tf.Examples: TFX's conversion, byte for byte (`ReadCsvFiles`).
 
-        Files `fast_csv` reads exactly (no quotes, ...) go through its vectorized conversion; a
-        span with any other file is read by TFX's own transform. Either way each example is its
-        deterministic serialization, the bytes TFX's partition function hashes, so every row
-        lands in the split TFX would put it in.
+        Each example is hashed by its deterministic serialization, as TFX's partition function
+        does, so every row lands in the split TFX would put it in.
         """
-        files = self._files_by_span[span]
-        problems = {path: fast_csv.fast_path_problem(path) for path in files}
-        if not any(problems.values()):
-            return pipeline | f"ReadSpan[{span}]" >> fast_csv.CsvToSerializedExamples(files)
-        logging.info(
-            "Span %s is read with TFX's CSV conversion (%s)",
-            span,
-            "; ".join(f"{path}: {problem}" for path, problem in problems.items() if problem),
-        )
-        return (
-            pipeline
-            | f"ReadSpan[{span}]"
-            >> tfx_private.CsvToExample(exec_properties, spans.pattern_for_span(span_pattern, span))
-            | f"Serialize[{span}]"
-            >> beam.Map(lambda example: example.SerializeToString(deterministic=True))
+        pattern = spans.pattern_for_span(span_pattern, span)
+        return pipeline | f"ReadSpan[{span}]" >> csv_example_gen.ReadCsvFiles(
+            self._files_by_span[span], exec_properties, pattern
         )
 
     def Do(self, input_dict, output_dict, exec_properties) -> None:
