@@ -13,7 +13,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from components import tfx_private
+from components import beam_runner, tfx_private
 from components.span_example_gen import spans
 from pipeline.config import BEAM_MODES, PipelineConfig
 
@@ -53,9 +53,7 @@ def local_beam_args(mode: str, extra: tuple[str, ...]) -> tuple[str, ...]:
     TFX's packaging of itself for remote workers is skipped on the DirectRunner only: another
     runner, or options of the user's own that ship dependencies, keep it.
     """
-    other_runner = any(
-        arg.startswith("--runner=") and arg != "--runner=DirectRunner" for arg in extra
-    )
+    other_runner = beam_runner.names_another_runner(extra)
     dependency_set = any(arg.split("=")[0] in tfx_private.BEAM_DEPENDENCY_OPTIONS for arg in extra)
     skip = () if other_runner or dependency_set else (tfx_private.SKIP_TFX_SDIST_BEAM_ARG,)
     return direct_runner_args(mode) + skip + tuple(extra)

@@ -32,7 +32,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, json_utils, stats_utils
 from tfx_bsl.tfxio import dataset_options
 
-from components import tfx_private
+from components import beam_runner, tfx_private
 
 # Example files (all splits, as ExampleGen wrote them: gzip-compressed) up to which statistics are
 # computed in this process: 54 MB hold 1,000,000 taxi rows, 540 MB 10,000,000. Memory does not
@@ -57,10 +57,7 @@ def in_memory_applies(
 ) -> bool:
     """Whether this executor computes the statistics itself: default options, an input up to
     IN_MEMORY_MAX_BYTES, and the DirectRunner (or no runner named) in `beam_args`."""
-    other_runner = any(
-        arg.startswith("--runner=") and arg.split("=", 1)[1] not in ("DirectRunner", "direct")
-        for arg in beam_args or []
-    )
+    other_runner = beam_runner.names_another_runner(beam_args or [])
     options_set = any(
         json_utils.loads(exec_properties.get(key) or "null")
         for key in (
