@@ -19,7 +19,9 @@ COPY pyproject.toml README.md run_local.py ./
 COPY serving/ serving/
 COPY pipeline/ pipeline/
 COPY components/ components/
+COPY profiling/ profiling/
 COPY orchestration/ orchestration/
+COPY deployment/ deployment/
 COPY metadata/ metadata/
 COPY cli/ cli/
 COPY schema/ schema/

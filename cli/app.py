@@ -721,7 +721,7 @@ def serve_command(
     if rest_port == grpc_port:
         raise UserError(f"--rest-port and --grpc-port are both {rest_port}; give two ports.")
     quiet_libraries()
-    from orchestration import serve  # TensorFlow: loaded for this command only
+    from deployment import serve  # TensorFlow: loaded for this command only
     from serving.rest_api import Limits
 
     if model_dir is None:
@@ -765,7 +765,7 @@ def models(ctx: click.Context, location: MetadataLocation, as_json: bool) -> Non
     ctx.obj = location
     if ctx.invoked_subcommand is not None:
         return
-    from metadata import model_versions  # reads TFMA's evaluation files
+    from deployment import model_versions  # reads TFMA's evaluation files
 
     index = _open(location)
     _answer(as_json, lambda: model_versions.pushed_versions(index), models_text.versions_text)
@@ -789,12 +789,12 @@ def models_rollback(
     that either the Evaluator or the InfraValidator did not bless is refused.
     """
     location = _metadata_location(metadata_uri, metadata_password_file, None) or models_location
-    from orchestration import model_rollback
+    from deployment import rollback
 
     quiet_libraries()
     try:
-        record = model_rollback.rollback(location, version)
-    except (NotFound, UnusableStore, model_rollback.RollbackRefused) as e:
+        record = rollback.rollback(location, version)
+    except (NotFound, UnusableStore, rollback.RollbackRefused) as e:
         raise UserError(str(e)) from e
     click.echo(models_text.rollback_text(record))
 

@@ -23,7 +23,16 @@ from metadata.store import StoreIndex
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The project's code, one folder a part, lowest first (see README "How the code is organized").
-CODE_FOLDERS = ("serving", "components", "pipeline", "metadata", "orchestration", "cli")
+CODE_FOLDERS = (
+    "serving",
+    "components",
+    "pipeline",
+    "metadata",
+    "profiling",
+    "orchestration",
+    "deployment",
+    "cli",
+)
 DATA_DIR = PROJECT_ROOT / "data"
 PIPELINE_NAME = "taxi-tips"
 SAMPLE_LABELED_ROWS = 2500

@@ -33,7 +33,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from orchestration import model_rollback
+from deployment import rollback
 from tests.conftest import (
     FAST_RUN_ARGS,
     PIPELINE_NAME,
@@ -541,11 +541,11 @@ def test_rollback_refuses_a_version_that_was_never_blessed(two_pushes):
     assert refused.returncode == 2
     assert "no pushed model version 12345 is recorded in ML Metadata" in refused.stderr
     record = {"version": 7, "evaluator_blessed": True, "infra_blessed": True, "on_disk": True}
-    assert model_rollback.refusal_reason(record) is None
-    assert "never blessed by the Evaluator" in model_rollback.refusal_reason(
+    assert rollback.refusal_reason(record) is None
+    assert "never blessed by the Evaluator" in rollback.refusal_reason(
         {**record, "evaluator_blessed": False}
     )
-    assert "never blessed by the InfraValidator" in model_rollback.refusal_reason(
+    assert "never blessed by the InfraValidator" in rollback.refusal_reason(
         {**record, "infra_blessed": False}
     )
 

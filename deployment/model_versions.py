@@ -2,7 +2,7 @@
 
 A version is a PushedModel artifact that was pushed: by the Pusher of a run, or by
 `models rollback`, which re-pushes an earlier version under a new, higher number (see
-orchestration/model_rollback.py) and records it as a `ModelRollback` execution with the same
+deployment/rollback.py) and records it as a `ModelRollback` execution with the same
 inputs Pusher had: the Model, the Evaluator's ModelBlessing and the InfraValidator's InfraBlessing.
 Either way the version's metrics and blessings are read through those inputs.
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from ml_metadata.proto import metadata_store_pb2
 
-from metadata import model_versions
+from deployment import model_versions
 from metadata.store import NotFound, StoreIndex, input_artifacts, open_store
 from pipeline.metadata_location import MetadataLocation
 
