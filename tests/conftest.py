@@ -20,6 +20,7 @@ from click.testing import CliRunner, Result
 from cli.app import main as cli_main
 from metadata.runs import run_contexts, run_executions
 from metadata.store import StoreIndex
+from pipeline.config import PipelineConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The project's code, one folder a part, lowest first (see README "How the code is organized").
@@ -34,6 +35,7 @@ CODE_FOLDERS = (
     "cli",
 )
 DATA_DIR = PROJECT_ROOT / "data"
+TAXI_PROFILE_DIR = PROJECT_ROOT / "profiles" / "taxi"
 PIPELINE_NAME = "taxi-tips"
 SAMPLE_LABELED_ROWS = 2500
 SAMPLE_UNLABELED_ROWS = 150
@@ -51,6 +53,11 @@ SAMPLE_SPANS = {
     "unlabeled/span-1/taxi.csv": SAMPLE_UNLABELED_ROWS,
 }
 LATEST_SPAN = Path("labeled") / "span-2" / "taxi.csv"
+
+
+def taxi_config(**settings) -> PipelineConfig:
+    """The shipped taxi profile's config (the CLI's default profile), `settings` overriding it."""
+    return PipelineConfig.from_profile(TAXI_PROFILE_DIR, **settings)
 
 
 def write_sample(source: Path, target: Path, rows: int) -> int:
