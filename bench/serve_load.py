@@ -9,7 +9,8 @@ time after a warm-up, and records requests/s, rows/s, p50 and p99 latency and er
 are asyncio tasks with one shared httpx connection pool, in this process: on a small machine
 they share the CPU with the server, which the results say (cores).
 
-run_bench.py calls `measure()` after its cold run; this file also runs alone.
+The harness (run_bench.py, via scenarios.py) calls `measure()` after its cold run; this file also
+runs alone.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""The benchmark harness (bench/run_bench.py) without running a pipeline: its targets (met,
-MISSED, not measured, a scale run stopped at its cap), its scenario selection, the cap itself on
-a real process group, the reuse of generated data, the reference's data folder, and rendering."""
+"""The benchmark harness (bench/run_bench.py and its modules) without running a pipeline: its
+targets (met, MISSED, not measured, a scale run stopped at its cap), its scenario selection, the
+cap itself on a real process group, the reuse of generated data, the reference's data folder, and
+rendering."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import time
@@ -12,20 +12,30 @@ from pathlib import Path
 
 import pytest
 
-BENCH_DIR = Path(__file__).resolve().parent.parent / "bench"
+# The harness's modules import their neighbours by plain name, as bench/ is on sys.path when
+# bench/run_bench.py runs.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+
+import report_markdown
+import scenarios
+from measure import measure
+from report_markdown import parallelism_section, render_markdown
+from run_bench import RESULTS_VERSION, main, parse_args
+from scenarios import (
+    DEFAULT_SCALE_ROWS,
+    DEFAULT_SCALE_TIMEOUT_MINUTES,
+    SCENARIOS,
+    Settings,
+    ordered_runs,
+    parallelism_levels,
+    reference_data,
+    scale_data,
+    scale_run,
+    selected_scenarios,
+)
+from targets import MET, MISSED, NOT_MEASURED, TARGET_10M_SECONDS, evaluate_targets
+
 GIB = 1024**3
-
-
-def _load_run_bench():
-    sys.path.insert(0, str(BENCH_DIR))  # run_bench imports its neighbours by name
-    spec = importlib.util.spec_from_file_location("run_bench", BENCH_DIR / "run_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_bench"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-rb = _load_run_bench()
 
 
 def run(scenario: str, wall: float, exit_code: int = 0, **extra) -> dict:
@@ -48,13 +58,13 @@ def run(scenario: str, wall: float, exit_code: int = 0, **extra) -> dict:
 
 def results_with(*runs: dict, cores: int = 2) -> dict:
     return {
-        "version": rb.RESULTS_VERSION,
+        "version": RESULTS_VERSION,
         "started_at": "inv-1",
         "finished_at": "2026-11-30T10:00:00+00:00",
         "machine": {"cores": cores, "memory_bytes": 24 * GIB, "versions": {"tfx": "1.16.0"}},
         "git": {"commit": "abc1234", "dirty": False, "modified": []},
         "settings": {
-            "scenarios": list(rb.SCENARIOS),
+            "scenarios": list(SCENARIOS),
             "data_dir": "data",
             "run_args": [],
             "seed": 42,
@@ -95,7 +105,7 @@ AUC = "AUC, cold run on the default data"
 
 
 def test_the_targets_are_exactly_the_new_ones():
-    targets = rb.evaluate_targets(results_with())
+    targets = evaluate_targets(results_with())
     assert [t["target"] for t in targets] == [
         COLD,
         RERUN,
@@ -113,14 +123,14 @@ def test_the_targets_are_exactly_the_new_ones():
     assert goals[WALL_10M] == "<= 40 min on 2 cores"
     assert goals[RSS_10M] == "<= 8 GiB on 2 cores"
     assert goals[AUC] == ">= 0.947"
-    assert rb.DEFAULT_SCALE_ROWS == (100_000, 1_000_000, 10_000_000)
+    assert DEFAULT_SCALE_ROWS == (100_000, 1_000_000, 10_000_000)
     # The cap lets a 10M run reach its 40-minute target, and not run for hours.
-    assert rb.TARGET_10M_SECONDS < rb.DEFAULT_SCALE_TIMEOUT_MINUTES * 60 <= 60 * 60
+    assert TARGET_10M_SECONDS < DEFAULT_SCALE_TIMEOUT_MINUTES * 60 <= 60 * 60
 
 
 def test_targets_met_at_their_limits():
-    targets = by_name(rb.evaluate_targets(results_with(*all_passing_runs())))
-    assert {name: t["status"] for name, t in targets.items()} == dict.fromkeys(targets, rb.MET)
+    targets = by_name(evaluate_targets(results_with(*all_passing_runs())))
+    assert {name: t["status"] for name, t in targets.items()} == dict.fromkeys(targets, MET)
     assert targets[COLD]["measured"] == "0.78x (78.0 s / 100.0 s)"
     # The reference's AUC is shown beside the project's, for information.
     assert "0.9330" in targets[AUC]["note"] and "0.7890" in targets[AUC]["note"]
@@ -133,30 +143,30 @@ def test_targets_missed_just_past_their_limits():
     runs["rerun_model_change"]["wall_seconds"] = 0.36 * 78.1
     runs["scale_1000000"]["wall_seconds"] = 241.0
     runs["scale_10000000"].update(wall_seconds=40 * 60 + 1.0, peak_rss_bytes=8 * GIB + 1)
-    targets = rb.evaluate_targets(results_with(*runs.values()))
-    assert [t["status"] for t in targets] == [rb.MISSED] * len(targets)
+    targets = evaluate_targets(results_with(*runs.values()))
+    assert [t["status"] for t in targets] == [MISSED] * len(targets)
 
 
 def test_targets_not_measured_without_runs():
-    targets = rb.evaluate_targets(results_with())
-    assert [t["status"] for t in targets] == [rb.NOT_MEASURED] * len(targets)
+    targets = evaluate_targets(results_with())
+    assert [t["status"] for t in targets] == [NOT_MEASURED] * len(targets)
     assert by_name(targets)[COLD]["note"] == "not run: cold, reference"
 
 
 def test_a_failed_reference_is_not_measured_and_a_failed_cold_run_is_missed():
     runs = {r["scenario"]: r for r in all_passing_runs()}
     runs["reference"]["exit_code"] = 1
-    cold = by_name(rb.evaluate_targets(results_with(*runs.values())))[COLD]
-    assert cold["status"] == rb.NOT_MEASURED
+    cold = by_name(evaluate_targets(results_with(*runs.values())))[COLD]
+    assert cold["status"] == NOT_MEASURED
     assert "the reference: the run failed (exit 1)" in cold["note"]
 
     runs = {r["scenario"]: r for r in all_passing_runs()}
     runs["cold"]["exit_code"] = 1
-    targets = by_name(rb.evaluate_targets(results_with(*runs.values())))
-    assert targets[COLD]["status"] == rb.MISSED
-    assert targets[AUC]["status"] == rb.MISSED
+    targets = by_name(evaluate_targets(results_with(*runs.values())))
+    assert targets[COLD]["status"] == MISSED
+    assert targets[AUC]["status"] == MISSED
     # Re-runs on a failed cold run have nothing to be compared with.
-    assert targets[RERUN]["status"] == rb.NOT_MEASURED
+    assert targets[RERUN]["status"] == NOT_MEASURED
 
 
 def test_a_scale_run_stopped_at_the_cap_misses_its_targets():
@@ -168,27 +178,27 @@ def test_a_scale_run_stopped_at_the_cap_misses_its_targets():
         timeout_seconds=45 * 60.0,
         peak_rss_bytes=5 * GIB,  # under the limit so far, but the run never finished
     )
-    targets = by_name(rb.evaluate_targets(results_with(*runs.values())))
+    targets = by_name(evaluate_targets(results_with(*runs.values())))
     for name in (WALL_10M, RSS_10M):
-        assert targets[name]["status"] == rb.MISSED
+        assert targets[name]["status"] == MISSED
         assert "stopped at the 45 min cap" in targets[name]["note"]
     assert targets[WALL_10M]["measured"] == "stopped at 45 min"
     assert targets[RSS_10M]["measured"] == "5.00 GiB until stopped"
-    assert targets[WALL_1M]["status"] == rb.MET
-    markdown = rb.render_markdown(results_with(*runs.values()))
+    assert targets[WALL_1M]["status"] == MET
+    markdown = render_markdown(results_with(*runs.values()))
     assert "143 (stopped at the 45 min cap)" in markdown
     assert "**MISSED**" in markdown
 
 
 def test_scale_targets_say_when_cores_differ():
-    targets = by_name(rb.evaluate_targets(results_with(*all_passing_runs(), cores=8)))
+    targets = by_name(evaluate_targets(results_with(*all_passing_runs(), cores=8)))
     assert "measured on 8 cores" in targets[WALL_10M]["note"]
 
 
 def test_runs_of_different_invocations_are_flagged():
     runs = {r["scenario"]: r for r in all_passing_runs()}
     runs["reference"]["invocation"] = "inv-0"
-    cold = by_name(rb.evaluate_targets(results_with(*runs.values())))[COLD]
+    cold = by_name(evaluate_targets(results_with(*runs.values())))[COLD]
     assert "another invocation" in cold["note"]
 
 
@@ -211,7 +221,7 @@ def test_render_shows_the_reference_and_the_comparison():
     results["runs"]["cold"]["components"] = [
         {"node_id": "Transform", "state": "executed", "seconds": 30.0}
     ]
-    markdown = rb.render_markdown(results)
+    markdown = render_markdown(results)
     assert "## The project beside TFX's own example" in markdown
     assert "| Wall | 78.0 s | 100.0 s | 0.78x |" in markdown
     assert "## Reference: TFX's own taxi example" in markdown
@@ -224,17 +234,15 @@ def test_render_shows_the_reference_and_the_comparison():
 def test_render_only_rerenders_from_the_json(tmp_path):
     results_path, markdown_path = tmp_path / "results.json", tmp_path / "BENCHMARKS.md"
     results_path.write_text(json.dumps(results_with(*all_passing_runs())))
-    assert (
-        rb.main(["--render-only", f"--results={results_path}", f"--markdown={markdown_path}"]) == 0
-    )
+    assert main(["--render-only", f"--results={results_path}", f"--markdown={markdown_path}"]) == 0
     assert "# Benchmarks" in markdown_path.read_text()
 
 
 def test_only_selects_scenarios_in_run_order(tmp_path):
-    args = rb.parse_args(["--only", "cold,reference", f"--out-dir={tmp_path}"])
-    assert rb.selected_scenarios(args) == ["reference", "cold"]
-    args = rb.parse_args(["--skip-scale", "--skip-serving", f"--out-dir={tmp_path}"])
-    assert rb.selected_scenarios(args) == [
+    args = parse_args(["--only", "cold,reference", f"--out-dir={tmp_path}"])
+    assert selected_scenarios(args) == ["reference", "cold"]
+    args = parse_args(["--skip-scale", "--skip-serving", f"--out-dir={tmp_path}"])
+    assert selected_scenarios(args) == [
         "reference",
         "cold",
         "parallelism",
@@ -242,15 +250,15 @@ def test_only_selects_scenarios_in_run_order(tmp_path):
         "rerun_model_change",
     ]
     with pytest.raises(SystemExit):
-        rb.parse_args(["--only", "cold,warm"])
+        parse_args(["--only", "cold,warm"])
     with pytest.raises(SystemExit):  # a re-run needs a cold run's outputs
-        rb.parse_args(["--only", "rerun_unchanged", f"--out-dir={tmp_path}"])
+        parse_args(["--only", "rerun_unchanged", f"--out-dir={tmp_path}"])
 
 
 def test_the_cap_ends_the_whole_process_group(tmp_path):
     child = "import subprocess, time; subprocess.Popen(['sleep', '120']); time.sleep(120)"
     started = time.monotonic()
-    m = rb.measure([sys.executable, "-c", child], tmp_path, tmp_path / "log", 1.0, 0.1)
+    m = measure([sys.executable, "-c", child], tmp_path, tmp_path / "log", 1.0, 0.1)
     assert m.timed_out
     assert m.exit_code != 0
     assert time.monotonic() - started < 30
@@ -275,14 +283,14 @@ def test_cpu_of_a_descendant_nobody_waits_for_is_counted(tmp_path):
         "time.sleep(0.5)\n"
         "os._exit(0)\n"
     )
-    m = rb.measure([sys.executable, "-c", parent], tmp_path, tmp_path / "log", 60.0, 0.1)
+    m = measure([sys.executable, "-c", parent], tmp_path, tmp_path / "log", 60.0, 0.1)
     assert m.exit_code == 0
     assert m.cpu_user_seconds + m.cpu_system_seconds < 1.0
     assert m.cpu_seconds >= 1.2
 
 
 def test_scale_runs_get_the_cap(monkeypatch, tmp_path):
-    settings = rb.Settings(
+    settings = Settings(
         out_dir=tmp_path,
         data_dir=tmp_path,
         run_args=[],
@@ -292,20 +300,20 @@ def test_scale_runs_get_the_cap(monkeypatch, tmp_path):
         scale_timeout=45 * 60.0,
     )
     seen = {}
-    monkeypatch.setattr(rb, "scale_data", lambda s, rows: (tmp_path / "d", {"exit_code": 0}))
+    monkeypatch.setattr(scenarios, "scale_data", lambda s, rows: (tmp_path / "d", {"exit_code": 0}))
 
     def fake_pipeline_run(settings, scenario, description, data_dir, output_dir, **kwargs):
         seen.update(kwargs, scenario=scenario)
         return {"scenario": scenario}
 
-    monkeypatch.setattr(rb, "pipeline_run", fake_pipeline_run)
-    record = rb.scale_run(settings, 10_000_000)
+    monkeypatch.setattr(scenarios, "pipeline_run", fake_pipeline_run)
+    record = scale_run(settings, 10_000_000)
     assert seen == {"timeout": 45 * 60.0, "scenario": "scale_10000000"}
     assert record["rows"] == 10_000_000
 
 
 def test_generated_data_is_reused_until_its_inputs_change(monkeypatch, tmp_path):
-    settings = rb.Settings(
+    settings = Settings(
         out_dir=tmp_path, data_dir=tmp_path, run_args=[], timeout=60.0, interval=0.2, seed=42
     )
     calls = []
@@ -315,13 +323,13 @@ def test_generated_data_is_reused_until_its_inputs_change(monkeypatch, tmp_path)
         data_dir.mkdir(parents=True, exist_ok=True)
         return {"rows": rows, "exit_code": 0, "wall_seconds": 1.0}
 
-    monkeypatch.setattr(rb, "generate", fake_generate)
-    first = rb.scale_data(settings, 1000)[1]
-    second = rb.scale_data(settings, 1000)[1]
+    monkeypatch.setattr(scenarios, "generate", fake_generate)
+    first = scale_data(settings, 1000)[1]
+    second = scale_data(settings, 1000)[1]
     assert (first["reused"], second["reused"]) == (False, True)
     assert calls == [1000]
     settings.seed = 7
-    assert rb.scale_data(settings, 1000)[1]["reused"] is False
+    assert scale_data(settings, 1000)[1]["reused"] is False
     assert calls == [1000, 1000]
 
 
@@ -334,10 +342,10 @@ def test_reference_data_copies_the_labeled_spans(tmp_path):
         (folder / "taxi.csv").write_text("a,b\n" + body)
     (data / "unlabeled" / "span-1").mkdir(parents=True)
     (data / "unlabeled" / "span-1" / "taxi.csv").write_text("a\n1\n")
-    settings = rb.Settings(
+    settings = Settings(
         out_dir=tmp_path / "out", data_dir=data, run_args=[], timeout=60.0, interval=0.2, seed=42
     )
-    folder, files = rb.reference_data(settings)
+    folder, files = reference_data(settings)
     assert sorted(p.name for p in folder.iterdir()) == [
         "span-1-taxi.csv",
         "span-10-taxi.csv",
@@ -351,9 +359,11 @@ def test_reference_data_copies_the_labeled_spans(tmp_path):
 
 
 def test_the_parallelism_section_compares_each_level_with_the_default_cold_run(monkeypatch):
-    monkeypatch.setattr(rb, "default_parallelism", lambda: 2)
-    assert rb.parallelism_levels() == [1, 3]
-    runs = rb.ordered_runs(
+    # parallelism_levels looks it up in scenarios, parallelism_section in report_markdown.
+    monkeypatch.setattr(scenarios, "default_parallelism", lambda: 2)
+    monkeypatch.setattr(report_markdown, "default_parallelism", lambda: 2)
+    assert parallelism_levels() == [1, 3]
+    runs = ordered_runs(
         {
             "parallelism_3": {"wall_seconds": 55.0, "cpu_seconds": 99.0, "most_at_once": 3},
             "cold": {"wall_seconds": 50.0, "cpu_seconds": 90.0, "parallelism": 2, "exit_code": 0},
@@ -361,7 +371,7 @@ def test_the_parallelism_section_compares_each_level_with_the_default_cold_run(m
         }
     )
     assert list(runs) == ["cold", "parallelism_1", "parallelism_3"]
-    table = [line for line in rb.parallelism_section(runs) if line.startswith("| ")]
-    assert table[1].startswith("| 1 | 1 min") or table[1].startswith("| 1 | 60")
+    table = [line for line in parallelism_section(runs) if line.startswith("| ")]
+    assert table[1] == "| 1 | 60.0 s | 60.0 s | 1.00 | 1 | 1.20 | None |"
     assert "| 1.20 |" in table[1] and "1.00 (the default)" in table[2] and "| 1.10 |" in table[3]
-    assert rb.parallelism_section({"cold": runs["cold"]}) == []
+    assert parallelism_section({"cold": runs["cold"]}) == []
