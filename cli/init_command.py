@@ -1,7 +1,7 @@
 """`python run_local.py init`: a ready-to-run profile folder from a CSV and its label column.
 
-The logic is orchestration/profile_init.py; this module is the command and what it prints: the
-decisions, what to review, and the command that runs the new profile.
+The logic is the profiling/ package (the flow is profiling/init.py); this module is the command
+and what it prints: the decisions, what to review, and the command that runs the new profile.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import click
 from cli.user_errors import UserError, quiet_libraries
 
 if TYPE_CHECKING:
-    from orchestration.profile_init import InitReport
+    from profiling.report import InitReport
 
 TASK_CHOICES = ("auto", "binary", "multiclass", "regression")
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -63,9 +63,10 @@ def init(csv_path: Path, label: str, out_dir: Path, task: str, seed: int) -> Non
     (each with its reason), a curated schema, and the data as span 1 (labeled) plus a held-out
     batch to score (unlabeled). Review what it prints, then run the command it ends with."""
     quiet_libraries()
-    # pandas and TFDV (through profile_init) take seconds to import: loaded for this command
-    # only, so the rest of the CLI starts fast.
-    from orchestration.profile_init import InitError, init_profile
+    # pandas and TFDV (through profiling/) take seconds to import: loaded for this command only,
+    # so the rest of the CLI starts fast.
+    from profiling.init import init_profile
+    from profiling.report import InitError
 
     try:
         report = init_profile(csv_path, label, out_dir, task=task.lower(), seed=seed)

@@ -18,8 +18,10 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from cli import exit_codes
 from cli.init_command import init
 from components import profile as profiles
-from orchestration import profile_init
-from orchestration.profile_init import ValueType
+from profiling import folder
+from profiling.init import init_profile, profile_name
+from profiling.split import split_rows
+from profiling.value_types import ValueType, value_type
 
 SCHEMA_HEADER = [
     "# proto-file: tensorflow_metadata/proto/v0/schema.proto",
@@ -319,10 +321,10 @@ def test_a_failure_while_building_leaves_nothing_behind(tmp_path, monkeypatch):
     def broken(_labeled_file):
         raise RuntimeError("statistics failed")
 
-    monkeypatch.setattr(profile_init, "example_statistics", broken)
+    monkeypatch.setattr(folder, "example_statistics", broken)
     source = _binary(tmp_path / "input.csv")
     with pytest.raises(RuntimeError, match="statistics failed"):
-        profile_init.init_profile(source, "answer", tmp_path / "new" / "deeper" / "profile")
+        init_profile(source, "answer", tmp_path / "new" / "deeper" / "profile")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["input.csv"]
 
 
@@ -330,12 +332,12 @@ def test_a_failure_while_building_leaves_nothing_behind(tmp_path, monkeypatch):
 def test_the_split_is_seeded_and_keeps_every_class_labeled():
     labeled = pd.DataFrame({"x": [str(i) for i in range(100)], "y": ["a"] * 99 + ["rare"]})
     types = {"x": ValueType.INT, "y": ValueType.TEXT}
-    held, _ = profile_init.split_rows(labeled, "y", ["a", "rare"], types, seed=1)
-    again, _ = profile_init.split_rows(labeled, "y", ["a", "rare"], types, seed=1)
-    other, _ = profile_init.split_rows(labeled, "y", ["a", "rare"], types, seed=2)
+    held, _ = split_rows(labeled, "y", ["a", "rare"], types, seed=1)
+    again, _ = split_rows(labeled, "y", ["a", "rare"], types, seed=1)
+    other, _ = split_rows(labeled, "y", ["a", "rare"], types, seed=2)
     assert held.sum() == 10 and (held == again).all() and not (held == other).all()
     for seed in range(20):  # the one "rare" row is never held out
-        assert not profile_init.split_rows(labeled, "y", ["a", "rare"], types, seed)[0][99]
+        assert not split_rows(labeled, "y", ["a", "rare"], types, seed)[0][99]
 
 
 def test_a_text_column_with_numbers_reads_as_text_in_both_splits():
@@ -344,16 +346,14 @@ def test_a_text_column_with_numbers_reads_as_text_in_both_splits():
     labeled = pd.DataFrame({"code": codes, "y": ["a", "b"] * 50})
     types = {"code": ValueType.TEXT, "y": ValueType.TEXT}
     for seed in range(10):
-        held, _ = profile_init.split_rows(labeled, "y", ["a", "b"], types, seed)
+        held, _ = split_rows(labeled, "y", ["a", "b"], types, seed)
         assert "n/a-code" in set(labeled["code"][held]) and "n/a-code" in set(
             labeled["code"][~held]
         )
 
 
 def test_value_types_follow_tfx_csv_reading():
-    assert [
-        profile_init.value_type(v) for v in ["", "3", "-3", "3.0", "1e3", "abc", " 4", str(2**64)]
-    ] == [
+    assert [value_type(v) for v in ["", "3", "-3", "3.0", "1e3", "abc", " 4", str(2**64)]] == [
         ValueType.EMPTY,
         ValueType.INT,
         ValueType.INT,
@@ -366,5 +366,5 @@ def test_value_types_follow_tfx_csv_reading():
 
 
 def test_profile_names_are_pipeline_names():
-    assert profile_init.profile_name(Path("/x/My Data_2024")) == "my-data-2024"
-    assert profile_init.profile_name(Path("/x/___")) == "dataset"
+    assert profile_name(Path("/x/My Data_2024")) == "my-data-2024"
+    assert profile_name(Path("/x/___")) == "dataset"
