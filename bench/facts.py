@@ -134,11 +134,12 @@ def code_fingerprints(project: Path) -> dict[str, str]:
     `project`'s own `create_pipeline()` computes it, keyed by the user function it covers."""
     snippet = (
         "import json\n"
+        "from pathlib import Path\n"
         "from pipeline.config import PipelineConfig\n"
         "from pipeline.definition import create_pipeline\n"
         f"nodes = {dict((v, k) for k, v in FINGERPRINTED_NODES.items())!r}\n"
         "out = {}\n"
-        "for c in create_pipeline(PipelineConfig()).components:\n"
+        "for c in create_pipeline(PipelineConfig.from_profile(Path('profiles/taxi'))).components:\n"
         "    config = c.exec_properties.get('custom_config')\n"
         "    config = json.loads(config) if isinstance(config, str) else (config or {})\n"
         "    if c.id in nodes and 'code_fingerprint' in config:\n"

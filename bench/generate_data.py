@@ -41,10 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import PipelineConfig
+from cli.options import DEFAULT_PROFILE_DIR
+from components import profile as profiles
 
 # The taxi profile's label rule: tips > BIG_TIP_FRACTION * fare.
-BIG_TIP_FRACTION = PipelineConfig().profile.label.positive_when.greater_than
+BIG_TIP_FRACTION = profiles.load(DEFAULT_PROFILE_DIR).label.positive_when.greater_than
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SOURCE = PROJECT_ROOT / "data"

@@ -27,6 +27,7 @@ import sys
 import traceback
 from pathlib import Path
 
+from cli.options import DEFAULT_PROFILE_DIR
 from metadata import artifact_readers
 from metadata.run_summary import summarize_run
 from metadata.runs import describe_run, run_contexts, run_executions
@@ -135,7 +136,7 @@ def read_other_run(metadata_path: Path, pipeline_name: str) -> dict:
 
 def upstream_of(node_id: str) -> list[str]:
     """Every node upstream of `node_id` in the pipeline definition, in pipeline order."""
-    components = create_pipeline(PipelineConfig()).components
+    components = create_pipeline(PipelineConfig.from_profile(DEFAULT_PROFILE_DIR)).components
     by_id = {c.id: c for c in components}
     if node_id not in by_id:
         raise LookupError(f"no node {node_id} in the pipeline ({', '.join(by_id)})")
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         help="read the latest run of this pipeline (default: the project's)",
     )
     args = parser.parse_args(argv)
-    own_name = PipelineConfig().pipeline_name
+    own_name = PipelineConfig.from_profile(DEFAULT_PROFILE_DIR).pipeline_name
     if args.pipeline_name in (None, own_name):
         facts = read_run(args.metadata, own_name)
     else:

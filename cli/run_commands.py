@@ -1,8 +1,8 @@
 """What `python run_local.py` does: run the pipeline here, or compile (and submit) it for Kubeflow.
 
-Both share the same steps: a writable output directory, a log file that takes every library's
-output while the terminal shows lines for people, the pre-run checks, and one mapping from what
-went wrong to an exit code.
+Both share the same steps: the profile's user code made importable, a writable output directory, a
+log file that takes every library's output while the terminal shows lines for people, the pre-run
+checks, and one mapping from what went wrong to an exit code.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from orchestration import beam_mode, node_process, preflight
 from orchestration.console import output_to_log_file
 from orchestration.dag_schedule import default_parallelism
 from pipeline.config import PipelineConfig
+from pipeline.user_code import make_user_code_importable
 
 
 class _Stop(Exception):
@@ -90,6 +91,8 @@ def run_locally(config: PipelineConfig, parallelism: int | None = None) -> int:
 
     One run at a time per output directory: a second one is refused at once (exit 2).
     """
+    # First: the node server, started below, copies the import path when it starts.
+    make_user_code_importable(config)
     beam = beam_mode.choose(config)
     given_parallelism = parallelism is not None
     parallelism = parallelism or default_parallelism()
@@ -169,6 +172,7 @@ def compile_for_kubeflow(
     config: PipelineConfig, image: str, kfp_endpoint: str | None, kfp_experiment: str | None
 ) -> int:
     """Compiles the pipeline to a KFP v2 spec, says where it is, and submits it when asked."""
+    make_user_code_importable(config)  # the checks and the compiler import and fingerprint it
     try:
         with _logged_command(config, "compile") as (console, log_path):
             try:

@@ -1,9 +1,6 @@
 """TFX components and the user code they run.
 
-Importing this package first defers TFX's Google Cloud extensions, about 5 s of import that no
-component here uses (components/tfx_private.py `defer_cloud_extensions`).
+Importing this package has no side effect. A process that imports TFX defers TFX's Google Cloud
+extensions itself, before TFX loads (components/tfx_private.py `defer_cloud_extensions`; called by
+run_local.py and by the node server's orchestration/node_server_preload.py).
 """
-
-from components import tfx_private
-
-tfx_private.defer_cloud_extensions()

@@ -22,8 +22,10 @@ from ml_metadata.proto import metadata_store_pb2
 # the Vertex AI and BigQuery client libraries: about 5 s of every process that imports `tfx.v1`
 # (measured with `python -X importtime`), for components this project does not use.
 # `defer_cloud_extensions` registers `tfx.v1.extensions` first as a package that imports its two
-# submodules on first use (a module `__getattr__`, PEP 562), from TFX's own folder. Called from
-# components/__init__.py, which every process of a run imports before `tfx.v1`.
+# submodules on first use (a module `__getattr__`, PEP 562), from TFX's own folder. Called
+# explicitly, before anything imports `tfx.v1`, by each entry point of a process that imports TFX:
+# run_local.py and the node server (orchestration/node_server_preload.py). A process that does not
+# call it imports the extensions as TFX does: slower, nothing else changes.
 _CLOUD_EXTENSIONS = "tfx.v1.extensions"
 
 

@@ -30,12 +30,15 @@ from typing import Literal
 
 from orchestration.interrupts import RunInterrupted, interrupt_inside, sigterm_raises
 
-# What the server process imports before it forks anything: TFX and its component executors
-# (through the pipeline definition), and the project's own component code.
+# What the server process imports before it forks anything, in order: its entry point, then TFX
+# and its component executors (through the pipeline definition), and the project's own component
+# code. (multiprocessing imports "__main__" before the others, wherever it is listed.)
 PRELOADED_MODULES = [
     # The runner's main module (run_local.py and the CLI it imports): each node process would
     # otherwise import it anew, a tenth of a second or more per node.
     "__main__",
+    # Defers TFX's Google Cloud extensions before anything imports `tfx.v1`.
+    "orchestration.node_server_preload",
     "components.tfx_private",
     "pipeline.definition",
     "components.preprocessing",

@@ -1,7 +1,11 @@
 """The one typed, frozen settings object every runner hands to `create_pipeline()`.
 
 Defaults and allowed ranges live here, next to each setting, and are checked once, when the
-object is built: an invalid value raises `ConfigError` naming the setting.
+object is built: an invalid value raises `ConfigError` naming the setting. The settings a dataset
+profile gives (its data, schema, name, thresholds, user code and budgets) have no default here:
+`PipelineConfig.from_profile(profile_dir, **overrides)` builds the config of a profile, and the
+command line chooses which profile is the default (cli/options.py). Importing this module reads
+no file.
 """
 
 from __future__ import annotations
@@ -17,6 +21,13 @@ from components.profile import Profile
 from pipeline.metadata_location import MetadataLocation, sqlite_location
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Where a run writes when not told otherwise: metadata.db, pipeline_root/, serving_model/, logs/.
+DEFAULT_OUTPUT_DIR = PROJECT_ROOT / "outputs"
+
+
+def metadata_path_in(output_dir: Path) -> Path:
+    """The output directory's own SQLite store: the default ML Metadata location."""
+    return output_dir / "metadata.db"
 
 
 class ConfigError(ValueError):
@@ -38,18 +49,20 @@ def _fraction(default: float):
     return dataclasses.field(default=default, metadata={"min": 0.0, "max": 1.0})
 
 
+def _from_profile(**metadata):
+    """A required field: a profile gives it (`profile_settings`); the command line may override
+    it."""
+    return dataclasses.field(metadata={"from_profile": True, **metadata})
+
+
 # Beam's DirectRunner modes; "auto" lets the orchestration choose by data size (see
 # orchestration/beam_mode.py). Another runner is chosen with an extra Beam option (--runner=...).
 BEAM_MODES = ("auto", "in_memory", "multi_processing")
 
 
-# The default profile: the taxi data this project ships (profiles/taxi/profile.yaml).
-DEFAULT_PROFILE_DIR = PROJECT_ROOT / "profiles" / "taxi"
-
-
 def profile_settings(profile_dir: Path, profile: Profile) -> dict:
     """PipelineConfig settings a profile gives: paths relative to its file, its name, budgets,
-    thresholds and user code."""
+    thresholds and user code (the fields `PROFILE_SETTINGS` names)."""
     base = profiles.profile_file(profile_dir).resolve().parent
     return {
         "profile": profile,
@@ -70,47 +83,39 @@ def profile_settings(profile_dir: Path, profile: Profile) -> dict:
     }
 
 
-_DEFAULTS = profile_settings(DEFAULT_PROFILE_DIR, profiles.load(DEFAULT_PROFILE_DIR))
-
-
-def _from_default_profile(setting: str, **metadata):
-    """A field whose default is the default profile's value."""
-    return dataclasses.field(default=_DEFAULTS[setting], metadata=metadata)
-
-
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class PipelineConfig:
     """Everything that decides what a run does and where it reads and writes."""
 
     # The dataset profile (components/profile.py) and the folder its paths are relative to. The
-    # settings below that a profile gives default to the default profile's; `from_profile()`
-    # takes another profile's.
-    profile: Profile = _from_default_profile("profile")
-    profile_dir: Path = _from_default_profile("profile_dir")
-    data_dir: Path = _from_default_profile("data_dir")
-    output_dir: Path = PROJECT_ROOT / "outputs"
-    curated_schema_file: Path = _from_default_profile("curated_schema_file")
-    pipeline_name: str = _from_default_profile("pipeline_name")  # Kubeflow: [a-z0-9][a-z0-9-]*
+    # settings a profile gives (`_from_profile()`) are required: `from_profile()` fills them in
+    # from a profile, and a keyword given to it overrides the profile's value.
+    profile: Profile = _from_profile()
+    profile_dir: Path = _from_profile()
+    data_dir: Path = _from_profile()
+    output_dir: Path = DEFAULT_OUTPUT_DIR
+    curated_schema_file: Path = _from_profile()
+    pipeline_name: str = _from_profile()  # Kubeflow: [a-z0-9][a-z0-9-]*
     # Spans: one folder per batch under labeled/ and unlabeled/, matched by this pattern ({SPAN}
     # is the span number). A run ingests the latest span and trains on the latest
     # `training_spans` spans; the span before the latest is the drift baseline.
     span_pattern: str = "span-{SPAN}/*.csv"
     training_spans: int = _at_least(1, 2)
-    drift_thresholds: Mapping[str, float] = _from_default_profile("drift_thresholds")
-    skew_thresholds: Mapping[str, float] = _from_default_profile("skew_thresholds")
+    drift_thresholds: Mapping[str, float] = _from_profile()
+    skew_thresholds: Mapping[str, float] = _from_profile()
     # User code, as importable dotted paths (the same paths work inside a Kubeflow image).
-    preprocessing_fn: str = _from_default_profile("preprocessing_fn")
-    run_fn: str = _from_default_profile("run_fn")
-    tuner_fn: str = _from_default_profile("tuner_fn")
+    preprocessing_fn: str = _from_profile()
+    run_fn: str = _from_profile()
+    tuner_fn: str = _from_profile()
     # The search space tuner_fn explores: with the tuner_fn module, the Tuner's cache key.
-    search_space_fn: str = _from_default_profile("search_space_fn")
+    search_space_fn: str = _from_profile()
     # Force a new search even when data and search space are unchanged (any new value does).
     retune_token: str | None = None
     # Training budget.
-    tuner_trials: int = _from_default_profile("tuner_trials", min=1)
-    tuner_train_steps: int = _from_default_profile("tuner_train_steps", min=1)
-    train_steps: int = _from_default_profile("train_steps", min=1)
-    eval_steps: int = _from_default_profile("eval_steps", min=1)
+    tuner_trials: int = _from_profile(min=1)
+    tuner_train_steps: int = _from_profile(min=1)
+    train_steps: int = _from_profile(min=1)
+    eval_steps: int = _from_profile(min=1)
     seed: int = 42
     # ExampleGen's deterministic hash split, train:eval buckets.
     train_buckets: int = _at_least(1, 3)
@@ -197,7 +202,7 @@ class PipelineConfig:
     @property
     def metadata_path(self) -> Path:
         """The output directory's own SQLite store: the default ML Metadata location."""
-        return self.output_dir / "metadata.db"
+        return metadata_path_in(self.output_dir)
 
     @property
     def metadata_location(self) -> MetadataLocation:
@@ -215,3 +220,9 @@ class PipelineConfig:
     @property
     def logs_dir(self) -> Path:
         return self.output_dir / "logs"
+
+
+# The settings a profile gives: required fields, filled in by `from_profile()`.
+PROFILE_SETTINGS = frozenset(
+    field.name for field in dataclasses.fields(PipelineConfig) if field.metadata.get("from_profile")
+)

@@ -17,10 +17,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from cli.app import main as cli_main
-from metadata.runs import run_contexts, run_executions
-from metadata.store import StoreIndex
-from pipeline.config import PipelineConfig
+from components import tfx_private
+
+# As run_local.py does, before anything imports TFX: tfx.v1 without its Google Cloud extensions.
+tfx_private.defer_cloud_extensions()
+
+from cli.app import main as cli_main  # noqa: E402 - after the deferral above
+from metadata.runs import run_contexts, run_executions  # noqa: E402
+from metadata.store import StoreIndex  # noqa: E402
+from pipeline.config import PipelineConfig  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # The project's code, one folder a part, lowest first (see README "How the code is organized").

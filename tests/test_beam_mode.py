@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from orchestration import beam_mode
-from pipeline.config import PipelineConfig
+from tests.conftest import taxi_config
 
 
 def test_auto_picks_in_memory_for_small_data_and_multi_processing_for_large():
@@ -40,10 +40,10 @@ def test_the_choice_describes_itself_and_carries_the_users_options(tmp_path):
     (tmp_path / "labeled" / "span-1").mkdir(parents=True)
     (tmp_path / "labeled" / "span-1" / "taxi.csv").write_bytes(b"x" * 2**20)
     choice = beam_mode.choose(
-        PipelineConfig(data_dir=tmp_path, extra_beam_args=("--runner=FlinkRunner",))
+        taxi_config(data_dir=tmp_path, extra_beam_args=("--runner=FlinkRunner",))
     )
     assert (choice.requested, choice.mode, choice.labeled_bytes) == ("auto", "in_memory", 2**20)
     assert choice.describe() == "DirectRunner in_memory (auto, 1.0 MiB of labeled CSV to read)"
     assert choice.beam_args[-1] == "--runner=FlinkRunner"
-    forced = beam_mode.choose(PipelineConfig(data_dir=tmp_path, beam_mode="multi_processing"))
+    forced = beam_mode.choose(taxi_config(data_dir=tmp_path, beam_mode="multi_processing"))
     assert forced.describe().startswith("DirectRunner multi_processing (1.0 MiB")

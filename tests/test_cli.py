@@ -8,14 +8,16 @@ a user sees it (the header, the message, the exit code, no traceback).
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from orchestration import preflight
 from orchestration.dag_schedule import default_parallelism
-from pipeline.config import ConfigError, PipelineConfig
-from tests.conftest import invoke, run_cli
+from pipeline.config import PROFILE_SETTINGS, ConfigError, PipelineConfig, profile_settings
+from tests.conftest import PROJECT_ROOT, invoke, run_cli, taxi_config
 
 
 def test_help_lists_the_run_options_and_every_command():
@@ -32,7 +34,53 @@ def test_help_lists_the_run_options_and_every_command():
     commands = result.stdout.split("Commands:")[1]
     for command in ("inspect", "report", "schema", "run-spec"):
         assert f"  {command} " in commands, command
-    assert "[default: 2]" in result.stdout  # --tuner-trials, from PipelineConfig
+    shown = " ".join(result.stdout.split())  # the help as one line, whatever the wrapping
+    # A setting the profile gives: the default profile's value, read for the help.
+    assert "KerasTuner trial budget. [default: (the profile's; taxi: 2)]" in shown
+    assert f"[default: (the profile's; taxi: {PROJECT_ROOT / 'data'})]" in shown
+    # Any other setting: PipelineConfig's own default.
+    assert "Train on the latest N spans of labeled/. [default: 2]" in shown
+    assert f"reports/ go. [default: {PROJECT_ROOT / 'outputs'}]" in shown
+    assert "--profile DIR" in shown and "[default: (profiles/taxi)]" in shown
+
+
+def test_serve_documents_its_ports():
+    shown = " ".join(invoke("serve", "--help").stdout.split())
+    assert "--rest-port INTEGER RANGE Port for TF Serving's REST API" in shown
+    assert "--grpc-port INTEGER RANGE Port for TF Serving's gRPC API" in shown
+    assert "[default: 8501; 1<=x<=65535]" in shown and "[default: 8500; 1<=x<=65535]" in shown
+
+
+def test_the_config_has_no_hidden_profile():
+    """The settings a profile gives are required: a config is built from a profile
+    (`from_profile`), which the command line chooses."""
+    with pytest.raises(TypeError, match="missing 15 required keyword-only arguments"):
+        PipelineConfig()
+    taxi = taxi_config()
+    assert set(profile_settings(taxi.profile_dir, taxi.profile)) == PROFILE_SETTINGS
+    assert all(getattr(taxi, name) is not None for name in PROFILE_SETTINGS)
+    assert taxi.metadata_path == PROJECT_ROOT / "outputs" / "metadata.db"
+
+
+def test_importing_the_command_line_reads_no_profile_and_patches_nothing():
+    """No settings at import time: the CLI's modules import with profile loading switched off,
+    and importing the project's packages leaves TFX's modules alone (run_local.py defers TFX's
+    cloud extensions itself, explicitly)."""
+    code = (
+        "import sys\n"
+        "from components import profile\n"
+        "def refuse(*args, **kwargs):\n"
+        "    raise AssertionError('a profile was read at import time')\n"
+        "profile.load = refuse\n"
+        "import components, pipeline, pipeline.config, cli.app\n"
+        "assert 'tfx.v1.extensions' not in sys.modules, 'sys.modules patched'\n"
+        "assert not [p for p in sys.path if 'profiles' in p], sys.path\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
 
 
 @pytest.mark.parametrize(
@@ -64,7 +112,7 @@ def test_each_command_documents_its_options_and_defaults(command, options):
 )
 def test_the_config_checks_its_ranges(setting, value, problem):
     with pytest.raises(ConfigError) as refused:
-        PipelineConfig(**{setting: value})
+        taxi_config(**{setting: value})
     assert refused.value.setting == setting and refused.value.problem == problem
 
 
@@ -94,13 +142,13 @@ def test_output_directory_that_cannot_be_written(tmp_path):
 def test_missing_data_directory(tmp_path):
     missing = tmp_path / "no-such-data"
     with pytest.raises(preflight.SetupError, match=f"The data directory {missing} does not exist"):
-        preflight.check_data_dir(PipelineConfig(data_dir=missing))
+        preflight.check_data_dir(taxi_config(data_dir=missing))
 
 
 def test_missing_unlabeled_folder(sample_data_dir, tmp_path):
     shutil.copytree(sample_data_dir / "labeled", tmp_path / "labeled")
     with pytest.raises(preflight.SetupError, match=f"{tmp_path / 'unlabeled'} does not exist"):
-        preflight.check_data_dir(PipelineConfig(data_dir=tmp_path))
+        preflight.check_data_dir(taxi_config(data_dir=tmp_path))
 
 
 def test_csv_outside_a_span_folder_says_where_to_move_it(sample_data_dir, tmp_path):
@@ -109,7 +157,7 @@ def test_csv_outside_a_span_folder_says_where_to_move_it(sample_data_dir, tmp_pa
     (tmp_path / "labeled").mkdir()
     shutil.copy(sample_data_dir / "labeled" / "span-1" / "taxi.csv", tmp_path / "labeled")
     with pytest.raises(preflight.SetupError) as refused:
-        preflight.check_data_dir(PipelineConfig(data_dir=tmp_path))
+        preflight.check_data_dir(taxi_config(data_dir=tmp_path))
     message = str(refused.value)
     assert f"The labeled data folder {tmp_path / 'labeled'} has no file matching" in message
     assert "It holds taxi.csv directly: move the file(s) into a span folder" in message
@@ -138,7 +186,7 @@ def user_package(root: Path, name: str, modules: dict[str, str], monkeypatch) ->
 def test_user_module_that_fails_to_import_is_named_with_its_line(tmp_path, monkeypatch):
     model_source = "def run_fn(fn_args):\n    pass\n\ndef broken(:\n"
     package = user_package(tmp_path, "user_pkg", {"model": model_source}, monkeypatch)
-    config = PipelineConfig(run_fn="user_pkg.model.run_fn")
+    config = taxi_config(run_fn="user_pkg.model.run_fn")
     with pytest.raises(preflight.SetupError) as refused:
         preflight.check_user_code(config)
     message = str(refused.value)
@@ -154,7 +202,7 @@ def test_user_function_that_does_not_exist_is_named(tmp_path, monkeypatch):
     with pytest.raises(
         preflight.SetupError, match="The module user_pkg2.tuning has no function tuner_fn"
     ):
-        preflight.check_user_code(PipelineConfig(tuner_fn="user_pkg2.tuning.tuner_fn"))
+        preflight.check_user_code(taxi_config(tuner_fn="user_pkg2.tuning.tuner_fn"))
 
 
 # ---- the class of failure as a user sees it ------------------------------------------------------
@@ -181,3 +229,28 @@ def test_a_bad_setting_stops_the_run_before_anything_runs(sample_data_dir, tmp_p
     assert "Traceback" not in result.stdout + result.stderr
     assert not (tmp_path / "out" / "metadata.db").exists()
     assert not (tmp_path / "out" / "serving_model").exists()
+
+
+@pytest.mark.parametrize("entry_point", ["run_local", "orchestration.node_server_preload"])
+def test_each_entry_point_defers_tfx_cloud_extensions_before_tfx_loads(entry_point):
+    """run_local.py and the node server's first import defer TFX's Google Cloud extensions (about
+    5 s of import), explicitly; `tfx.v1` then loads without them."""
+    from orchestration import node_process
+
+    preloaded = node_process.PRELOADED_MODULES
+    assert preloaded.index("orchestration.node_server_preload") < preloaded.index(
+        "pipeline.definition"
+    )
+    code = (
+        "import sys\n"
+        f"import {entry_point}\n"
+        "assert 'tfx.v1.extensions' in sys.modules and 'tfx.v1' not in sys.modules\n"
+        "import pipeline.definition\n"
+        "assert 'tfx.v1' in sys.modules\n"
+        "assert 'tfx.v1.extensions.google_cloud_ai_platform' not in sys.modules\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr[-2000:]

@@ -310,7 +310,7 @@ def test_pusher_pushes_nothing_when_the_served_model_rejects_queries(tmp_path, e
     from metadata.run_summary import summarize_run
     from metadata.runs import run_contexts
     from metadata.store import StoreIndex, sqlite_connection_config
-    from pipeline.config import PipelineConfig
+    from tests.conftest import taxi_config
 
     models.save_predict_model(
         tmp_path / "model" / "Format-Serving", required_feature="label_only_in_training"
@@ -375,6 +375,6 @@ def test_pusher_pushes_nothing_when_the_served_model_rejects_queries(tmp_path, e
     assert summary.pushed_version is None
     assert sorted(p.name for p in serving_dir.iterdir()) == ["1"]
     assert (serving_dir / "1" / "saved_model.pb").read_bytes() == b"the live model, untouched"
-    text = format_summary(summary, PipelineConfig(output_dir=tmp_path), tmp_path / "run.log", 1.0)
+    text = format_summary(summary, taxi_config(output_dir=tmp_path), tmp_path / "run.log", 1.0)
     assert "Serving:    NOT BLESSED by InfraValidator: failed 1 of 1 attempts" in text
     assert "Pushed:     nothing (the model was not blessed)" in text

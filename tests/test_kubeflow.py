@@ -19,7 +19,6 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from metadata.artifact_readers import count_prediction_logs
 from orchestration import beam_mode, kfp_spec_runner, kubeflow, kubeflow_locations
 from pipeline import definition
-from pipeline.config import PipelineConfig
 from tests.conftest import (
     CODE_FOLDERS,
     FAST_RUN_SETTINGS,
@@ -28,6 +27,7 @@ from tests.conftest import (
     copy_project,
     node_status,
     run_cli,
+    taxi_config,
 )
 
 IMAGE = "registry.example.com/ml/taxi-pipeline:test"
@@ -75,7 +75,7 @@ def test_compile_writes_a_spec_the_kfp_sdk_loads(cloud_compile):
 def test_one_task_per_component_with_the_local_dag_edges(cloud_compile):
     _, spec_path, _ = cloud_compile
     tasks = yaml.safe_load(spec_path.read_text())["root"]["dag"]["tasks"]
-    local = {c.id: c for c in definition.create_pipeline(PipelineConfig()).components}
+    local = {c.id: c for c in definition.create_pipeline(taxi_config()).components}
     resolver = "LatestBlessedModelResolver"
     assert set(tasks) == (set(local) - {resolver}) | RESOLVER_TASKS
     for node_id, component in local.items():
@@ -140,9 +140,9 @@ def test_caching_image_beam_args_and_locations(cloud_compile):
 def _compile_in_process(tmp_path: Path, locations=None, **settings) -> kubeflow.CompiledPipeline:
     """Compiles as `--orchestrator kubeflow` does, without a process of its own."""
     locations = locations or kubeflow_locations.task_locations(
-        tmp_path, "taxi-tips", PipelineConfig().data_dir, PipelineConfig().curated_schema_file
+        tmp_path, "taxi-tips", taxi_config().data_dir, taxi_config().curated_schema_file
     )
-    config = PipelineConfig(output_dir=tmp_path, **locations, **settings)
+    config = taxi_config(output_dir=tmp_path, **locations, **settings)
     return kubeflow.compile_pipeline(
         config, IMAGE, tmp_path / "kubeflow", beam_mode.choose(config).beam_args
     )
@@ -156,7 +156,7 @@ def test_no_cache_switches_caching_off(tmp_path):
 
 def test_default_locations_are_the_image_and_the_local_pipeline_root(tmp_path):
     locations = kubeflow_locations.task_locations(
-        tmp_path, "taxi-tips", PipelineConfig().data_dir, PipelineConfig().curated_schema_file
+        tmp_path, "taxi-tips", taxi_config().data_dir, taxi_config().curated_schema_file
     )
     assert locations == {
         "data_uri": "/pipeline/data",
@@ -193,7 +193,7 @@ def test_a_component_the_compiler_refuses_fails_with_its_message(tmp_path, monke
     with pytest.raises(
         NotImplementedError, match="infra_validator.component.InfraValidator.* is not supported"
     ):
-        kubeflow.compile_pipeline(PipelineConfig(output_dir=tmp_path), IMAGE, tmp_path / "kubeflow")
+        kubeflow.compile_pipeline(taxi_config(output_dir=tmp_path), IMAGE, tmp_path / "kubeflow")
     assert not (tmp_path / "kubeflow" / "taxi-tips.yaml").exists()
 
 
@@ -226,8 +226,8 @@ def test_a_compiled_spec_runs_task_by_task_on_a_first_ever_span(sample_data_dir,
     locations = kubeflow_locations.task_locations(
         tmp_path,
         "taxi-tips",
-        PipelineConfig().data_dir,
-        PipelineConfig().curated_schema_file,
+        taxi_config().data_dir,
+        taxi_config().curated_schema_file,
         image_project_dir=str(PROJECT_ROOT),
         pipeline_root=str(tmp_path / "root"),
         data_uri=str(data_dir),

@@ -11,8 +11,7 @@ from ml_metadata import metadata_store
 
 from metadata.store import library_schema_version, sqlite_connection_config
 from orchestration import preflight
-from pipeline.config import PipelineConfig
-from tests.conftest import invoke, run_cli
+from tests.conftest import invoke, run_cli, taxi_config
 
 
 def not_sqlite(path: Path) -> None:
@@ -48,7 +47,7 @@ def test_a_store_this_mlmd_cannot_use_is_refused_and_left_untouched(tmp_path, ma
     make(store)
     before = store.read_bytes()
     with pytest.raises(preflight.SetupError) as refused:
-        preflight.check_metadata_store(PipelineConfig(output_dir=tmp_path))
+        preflight.check_metadata_store(taxi_config(output_dir=tmp_path))
     assert f"{store} {problem}" in str(refused.value)
     result = invoke("inspect", "runs", f"--metadata-path={store}")
     assert result.exit_code == 2 and result.stderr.count("\n") == 1
@@ -62,7 +61,7 @@ def test_a_read_only_store_is_refused_for_a_run_but_can_be_read(tmp_path):
     store.chmod(0o444)
     before = store.read_bytes()
     with pytest.raises(preflight.SetupError, match=f"{store} is read-only, and a run records"):
-        preflight.check_metadata_store(PipelineConfig(output_dir=tmp_path))
+        preflight.check_metadata_store(taxi_config(output_dir=tmp_path))
     result = invoke("inspect", "runs", f"--metadata-path={store}")
     assert "holds no pipeline runs yet" in result.stderr  # opened and read, nothing refused
     assert store.read_bytes() == before

@@ -17,7 +17,7 @@ from tfx import v1 as tfx
 
 from components import model, preprocessing, tuning
 from components import profile as profiles
-from pipeline.config import PipelineConfig
+from tests.conftest import taxi_config
 
 ROWS = 96
 PROFILES = {
@@ -163,7 +163,7 @@ def test_search_space_centres_on_the_profiles_model_size():
     assert hp.get("hidden_units") == 16 and hp.get("num_hidden_layers") == 1
     units = next(p for p in hp.space if p.name == "hidden_units")
     assert list(units.values) == [8, 16, 32]
-    taxi = model.search_space(PipelineConfig().profile.model.model_dump())
+    taxi = model.search_space(taxi_config().profile.model.model_dump())
     rates = next(p for p in taxi.space if p.name == "learning_rate")
     assert list(rates.values) == [3e-3, 1e-3, 3e-4]
 
@@ -261,7 +261,7 @@ def test_tuner_fn_returns_a_bounded_random_search_with_the_tasks_objective(task_
 def test_tuner_fn_rejects_an_empty_budget(tmp_path):
     fn_args = tfx.components.FnArgs(
         working_dir=str(tmp_path),
-        custom_config={"max_trials": 0, "profile": PipelineConfig().profile.training_part()},
+        custom_config={"max_trials": 0, "profile": taxi_config().profile.training_part()},
     )
     with pytest.raises(ValueError, match="max_trials"):
         tuning.tuner_fn(fn_args)

@@ -8,7 +8,7 @@ from tfx import v1 as tfx
 from pipeline import definition as pipeline_module
 from pipeline.config import PipelineConfig
 from pipeline.fingerprint import code_fingerprint, tuning_fingerprint
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, taxi_config
 
 EXPECTED_NODES = {
     "CsvExampleGen",
@@ -34,7 +34,7 @@ EXPECTED_NODES = {
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory):
-    config = PipelineConfig(output_dir=tmp_path_factory.mktemp("out"))
+    config = taxi_config(output_dir=tmp_path_factory.mktemp("out"))
     p = pipeline_module.create_pipeline(config)
     return {c.id: c for c in p.components}, config
 
@@ -116,7 +116,7 @@ def _with_blessing(profile, **blessing):
 
 
 def test_eval_config_has_thresholds_and_a_slice():
-    taxi = _with_blessing(PipelineConfig().profile, at_least={"auc": 0.8, "accuracy": 0.7})
+    taxi = _with_blessing(taxi_config().profile, at_least={"auc": 0.8, "accuracy": 0.7})
     eval_config = pipeline_module.eval_config(taxi)
     assert len(eval_config.slicing_specs) == 2
     thresholds = {m.class_name: m.threshold for m in eval_config.metrics_specs[0].metrics}
@@ -129,7 +129,7 @@ def test_eval_config_has_thresholds_and_a_slice():
 
 
 def test_binary_auc_floor_is_the_trivial_predictor_plus_the_margin():
-    taxi = _with_blessing(PipelineConfig().profile, at_least={}, margin_over_trivial=0.1)
+    taxi = _with_blessing(taxi_config().profile, at_least={}, margin_over_trivial=0.1)
     thresholds = {
         m.class_name: m.threshold
         for m in pipeline_module.eval_config(taxi).metrics_specs[0].metrics
@@ -186,7 +186,7 @@ def test_code_fingerprint_follows_the_code(tmp_path, monkeypatch):
 
 
 def test_preprocessing_and_model_code_have_separate_fingerprints():
-    config = PipelineConfig()
+    config = taxi_config()
     assert code_fingerprint(config.preprocessing_fn) != code_fingerprint(config.run_fn)
 
 
@@ -228,15 +228,15 @@ def test_retune_changes_only_the_tuner_cache_key(tmp_path):
             for node in ("Transform", "Tuner", "Trainer")
         }
 
-    plain = keys(PipelineConfig(output_dir=tmp_path))
-    retuned = keys(PipelineConfig(output_dir=tmp_path, retune_token="2026-11-27T12:00:00"))
+    plain = keys(taxi_config(output_dir=tmp_path))
+    retuned = keys(taxi_config(output_dir=tmp_path, retune_token="2026-11-27T12:00:00"))
     assert retuned["Tuner"]["retune"] == "2026-11-27T12:00:00" and "retune" not in plain["Tuner"]
     assert retuned["Transform"] == plain["Transform"] and retuned["Trainer"] == plain["Trainer"]
 
 
 def test_the_baseline_excludes_the_candidate_only_when_the_orchestrator_asks():
     def resolver(**options):
-        pipeline = pipeline_module.create_pipeline(PipelineConfig(), **options)
+        pipeline = pipeline_module.create_pipeline(taxi_config(), **options)
         return next(c for c in pipeline.components if c.id == "LatestBlessedModelResolver")
 
     local = resolver(exclude_candidate_from_baseline=True)
@@ -252,7 +252,7 @@ def test_editing_the_curated_schema_changes_its_import_key(tmp_path):
     schema.write_text('feature { name: "fare" type: FLOAT }\n')
 
     def import_key():
-        pipeline = pipeline_module.create_pipeline(PipelineConfig(curated_schema_file=schema))
+        pipeline = pipeline_module.create_pipeline(taxi_config(curated_schema_file=schema))
         node = next(c for c in pipeline.components if c.id == "CuratedSchemaImporter")
         return node.exec_properties["schema_file"], node.exec_properties["content_fingerprint"]
 
@@ -265,6 +265,6 @@ def test_editing_the_curated_schema_changes_its_import_key(tmp_path):
 
 def test_beam_options_come_from_the_orchestrator():
     pipeline = pipeline_module.create_pipeline(
-        PipelineConfig(), beam_pipeline_args=("--direct_num_workers=1",)
+        taxi_config(), beam_pipeline_args=("--direct_num_workers=1",)
     )
     assert pipeline.beam_pipeline_args == ["--direct_num_workers=1"]

@@ -10,9 +10,9 @@ from tensorflow_transform.tf_metadata import dataset_metadata, schema_utils
 
 from components import preprocessing
 from components.profile import FeatureKind, transformed_name
-from pipeline.config import PipelineConfig
+from tests.conftest import taxi_config
 
-TAXI = PipelineConfig().profile
+TAXI = taxi_config().profile
 RAW_COLUMNS = [*TAXI.features, TAXI.label.column]
 
 # Six trips: two big tippers (tips > 20% of fare), missing coordinates, company and trip_seconds

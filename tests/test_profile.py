@@ -9,7 +9,7 @@ import pytest
 from components import profile as profiles
 from orchestration import preflight
 from pipeline.config import PipelineConfig
-from tests.conftest import PROJECT_ROOT, invoke, run_cli
+from tests.conftest import PROJECT_ROOT, invoke, run_cli, taxi_config
 
 MINIMAL = """
 name: flowers
@@ -140,18 +140,18 @@ def test_a_column_the_schema_lacks_is_named_before_anything_runs(tmp_path):
     assert "names the column 'body_mass' under `features`" in shown
     assert "(it has 'body_mass_g')" in shown
     assert not list(Path(tmp_path / "out").glob("pipeline_root/*"))
-    taxi = PipelineConfig().profile
+    taxi = taxi_config().profile
     misspelt = taxi.model_copy(update={"label": taxi.label.model_copy(update={"column": "tip"})})
     with pytest.raises(preflight.SetupError, match="names the column 'tip' under `label.column`"):
-        preflight.check_profile_columns(PipelineConfig(profile=misspelt))
+        preflight.check_profile_columns(taxi_config(profile=misspelt))
 
 
 def test_user_code_beside_the_profile_is_importable_and_fingerprinted(tmp_path, monkeypatch):
     import sys
 
-    from cli.app import _load_profile
     from pipeline.definition import create_pipeline
     from pipeline.fingerprint import code_fingerprint
+    from pipeline.user_code import make_user_code_importable
 
     monkeypatch.setattr(sys, "path", list(sys.path))
     monkeypatch.setenv("PYTHONPATH", "")
@@ -166,8 +166,13 @@ def test_user_code_beside_the_profile_is_importable_and_fingerprinted(tmp_path, 
     profile_file.write_text(
         profile_file.read_text() + "code: {preprocessing_fn: penguin_code.preprocessing_fn}\n"
     )
-    config = _load_profile(folder)
-    assert str(folder) in sys.path and str(folder) in os.environ["PYTHONPATH"]
+    config = PipelineConfig.from_profile(folder)
+    # Loading a profile leaves the import path alone; making its code importable is a step.
+    assert str(folder) not in sys.path and os.environ["PYTHONPATH"] == ""
+    make_user_code_importable(config)
+    assert sys.path[0] == str(folder) and os.environ["PYTHONPATH"] == str(folder)
+    make_user_code_importable(config)  # once is enough: a second call adds nothing
+    assert sys.path.count(str(folder)) == 1 and os.environ["PYTHONPATH"] == str(folder)
     preflight.check_user_code(config)
     transform = next(c for c in create_pipeline(config).components if c.id == "Transform")
     assert transform.exec_properties["preprocessing_fn"] == "penguin_code.preprocessing_fn"

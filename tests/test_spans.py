@@ -7,7 +7,7 @@ from tfx import v1 as tfx
 
 from components.span_example_gen import csv_checks, spans
 from pipeline import definition as pipeline_module
-from pipeline.config import PipelineConfig
+from tests.conftest import taxi_config
 
 
 def test_span_plan_reads_latest_previous_and_the_older_spans_of_the_window():
@@ -73,7 +73,7 @@ def test_csv_checks_report_every_bad_file_at_once(tmp_path):
 
 
 def test_training_window_reaches_transform_tuner_trainer_and_evaluator(tmp_path):
-    config = PipelineConfig(output_dir=tmp_path, training_spans=3)
+    config = taxi_config(output_dir=tmp_path, training_spans=3)
     by_id = {c.id: c for c in pipeline_module.create_pipeline(config).components}
     train = ["latest_train", "previous_train", "older_train"]
     evaluation = ["latest_eval", "previous_eval", "older_eval"]
@@ -98,7 +98,7 @@ def test_training_window_reaches_transform_tuner_trainer_and_evaluator(tmp_path)
 
 
 def test_drift_and_skew_thresholds_pick_the_comparator_by_feature_kind():
-    categorical = pipeline_module.categorical_columns(PipelineConfig().curated_schema_file)
+    categorical = pipeline_module.categorical_columns(taxi_config().curated_schema_file)
     assert "payment_type" in categorical and "trip_start_hour" not in categorical
     config = pipeline_module.distribution_config(
         {"payment_type": 0.1, "trip_start_hour": 0.05}, categorical
@@ -108,5 +108,5 @@ def test_drift_and_skew_thresholds_pick_the_comparator_by_feature_kind():
     }
     assert by_feature["payment_type"].infinity_norm.threshold == 0.1
     assert by_feature["trip_start_hour"].jensen_shannon_divergence.threshold == 0.05
-    defaults = PipelineConfig()
+    defaults = taxi_config()
     assert "tips" in defaults.drift_thresholds and "tips" not in defaults.skew_thresholds

@@ -1,0 +1,213 @@
+"""`serve` and `models [rollback VERSION]`: the pushed model behind TF Serving's APIs, the pushed
+versions, and serving an earlier one again (the work is in deployment/)."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import click
+
+from cli import models_text
+from cli.options import (
+    CONTEXT_SETTINGS,
+    METADATA_URI_HELP,
+    answer,
+    load_config,
+    metadata_location_of,
+    metadata_uri_options,
+    open_store,
+    profile_option,
+    store_location,
+)
+from cli.user_errors import UserError, quiet_libraries
+from metadata.store import NotFound, UnusableStore
+from pipeline.config import DEFAULT_OUTPUT_DIR
+from pipeline.metadata_location import MetadataLocation
+
+
+@click.command("serve", context_settings=CONTEXT_SETTINGS)
+@profile_option
+@click.option(
+    "--model-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    show_default="outputs/serving_model/<the profile's name>",
+    help="The folder Pusher pushes version folders to (TF Serving's layout).",
+)
+@click.option(
+    "--model-name",
+    default=None,
+    help="The model's name in the URLs [default: the --model-dir folder's name].",
+)
+@click.option(
+    "--version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Serve only this version [default: the latest, switching as new ones are pushed].",
+)
+@click.option(
+    "--rest-port",
+    type=click.IntRange(1, 65535),
+    default=8501,
+    show_default=True,
+    help="Port for TF Serving's REST API (HTTP/JSON).",
+)
+@click.option(
+    "--grpc-port",
+    type=click.IntRange(1, 65535),
+    default=8500,
+    show_default=True,
+    help="Port for TF Serving's gRPC API (PredictionService, ModelService).",
+)
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; 0.0.0.0 opens it to the network.",
+)
+@click.option(
+    "--poll-seconds",
+    type=click.FloatRange(min=0.1),
+    default=1.0,
+    show_default=True,
+    help="How often the model folder is checked for new versions (TF Serving's "
+    "--file_system_poll_wait_seconds).",
+)
+@click.option(
+    "--max-concurrent",
+    type=click.IntRange(min=1),
+    default=max(1, os.cpu_count() or 1),
+    show_default="one per core",
+    help="Inferences run at once; more requests wait.",
+)
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(min=1),
+    default=128,
+    show_default=True,
+    help="Requests accepted at once, running or waiting; beyond it: 429.",
+)
+@click.option(
+    "--request-timeout",
+    type=click.FloatRange(min=0.1),
+    default=30.0,
+    show_default=True,
+    help="Seconds a request may take, waiting included; beyond it: 504.",
+)
+@click.option(
+    "--max-body-mb",
+    type=click.FloatRange(min=0.001),
+    default=16.0,
+    show_default=True,
+    help="Largest request body; larger: 413.",
+)
+@click.option(
+    "--model-server-bin",
+    default=None,
+    metavar="PATH",
+    help="A tensorflow_model_server to serve with [default: one on PATH, else the project's "
+    "server].",
+)
+def serve_command(
+    profile_dir: Path,
+    model_dir: Path | None,
+    model_name: str | None,
+    version: int | None,
+    rest_port: int,
+    grpc_port: int,
+    host: str,
+    poll_seconds: float,
+    max_concurrent: int,
+    max_in_flight: int,
+    request_timeout: float,
+    max_body_mb: float,
+    model_server_bin: str | None,
+) -> None:
+    """Serve the pushed model with TensorFlow Serving's REST and gRPC APIs.
+
+    REST: GET /v1/models/NAME[/versions/V][/metadata]; POST .../NAME[/versions/V]:predict with
+    {"instances": [...]} (rows) or {"inputs": {...}} (columns), as raw feature values or
+    {"b64": serialized tf.Example}; :classify and :regress with {"examples": [...]}
+    ("signature_name": "classification" / "regression"). New versions are picked up while
+    serving. SIGTERM or Ctrl-C stops it after answering the requests in flight.
+    """
+    if rest_port == grpc_port:
+        raise UserError(f"--rest-port and --grpc-port are both {rest_port}; give two ports.")
+    quiet_libraries()
+    from deployment import serve  # TensorFlow: loaded for this command only
+    from serving.rest_api import Limits
+
+    if model_dir is None:
+        model_dir = load_config(profile_dir).serving_model_dir  # under the default output dir
+    model_dir = model_dir.resolve()
+    settings = serve.ServeSettings(
+        model_dir=model_dir,
+        model_name=model_name or model_dir.name,
+        version=version,
+        host=host,
+        rest_port=rest_port,
+        grpc_port=grpc_port,
+        poll_seconds=poll_seconds,
+        limits=Limits(
+            max_concurrent=max_concurrent,
+            max_in_flight=max_in_flight,
+            request_timeout=request_timeout,
+            max_body_bytes=int(max_body_mb * 1024 * 1024),
+        ),
+        binary=model_server_bin,
+        log_path=serve.default_log_path(model_dir, DEFAULT_OUTPUT_DIR),
+    )
+    try:
+        serve.serve(settings, click.get_text_stream("stdout"))
+    except (serve.ServeError, FileNotFoundError) as e:
+        raise UserError(str(e)) from e
+
+
+# ---- models: the pushed versions, and rollback --------------------------------------------------
+@click.group("models", invoke_without_command=True, context_settings=CONTEXT_SETTINGS)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@store_location
+@click.pass_context
+def models(ctx: click.Context, location: MetadataLocation, as_json: bool) -> None:
+    """Every pushed model version, from ML Metadata: when, by which run, its metrics and blessings.
+
+    `*` marks the version served: the highest on disk, which TF Serving (and `serve`) serves.
+    `models rollback VERSION` serves an earlier blessed version again.
+    """
+    ctx.obj = location
+    if ctx.invoked_subcommand is not None:
+        return
+    from deployment import model_versions  # reads TFMA's evaluation files
+
+    index = open_store(location)
+    answer(as_json, lambda: model_versions.pushed_versions(index), models_text.versions_text)
+
+
+@models.command("rollback")
+@click.argument("version", type=int)
+@functools.partial(
+    metadata_uri_options, help=METADATA_URI_HELP + " [default: the one `models` was given]"
+)
+@click.pass_obj
+def models_rollback(
+    models_location: MetadataLocation,
+    version: int,
+    metadata_uri: str | None,
+    metadata_password_file: Path | None,
+) -> None:
+    """Serve blessed VERSION again: re-pushed as the newest version, recorded in ML Metadata.
+
+    Nothing is deleted or renamed: the newer versions stay on disk and in the record. A version
+    that either the Evaluator or the InfraValidator did not bless is refused.
+    """
+    location = metadata_location_of(metadata_uri, metadata_password_file, None) or models_location
+    from deployment import rollback
+
+    quiet_libraries()
+    try:
+        record = rollback.rollback(location, version)
+    except (NotFound, UnusableStore, rollback.RollbackRefused) as e:
+        raise UserError(str(e)) from e
+    click.echo(models_text.rollback_text(record))
