@@ -1,4 +1,4 @@
-# Two commands for a new user: `make run` and `make test`.
+# Two commands for a new user: `make run` and `make test` (`make test-fast` for the edit loop).
 # Both create .venv (Python 3.10) if missing and install exactly what requirements.lock pins.
 
 SHELL := /bin/bash
@@ -10,14 +10,23 @@ INSTALLED := $(VENV)/.installed-from-lock
 RUN_ARGS ?=
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# The suite runs on one pytest-xdist worker per core; a worker takes a group of tests whole (the
+# tests that read one pipeline run), longest groups first (tests/conftest.py).
+PYTEST_WORKERS ?= auto
+XDIST := -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
-.PHONY: run test bench setup lock lint clean browser databases
+.PHONY: run test test-fast bench setup lock lint clean browser databases
 
 run: $(INSTALLED)
 	$(PY) run_local.py $(RUN_ARGS)
 
+# Everything, real parts included (pipeline runs, model servers, MariaDB, PostgreSQL, Chromium).
 test: $(INSTALLED) browser databases
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
+
+# The edit loop: no pipeline run and no server (markers e2e and servers), a minute or two.
+test-fast: $(INSTALLED)
+	$(PY) -m pytest $(XDIST) -m "not e2e and not servers" $(PYTEST_ARGS)
 
 # The benchmark harness (not part of `make test`): TFX's own taxi example as the reference, then the
 # project's cold run, re-runs, serving load, and 100k, 1M and 10M rows (each scale run stopped after 45

@@ -1,19 +1,30 @@
-"""Shared fixtures: a small, real sample of the taxi data, and the full runs tests share.
+"""Shared fixtures: a small, real sample of the taxi data, the full runs tests share, and how
+the suite is spread over worker processes.
 
-Full pipeline runs are the expensive part of the suite (about a minute each on 2 cores), so each
-one is a session fixture that several tests read: `e2e_runs` (a cold run and an unchanged re-run)
-and `data_lifecycle` (bad data refused, fixed, a schema change accepted, then trained).
+Full pipeline runs are the expensive part of the suite (about 40 s each on 2 cores), so each one
+is a fixture that several tests read: `e2e_runs` (a cold run and an unchanged re-run of the taxi
+sample), `penguin_runs` (the penguin profile: cold, unchanged, a blessing change) and
+`house_prices_runs` (a CSV through `init`, run, then judged by a margin no model meets); modules
+keep their own (`data_lifecycle` in test_bad_data.py, `two_pushes` in test_serving.py, ...).
+
+`make test` runs the suite on one pytest-xdist worker per core (`-n auto --dist loadgroup`). A
+worker takes an `xdist_group` whole: every module is a group of its own, but for the groups named
+in SHARED_RUN_GROUPS, whose session fixture would otherwise run once on each worker. Groups start
+longest first (LONGEST_GROUPS_FIRST) so that the workers finish at about the same time.
 """
 
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner, Result
 
@@ -58,6 +69,77 @@ SAMPLE_SPANS = {
     "unlabeled/span-1/taxi.csv": SAMPLE_UNLABELED_ROWS,
 }
 LATEST_SPAN = Path("labeled") / "span-2" / "taxi.csv"
+
+# ---- spreading the suite over workers ----------------------------------------------------------
+# Groups whose tests, in several modules, read one session fixture (a pytestmark in each module).
+SHARED_RUN_GROUPS = {
+    "taxi-sample": "e2e_runs",
+    "penguin": "penguin_runs",
+    "house-prices": "house_prices_runs",
+}
+# Measured longest first (seconds of one group on 2 busy cores): a worker that starts one of these
+# late would finish long after the other. Groups not listed (unit-test modules) fill the gaps.
+LONGEST_GROUPS_FIRST = (
+    "test_kubeflow",  # run-spec: every compiled task in a process of its own
+    "test_serving",
+    "shared-mariadb",
+    "shared-postgresql",
+    "penguin",
+    "house-prices",
+    "test_bad_data",
+    "taxi-sample",
+    "test_infra_validator",
+    "test_model",
+    "test_interrupted_runs",
+)
+
+
+def _group(item: pytest.Item) -> str:
+    mark = item.get_closest_marker("xdist_group")
+    return str(mark.args[0] if mark.args else mark.kwargs["name"])
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test gets a group (its module's, unless it has one), and the longest groups come
+    first: pytest-xdist hands groups to workers in this order (`--no-loadscope-reorder`)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__.rsplit(".", 1)[-1]))
+
+    def rank(item: pytest.Item) -> int:
+        group = _group(item)
+        return (
+            LONGEST_GROUPS_FIRST.index(group)
+            if group in LONGEST_GROUPS_FIRST
+            else len(LONGEST_GROUPS_FIRST)
+        )
+
+    items.sort(key=rank)  # stable: within a group, the order of the files
+
+
+# Every process this test process starts, directly or not, inherits this token, and keeps it when
+# orphaned: checks for processes left running look at this worker's own, not at those of the tests
+# another worker runs at the same time.
+SESSION_TOKEN_VARIABLE = "PIPELINE_TEST_SESSION"
+os.environ[SESSION_TOKEN_VARIABLE] = uuid.uuid4().hex
+
+
+def processes_of_this_session(*command_parts: str) -> list[psutil.Process]:
+    """Running processes started from this test process whose command line contains any of
+    `command_parts`."""
+    token = os.environ[SESSION_TOKEN_VARIABLE]
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        command = " ".join(process.info["cmdline"] or [])
+        if process.pid == os.getpid() or not any(part in command for part in command_parts):
+            continue
+        try:
+            if process.environ().get(SESSION_TOKEN_VARIABLE) == token:
+                found.append(process)
+        except psutil.Error:  # ended meanwhile, or a zombie
+            continue
+    return found
 
 
 def taxi_config(**settings) -> PipelineConfig:
@@ -104,6 +186,18 @@ def edit_column(path: Path, column: str, edit) -> None:
     for number, row in enumerate(rows[1:]):
         row[index] = edit(number, row[index])
     write_rows(path, rows)
+
+
+@pytest.fixture(autouse=True)
+def import_path_restored(monkeypatch):
+    """Each test leaves the import path as it found it: commands run in this process (a Kubeflow
+    compile through click's runner, say) make a profile's user code importable, in `sys.path`
+    and in the PYTHONPATH that later subprocesses inherit."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", before or "")  # recorded: restored (or removed) afterwards
+    if before is None:
+        monkeypatch.delenv("PYTHONPATH")
 
 
 @pytest.fixture(scope="session")
@@ -196,4 +290,90 @@ def penguin_runs(tmp_path_factory):
         "first": first,
         "second": second,
         "blessing_changed": blessing_changed,
+    }
+
+
+def write_house_prices(path: Path, rows: int = 600) -> None:
+    """A CSV the project has never seen: a price (regression) that depends on the floor area,
+    the neighbourhood and the number of rooms, with names as people write them and empty cells."""
+    import random
+
+    rng = random.Random(11)
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            [
+                "Listing ID",
+                "Floor Area (m2)",
+                "Rooms",
+                "Neighbourhood/District",
+                "Has Garden?",
+                "Sale Price (kEUR)",
+            ]
+        )
+        for i in range(rows):
+            area = rng.uniform(30, 200)
+            rooms = rng.randint(1, 6)
+            district = rng.choice(["Centre", "North", "Harbour", "Old Town"])
+            garden = rng.choice(["yes", "no", ""])  # sometimes not recorded
+            price = (
+                2.5 * area
+                + 15 * rooms
+                + {"Centre": 120, "North": 20, "Harbour": 60, "Old Town": 90}[district]
+                + rng.gauss(0, 15)
+            )
+            writer.writerow(
+                [
+                    f"L{i:05d}",
+                    round(area, 1),
+                    rooms,
+                    district if rng.random() > 0.05 else "",
+                    garden,
+                    round(price, 1),
+                ]
+            )
+
+
+HOUSE_PRICES_LABEL = "Sale Price (kEUR)"
+UNMEETABLE_MARGIN = 0.99  # the RMSE must be 1% of the trivial predictor's: no model meets it
+
+
+@pytest.fixture(scope="session")
+def house_prices_runs(tmp_path_factory):
+    """A CSV the project has never seen (house prices: a regression) taken through `init` and a
+    run to a pushed model; then its profile's blessing is changed to a margin over the trivial
+    predictor that no model meets, and the next run on the same output directory re-evaluates the
+    same model (nothing before the Evaluator executes) and must not bless or push it."""
+    folder = tmp_path_factory.mktemp("house-prices")
+    source = folder / "houses.csv"
+    write_house_prices(source)
+    profile_dir = folder / "House Prices"
+    output_dir = folder / "out"
+    init = run_cli(
+        "init",
+        f"--csv={source}",
+        f"--label={HOUSE_PRICES_LABEL}",
+        f"--out={profile_dir}",
+        timeout=300,
+    )
+    blessed = unmet = None
+    if init.returncode == 0:
+        blessed = run_cli(f"--profile={profile_dir}", f"--output-dir={output_dir}")
+    if blessed is not None and blessed.returncode == 0:
+        profile_file = profile_dir / "profile.yaml"
+        text, edits = re.subn(
+            r"margin_over_trivial: [\d.]+",
+            f"margin_over_trivial: {UNMEETABLE_MARGIN}",
+            profile_file.read_text(),
+        )
+        assert edits == 1, "init writes one blessing margin"
+        profile_file.write_text(text)
+        unmet = run_cli(f"--profile={profile_dir}", f"--output-dir={output_dir}")
+    return {
+        "source": source,
+        "profile_dir": profile_dir,
+        "output_dir": output_dir,
+        "init": init,
+        "blessed": blessed,
+        "unmet": unmet,
     }

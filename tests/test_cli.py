@@ -7,6 +7,7 @@ a user sees it (the header, the message, the exit code, no traceback).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -77,8 +78,11 @@ def test_importing_the_command_line_reads_no_profile_and_patches_nothing():
         "assert not [p for p in sys.path if 'profiles' in p], sys.path\n"
         "print('ok')\n"
     )
+    # A fresh interpreter's import path: a test before this one may have made some profile's
+    # user code importable in this process, which PYTHONPATH passes on.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, env=env
     )
     assert result.returncode == 0 and result.stdout == "ok\n", result.stderr
 

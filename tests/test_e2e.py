@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
 from metadata.artifact_readers import count_prediction_logs, evaluation
 from metadata.runs import run_contexts, run_executions
@@ -19,7 +20,8 @@ from metadata.store import StoreIndex, custom_property, output_artifacts
 from tests.conftest import PIPELINE_NAME, SAMPLE_SPANS, SAMPLE_UNLABELED_ROWS, node_status
 from tests.test_pipeline import EXPECTED_NODES
 
-pytestmark = pytest.mark.e2e
+# The session's taxi runs (tests/conftest.py e2e_runs); a worker runs the group whole.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("taxi-sample")]
 # With nothing changed, every component is cached: the resolver only looks the baseline up.
 CACHED_ON_RERUN = EXPECTED_NODES - {"LatestBlessedModelResolver"}
 
@@ -158,7 +160,7 @@ for name, value in row.items():
         feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(float(value))] if value else []))
 example = tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 outputs = loaded.signatures["serving_default"](examples=tf.constant([example]))
-print(json.dumps({k: v.numpy().tolist() for k, v in outputs.items()}))
+print(json.dumps({"example": example.hex(), **{k: v.numpy().tolist() for k, v in outputs.items()}}))
 """
 
 
@@ -188,8 +190,28 @@ def test_pushed_model_scores_a_tf_example_in_a_fresh_process(e2e_runs, sample_da
     )
     assert result.returncode == 0, result.stderr[-3000:]
     scores = json.loads(result.stdout.strip().splitlines()[-1])
-    probability = scores["probabilities"][0][0]
-    assert 0.0 <= probability <= 1.0
+    scored = tf.train.Example.FromString(bytes.fromhex(scores["example"]))
+    # The same row, as the run's BulkInferrer scored it with the same model: the same answer.
+    index, executions = _first_run_executions(e2e_runs["output_dir"])
+    uri = _execution_outputs(index, executions, "BulkInferrer")["inference_result"][0].uri
+    by_bulk_inferrer = [
+        tf.make_ndarray(log.predict_log.response.outputs["probabilities"])[position].tolist()
+        for log in _prediction_logs(uri)
+        for position, serialized in enumerate(
+            log.predict_log.request.inputs["examples"].string_val
+        )
+        if tf.train.Example.FromString(serialized) == scored
+    ]
+    assert len(by_bulk_inferrer) == 1, "the row is in the scored batch once"
+    assert scores["probabilities"][0] == pytest.approx(by_bulk_inferrer[0], abs=1e-6)
+
+
+def _prediction_logs(uri: str) -> list[prediction_log_pb2.PredictionLog]:
+    return [
+        prediction_log_pb2.PredictionLog.FromString(record.numpy())
+        for path in tf.io.gfile.glob(f"{uri}/prediction_logs-*")
+        for record in tf.data.TFRecordDataset(path, compression_type="GZIP")
+    ]
 
 
 def test_bulk_inferrer_wrote_one_prediction_per_unlabeled_row(e2e_runs):

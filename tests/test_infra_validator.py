@@ -23,6 +23,7 @@ from tfx.types import standard_artifacts
 
 from components.infra_validator import executor as iv_executor
 from components.infra_validator.runner import LocalProcessRunner
+from tests.conftest import processes_of_this_session
 from tests.fixtures import models
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -30,13 +31,9 @@ MODEL_NAME = "taxi-tips"
 
 
 def _server_processes() -> list[psutil.Process]:
-    """Model server processes started from this test session."""
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(p.info["cmdline"] or [])
-        if "serving.model_server" in cmdline or "fixtures/" in cmdline:
-            found.append(p)
-    return found
+    """Model server processes started from this test process (a real one or a fake from
+    tests/fixtures), orphans included; not those of tests another worker runs."""
+    return processes_of_this_session("serving.model_server", "fixtures/")
 
 
 def _is_loopback(ip: str) -> bool:
@@ -112,6 +109,7 @@ def examples(tmp_path) -> standard_artifacts.Examples:
     return models.write_examples(tmp_path / "examples", [0.5, -1.0, 2.0, 0.0])
 
 
+@pytest.mark.servers
 def test_good_model_is_blessed_after_real_queries(tmp_path, examples):
     models.save_predict_model(tmp_path / "model" / "Format-Serving")
     blessing = _run_executor(tmp_path, tmp_path / "model", examples)
@@ -121,6 +119,7 @@ def test_good_model_is_blessed_after_real_queries(tmp_path, examples):
     assert (Path(blessing.uri) / "INFRA_BLESSED").exists()
 
 
+@pytest.mark.servers
 def test_load_only_mode_without_examples(tmp_path):
     models.save_predict_model(tmp_path / "model" / "Format-Serving")
     blessing = _run_executor(tmp_path, tmp_path / "model")
@@ -128,6 +127,7 @@ def test_load_only_mode_without_examples(tmp_path):
     assert "LOAD_ONLY" in blessing.get_string_custom_property("reason")
 
 
+@pytest.mark.servers
 def test_model_that_does_not_load_is_not_blessed_with_the_load_error(tmp_path, examples):
     models.save_model_missing_its_variables(tmp_path / "model" / "Format-Serving")
     blessing = _run_executor(tmp_path, tmp_path / "model", examples, max_loading=60)
@@ -137,6 +137,7 @@ def test_model_that_does_not_load_is_not_blessed_with_the_load_error(tmp_path, e
     assert (Path(blessing.uri) / "INFRA_NOT_BLESSED").exists()
 
 
+@pytest.mark.servers
 def test_signature_that_rejects_the_requests_is_not_blessed(tmp_path, examples):
     models.save_predict_model(
         tmp_path / "model" / "Format-Serving", required_feature="label_only_in_training"
@@ -156,6 +157,7 @@ def test_missing_signature_is_not_blessed(tmp_path, examples):
     assert "no_such_signature" in blessing.get_string_custom_property("reason")
 
 
+@pytest.mark.servers
 def test_hung_server_is_killed_after_the_loading_deadline_with_bounded_retries(
     tmp_path, examples, pid_file
 ):
@@ -179,6 +181,7 @@ def test_hung_server_is_killed_after_the_loading_deadline_with_bounded_retries(
     )
 
 
+@pytest.mark.servers
 def test_request_that_never_returns_times_out(tmp_path, examples, pid_file):
     models.save_predict_model(tmp_path / "model" / "Format-Serving")
     blessing = _run_executor(
@@ -201,6 +204,7 @@ def test_configured_binary_that_does_not_exist_is_named(tmp_path, examples):
         )
 
 
+@pytest.mark.servers
 def test_project_server_listens_on_loopback_only_and_speaks_tf_serving_to_tfx_client(
     tmp_path, examples
 ):
@@ -263,6 +267,7 @@ STOP_ON_SIGNAL = textwrap.dedent(
 )
 
 
+@pytest.mark.servers
 @pytest.mark.parametrize(
     "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "SIGKILL"]
 )
@@ -300,6 +305,7 @@ def test_server_is_stopped_when_the_pipeline_process_is_stopped(tmp_path, sig):
     )
 
 
+@pytest.mark.servers
 def test_pusher_pushes_nothing_when_the_served_model_rejects_queries(tmp_path, examples):
     """A mini pipeline on LocalDagRunner: model and (positive) model blessing imported, the real
     InfraValidator and Pusher; the model's serving signature rejects the requests."""

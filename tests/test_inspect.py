@@ -19,7 +19,8 @@ from tests.browser import chromium_binary, visit
 from tests.conftest import PIPELINE_NAME, PROJECT_ROOT, SAMPLE_UNLABELED_ROWS, invoke
 from tests.test_pipeline import EXPECTED_NODES
 
-pytestmark = pytest.mark.e2e
+# The session's taxi runs (tests/conftest.py e2e_runs); a worker runs the group whole.
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("taxi-sample")]
 ARTIFACTS_DIR = PROJECT_ROOT / "test-artifacts"
 
 

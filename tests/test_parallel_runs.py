@@ -79,6 +79,7 @@ def _cold_run(output_dir, pipeline_name: str = PIPELINE_NAME) -> dict:
 
 
 @pytest.mark.e2e
+@pytest.mark.xdist_group("taxi-sample")
 def test_a_default_run_overlaps_independent_components(e2e_runs):
     first = e2e_runs["first"]
     assert first.returncode == 0, first.stdout + first.stderr
@@ -99,6 +100,7 @@ def test_a_default_run_overlaps_independent_components(e2e_runs):
 
 
 @pytest.mark.e2e
+@pytest.mark.xdist_group("penguin")
 def test_parallelism_one_runs_one_component_at_a_time(penguin_runs):
     first = penguin_runs["first"]
     assert first.returncode == 0, first.stdout + first.stderr

@@ -18,6 +18,9 @@ from tests.conftest import PROJECT_ROOT, node_status, run_cli
 from tests.test_pipeline import EXPECTED_NODES
 
 pytestmark = pytest.mark.e2e
+# The session's runs these tests read (tests/conftest.py); a worker runs each group whole.
+PENGUIN = pytest.mark.xdist_group("penguin")
+HOUSE_PRICES = pytest.mark.xdist_group("house-prices")
 PENGUIN_UNLABELED_ROWS = 10
 
 
@@ -41,6 +44,7 @@ def _prediction_logs(uri: str) -> list[prediction_log_pb2.PredictionLog]:
     ]
 
 
+@PENGUIN
 def test_penguin_runs_the_whole_chain_to_a_pushed_model(penguin_runs):
     first = penguin_runs["first"]
     assert first.returncode == 0, first.stdout + first.stderr
@@ -58,6 +62,7 @@ def test_penguin_runs_the_whole_chain_to_a_pushed_model(penguin_runs):
     assert pushed and (pushed[0] / "saved_model.pb").exists()
 
 
+@PENGUIN
 def test_penguin_model_beats_the_majority_class_and_scores_three_classes(penguin_runs):
     index, executions = _executions(penguin_runs["output_dir"], "penguin")
     outputs = _outputs(index, executions, "Evaluator")
@@ -78,6 +83,7 @@ def test_penguin_model_beats_the_majority_class_and_scores_three_classes(penguin
         np.testing.assert_allclose(probabilities.sum(), 1.0, rtol=1e-5)
 
 
+@PENGUIN
 def test_penguin_pushed_model_classifies_with_the_profiles_class_names(penguin_runs):
     pushed = sorted((penguin_runs["output_dir"] / "serving_model" / "penguin").iterdir())[0]
     loaded = tf.saved_model.load(str(pushed))
@@ -96,6 +102,7 @@ def test_penguin_pushed_model_classifies_with_the_profiles_class_names(penguin_r
     assert scores.argmax() == 0  # the first row of the labeled data: an Adelie
 
 
+@PENGUIN
 def test_penguin_rerun_is_cached_and_a_blessing_change_re_evaluates_only(penguin_runs):
     second = penguin_runs["second"]
     assert second is not None and second.returncode == 0, second and second.stdout
@@ -134,66 +141,16 @@ def test_kubeflow_compiles_a_profile_under_its_own_name(tmp_path):
     assert "species" in text and "/pipeline/profiles/penguin/data" in text
 
 
-def _write_house_prices(path: Path, rows: int = 600) -> None:
-    """A CSV the project has never seen: a price (regression) that depends on the floor area,
-    the neighbourhood and the number of rooms, with names as people write them and empty cells."""
-    import csv
-    import random
-
-    rng = random.Random(11)
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            [
-                "Listing ID",
-                "Floor Area (m2)",
-                "Rooms",
-                "Neighbourhood/District",
-                "Has Garden?",
-                "Sale Price (kEUR)",
-            ]
-        )
-        for i in range(rows):
-            area = rng.uniform(30, 200)
-            rooms = rng.randint(1, 6)
-            district = rng.choice(["Centre", "North", "Harbour", "Old Town"])
-            garden = rng.choice(["yes", "no", ""])  # sometimes not recorded
-            price = (
-                2.5 * area
-                + 15 * rooms
-                + {"Centre": 120, "North": 20, "Harbour": 60, "Old Town": 90}[district]
-                + rng.gauss(0, 15)
-            )
-            writer.writerow(
-                [
-                    f"L{i:05d}",
-                    round(area, 1),
-                    rooms,
-                    district if rng.random() > 0.05 else "",
-                    garden,
-                    round(price, 1),
-                ]
-            )
-
-
-def test_a_new_csv_goes_from_init_to_a_blessed_pushed_model_and_predictions(tmp_path):
-    source = tmp_path / "houses.csv"
-    _write_house_prices(source)
-    profile_dir = tmp_path / "House Prices"
-    init = run_cli(
-        "init",
-        f"--csv={source}",
-        "--label=Sale Price (kEUR)",
-        f"--out={profile_dir}",
-        timeout=300,
-    )
+@HOUSE_PRICES
+def test_a_new_csv_goes_from_init_to_a_blessed_pushed_model_and_predictions(house_prices_runs):
+    init, profile_dir = house_prices_runs["init"], house_prices_runs["profile_dir"]
     assert init.returncode == 0, init.stdout + init.stderr
     assert "regression" in init.stdout and "python run_local.py --profile" in init.stdout
     profile_text = (profile_dir / "profile.yaml").read_text()
     assert "name: house-prices" in profile_text
 
-    output_dir = tmp_path / "out"
-    run = run_cli(f"--profile={profile_dir}", f"--output-dir={output_dir}")
+    output_dir = house_prices_runs["output_dir"]
+    run = house_prices_runs["blessed"]
     assert run.returncode == 0, run.stdout + run.stderr
     out = run.stdout
     assert "(regression, label 'Sale Price (kEUR)'" in out

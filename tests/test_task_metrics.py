@@ -1,14 +1,11 @@
 """What the run summary, `inspect`, `models` and the report say of each task, read from the
-evaluations of real runs: the shipped penguin profile (multiclass), a small regression profile
-written here, and the same regression profile with a margin over the trivial predictor that no
-model can meet."""
+evaluations of the session's real runs (tests/conftest.py): the shipped penguin profile
+(multiclass), a CSV `init` made a regression profile of, and the same profile with a margin over
+the trivial predictor that no model can meet."""
 
 from __future__ import annotations
 
-import csv
-import random
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,77 +14,42 @@ from metadata import artifact_readers
 from metadata.run_summary import task_of_run
 from metadata.runs import run_contexts, run_executions
 from metadata.store import StoreIndex, custom_property, output_artifacts
-from tests.conftest import PROJECT_ROOT, invoke, run_cli
+from tests.conftest import invoke
 
 pytestmark = pytest.mark.e2e
 
-REGRESSION_ROWS = 400
-REGRESSION_FEATURES = ("size", "age", "rooms")
-REGRESSION_PROFILE = """\
-name: houses
-data_dir: data
-schema: schema.pbtxt
-label: {column: price, task: regression}
-features: {size: numeric, age: numeric, rooms: numeric}
-training: {tuner_trials: 1, tuner_train_steps: 50, train_steps: 200, eval_steps: 5, batch_size: 32}
-"""
+PENGUIN = pytest.mark.xdist_group("penguin")
+HOUSE_PRICES = pytest.mark.xdist_group("house-prices")
+OLDEST, NEWEST = -1, 0  # run positions in ML Metadata, newest first
 
 
-# ---- fixtures: real runs ----------------------------------------------------------------------
-def write_regression_data(folder: Path) -> None:
-    """A float label that depends on three numeric features, plus noise; the batch to score has
-    the features only; the curated schema is what TFDV infers from the labeled data."""
-    import tensorflow_data_validation as tfdv
-    from google.protobuf import text_format
-
-    rng = random.Random(7)
-    labeled = folder / "data" / "labeled" / "span-1" / "houses.csv"
-    unlabeled = folder / "data" / "unlabeled" / "span-1" / "houses.csv"
-    for path in (labeled, unlabeled):
-        path.parent.mkdir(parents=True)
-    with labeled.open("w", newline="") as f, unlabeled.open("w", newline="") as g:
-        with_label, without = csv.writer(f), csv.writer(g)
-        with_label.writerow([*REGRESSION_FEATURES, "price"])
-        without.writerow(REGRESSION_FEATURES)
-        for row in range(REGRESSION_ROWS):
-            x = [round(rng.uniform(0, 1), 4) for _ in REGRESSION_FEATURES]
-            price = 3.0 * x[0] - 2.0 * x[1] + 1.5 * x[2] + rng.gauss(0, 0.2)
-            with_label.writerow([*x, round(price, 4)])
-            if row < 20:
-                without.writerow(x)
-    schema = tfdv.infer_schema(tfdv.generate_statistics_from_csv(str(labeled)))
-    (folder / "schema.pbtxt").write_text(text_format.MessageToString(schema))
-
-
-def _run(profile_dir: Path, output_dir: Path) -> dict:
-    result = run_cli(f"--profile={profile_dir}", f"--output-dir={output_dir}")
-    return {"output_dir": output_dir, "result": result, "stdout": result.stdout}
-
-
+# ---- fixtures: the session's runs, as this module reads them -----------------------------------
 @pytest.fixture(scope="module")
-def penguin_run(tmp_path_factory) -> dict:
-    """One run of the shipped penguin profile (multiclass, three classes)."""
-    return _run(PROJECT_ROOT / "profiles" / "penguin", tmp_path_factory.mktemp("penguin-out"))
-
-
-@pytest.fixture(scope="module")
-def regression_runs(tmp_path_factory) -> dict:
-    """The regression profile as written (it beats the training mean easily), and the same data
-    with `margin_over_trivial: 0.99` (the RMSE must be 1% of the trivial predictor's), each in
-    an output directory of its own."""
-    base = tmp_path_factory.mktemp("regression")
-    profile = base / "houses"
-    write_regression_data(profile)
-    (profile / "profile.yaml").write_text(REGRESSION_PROFILE)
-    strict = base / "houses-strict"
-    shutil.copytree(profile, strict)
-    (strict / "profile.yaml").write_text(
-        REGRESSION_PROFILE + "blessing: {margin_over_trivial: 0.99}\n"
-    )
+def penguin_run(penguin_runs) -> dict:
+    """The penguin profile's cold run (multiclass, three classes)."""
     return {
-        "blessed": _run(profile, base / "out"),
-        "unmet": _run(strict, base / "out-strict"),
+        "output_dir": penguin_runs["output_dir"],
+        "result": penguin_runs["first"],
+        "stdout": penguin_runs["first"].stdout,
+        "position": OLDEST,
     }
+
+
+@pytest.fixture(scope="module")
+def regression_runs(house_prices_runs) -> dict:
+    """The house prices profile as `init` wrote it (it beats the training mean easily), and the
+    re-run after its margin over the trivial predictor became one no model meets."""
+    runs = {}
+    for name, position in (("blessed", OLDEST), ("unmet", NEWEST)):
+        result = house_prices_runs[name]
+        assert result is not None, "an earlier step of house_prices_runs failed"
+        runs[name] = {
+            "output_dir": house_prices_runs["output_dir"],
+            "result": result,
+            "stdout": result.stdout,
+            "position": position,
+        }
+    return runs
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -105,11 +67,12 @@ def _model_block(stdout: str) -> list[str]:
     return lines[start:end]
 
 
-def _evaluator_outputs(output_dir: Path, pipeline_name: str) -> tuple[StoreIndex, str, dict]:
-    index = StoreIndex.open(output_dir / "metadata.db")
-    run = run_contexts(index.store, pipeline_name)[0]
-    evaluator = next(e for e in run_executions(index, run.id) if e.node_id == "Evaluator")
-    return index, run.name, output_artifacts(index.store, evaluator.execution.id)
+def _evaluator_outputs(run: dict, pipeline_name: str) -> tuple[StoreIndex, str, dict]:
+    """The store, the run's id and its Evaluator's outputs."""
+    index = StoreIndex.open(run["output_dir"] / "metadata.db")
+    context = run_contexts(index.store, pipeline_name)[run["position"]]
+    evaluator = next(e for e in run_executions(index, context.id) if e.node_id == "Evaluator")
+    return index, context.name, output_artifacts(index.store, evaluator.execution.id)
 
 
 def _report(stdout: str) -> str:
@@ -118,6 +81,7 @@ def _report(stdout: str) -> str:
 
 
 # ---- multiclass ----------------------------------------------------------------------------------
+@PENGUIN
 def test_penguin_summary_shows_accuracy_per_class_and_a_3x3_confusion_matrix(penguin_run):
     block = _model_block(_succeeded(penguin_run))
     examples = int(re.search(r"on (\d+) eval examples", block[0]).group(1))
@@ -147,9 +111,10 @@ def test_penguin_summary_shows_accuracy_per_class_and_a_3x3_confusion_matrix(pen
     )
 
 
+@PENGUIN
 def test_penguin_per_class_metrics_are_kept_apart(penguin_run):
     _succeeded(penguin_run)
-    index, run_id, outputs = _evaluator_outputs(penguin_run["output_dir"], "penguin")
+    index, run_id, outputs = _evaluator_outputs(penguin_run, "penguin")
     info = task_of_run(index, run_id)
     assert (info.task, info.class_names) == ("multiclass", ["0", "1", "2"])
 
@@ -189,10 +154,11 @@ def test_penguin_per_class_metrics_are_kept_apart(penguin_run):
     assert trivial["metric"] == "accuracy" and trivial["passed"] and trivial["reason"] == ""
 
 
+@PENGUIN
 def test_penguin_inspect_models_and_report_show_the_task(penguin_run):
     stdout = _succeeded(penguin_run)
     store = penguin_run["output_dir"] / "metadata.db"
-    _, _, outputs = _evaluator_outputs(penguin_run["output_dir"], "penguin")
+    _, _, outputs = _evaluator_outputs(penguin_run, "penguin")
     shown = invoke("inspect", "show", str(outputs["evaluation"][0].id), f"--metadata-path={store}")
     assert shown.exit_code == 0, shown.output
     text = shown.stdout
@@ -220,6 +186,7 @@ def test_penguin_inspect_models_and_report_show_the_task(penguin_run):
 
 
 # ---- regression ----------------------------------------------------------------------------------
+@HOUSE_PRICES
 def test_regression_summary_shows_rmse_mae_mse_and_the_trivial_rmse(regression_runs):
     run = regression_runs["blessed"]
     block = _model_block(_succeeded(run))
@@ -236,7 +203,7 @@ def test_regression_summary_shows_rmse_mae_mse_and_the_trivial_rmse(regression_r
     )
     assert not any("accuracy" in line or "AUC" in line for line in block)
 
-    index, run_id, outputs = _evaluator_outputs(run["output_dir"], "houses")
+    index, run_id, outputs = _evaluator_outputs(run, "house-prices")
     assert task_of_run(index, run_id).task == "regression"
     evaluation = artifact_readers.evaluation(outputs["evaluation"][0].uri)
     overall = evaluation["overall"]
@@ -255,6 +222,7 @@ def test_regression_summary_shows_rmse_mae_mse_and_the_trivial_rmse(regression_r
     assert "always the training mean" in html and "Confusion matrix" not in html
 
 
+@HOUSE_PRICES
 def test_an_unmeetable_margin_is_not_blessed_and_nothing_is_pushed(regression_runs):
     run = regression_runs["unmet"]
     stdout = _succeeded(run)
@@ -267,10 +235,13 @@ def test_an_unmeetable_margin_is_not_blessed_and_nothing_is_pushed(regression_ru
     assert "Pushed:     nothing (the model was not blessed)" in stdout
     assert "Inference:  nothing scored (the model was not blessed)" in stdout
 
+    # The folder holds the version the blessed run pushed, and nothing more.
+    blessed = regression_runs["blessed"]["stdout"]
+    pushed = re.search(r"^Pushed:     version (\d+) ", blessed, re.MULTILINE).group(1)
     serving = run["output_dir"] / "serving_model"
-    versions = [p for p in serving.rglob("*") if p.is_dir() and p.name.isdigit()]
-    assert versions == []
-    _, _, outputs = _evaluator_outputs(run["output_dir"], "houses")
+    versions = [p.name for p in serving.rglob("*") if p.is_dir() and p.name.isdigit()]
+    assert versions == [pushed]
+    _, _, outputs = _evaluator_outputs(run, "house-prices")
     blessing = outputs["blessing"][0]
     assert custom_property(blessing, "blessed") == 0
     assert custom_property(blessing, "beats_trivial_predictor") == 0
