@@ -99,13 +99,16 @@ def _group(item: pytest.Item) -> str:
     return str(mark.args[0] if mark.args else mark.kwargs["name"])
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every test gets a group: its module's, unless it has one. Done as each test is collected,
+    before any pytest_collection_modifyitems: pytest-xdist reads the groups in its own."""
+    if item.get_closest_marker("xdist_group") is None:
+        item.add_marker(pytest.mark.xdist_group(item.module.__name__.rsplit(".", 1)[-1]))
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test gets a group (its module's, unless it has one), and the longest groups come
-    first: pytest-xdist hands groups to workers in this order (`--no-loadscope-reorder`)."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__.rsplit(".", 1)[-1]))
+    """The longest groups first: pytest-xdist hands groups to workers in the order of the items
+    (`--no-loadscope-reorder`)."""
 
     def rank(item: pytest.Item) -> int:
         group = _group(item)
