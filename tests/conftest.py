@@ -94,7 +94,7 @@ LONGEST_GROUPS_FIRST = (
 )
 
 
-def _group(item: pytest.Item) -> str:
+def xdist_group(item: pytest.Item) -> str:
     mark = item.get_closest_marker("xdist_group")
     return str(mark.args[0] if mark.args else mark.kwargs["name"])
 
@@ -111,7 +111,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     (`--no-loadscope-reorder`)."""
 
     def rank(item: pytest.Item) -> int:
-        group = _group(item)
+        group = xdist_group(item)
         return (
             LONGEST_GROUPS_FIRST.index(group)
             if group in LONGEST_GROUPS_FIRST

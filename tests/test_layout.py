@@ -14,7 +14,15 @@ import ast
 import graphlib
 from pathlib import Path
 
-from tests.conftest import CODE_FOLDERS, PROJECT_ROOT
+import pytest
+
+from tests.conftest import (
+    CODE_FOLDERS,
+    LONGEST_GROUPS_FIRST,
+    PROJECT_ROOT,
+    SHARED_RUN_GROUPS,
+    xdist_group,
+)
 
 LAYERS = CODE_FOLDERS
 
@@ -123,3 +131,33 @@ def test_tfx_private_names_are_used_only_through_tfx_private():
             if needle in text:
                 offenders.append(f"{name}: {needle}")
     assert offenders == []
+
+
+def test_tests_that_read_one_shared_run_are_one_group(request: pytest.FixtureRequest):
+    """A worker runs a group whole; a test reading a session's run outside its group would run
+    that pipeline again on another worker. (Of the tests this session collected.)"""
+    items = request.session.items
+    for group, fixture in SHARED_RUN_GROUPS.items():
+        readers = {xdist_group(item) for item in items if fixture in item.fixturenames}
+        assert readers <= {group}, fixture
+
+
+def test_the_longest_groups_name_groups_that_exist():
+    tests = PROJECT_ROOT / "tests"
+    marked = " ".join(path.read_text() for path in tests.glob("test_*.py"))
+    unknown = [
+        group
+        for group in LONGEST_GROUPS_FIRST
+        if not (tests / f"{group}.py").is_file()
+        and group not in SHARED_RUN_GROUPS
+        and f'xdist_group("{group}")' not in marked
+    ]
+    assert unknown == []
+
+
+def test_pytest_xdist_sees_the_groups(request: pytest.FixtureRequest):
+    """Under `--dist loadgroup` a worker files a test under its group by suffixing its node id
+    (pytest 9.2 silently broke that: pytest-xdist issue 1386)."""
+    if not getattr(request.config.option, "loadgroup", False):
+        pytest.skip("not running on pytest-xdist workers with --dist loadgroup")
+    assert request.node.nodeid.endswith("@test_layout"), request.node.nodeid
