@@ -1,13 +1,22 @@
 """ML Metadata on a real MariaDB and a real PostgreSQL server, shared by several runs.
 
-For each database, a server of its own (tests/db_servers.py: Debian's, as an unprivileged user, on
-a free loopback port, in a temporary folder) takes:
-- two full runs started together from two output directories, each reporting its own run;
-- `inspect` and `report` on them;
-- a run killed with SIGKILL in the middle of Transform, read back as interrupted, then resumed;
-- several processes creating ML Metadata's tables in an empty database at the same moment;
-- a wrong password, a missing database and a port nobody listens on: exit 2 before any run.
-Each server is stopped afterwards, and checked to be gone.
+Each database has a server of its own (tests/db_servers.py: Debian's, as an unprivileged user, on
+a free loopback port, in a temporary folder), started once for the module, stopped afterwards and
+checked to be gone. Full pipeline runs are the expensive part, so each behaviour that needs them
+runs on one of the two servers, not on both:
+- MariaDB takes two full runs started together on one database, each reporting its own run, and
+  `inspect` and `report` on them, because concurrent writes are where InnoDB's deadlocks show.
+- PostgreSQL takes a run killed with SIGKILL in the middle of Transform, read back as INTERRUPTED,
+  then resumed from the cache, and `inspect` and `report` on them, because one run at a time shows
+  that, and it still gives PostgreSQL full runs of its own (a cold one, then one from the cache).
+- Both take several processes creating ML Metadata's tables in an empty database at the same
+  moment, because each engine collides its own way (MariaDB's deadlocks, PostgreSQL's catalog
+  collisions).
+- Both refuse a wrong password, a missing database and a port nobody listens on with exit 2 before
+  any run, because each engine's driver words the failure its own way.
+
+`make test` runs the suite with `-n auto --dist loadgroup`: every test is in the xdist group of
+the server it uses ("shared-mariadb" or "shared-postgresql"), so that one worker starts each server.
 """
 
 from __future__ import annotations
@@ -15,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,23 +35,18 @@ import pytest
 from metadata.store import StoreIndex, connect_server, custom_property, output_artifacts
 from pipeline.metadata_location import parse_metadata_uri
 from tests import db_servers
-from tests.conftest import (
-    FAST_RUN_ARGS,
-    LATEST_SPAN,
-    PROJECT_ROOT,
-    edit_column,
-    node_status,
-    run_cli,
-)
+from tests.conftest import FAST_RUN_ARGS, PROJECT_ROOT, node_status, run_cli
 
 pytestmark = pytest.mark.e2e
+
+# One worker takes a group whole: a module-scoped server is used only by the tests of its group.
+MARIADB = pytest.mark.xdist_group("shared-mariadb")
+POSTGRESQL = pytest.mark.xdist_group("shared-postgresql")
 
 _INTO_TRANSFORM_SECONDS = 3.0
 
 
-@pytest.fixture(scope="module", params=["mariadb", "postgresql"])
-def server(request):
-    start = db_servers.start_mariadb if request.param == "mariadb" else db_servers.start_postgresql
+def _serve(start):
     running = start()
     yield running
     running.stop()
@@ -51,9 +54,35 @@ def server(request):
     assert db_servers.server_processes(running) == [], "a database server was left running"
 
 
+@pytest.fixture(scope="module")
+def mariadb():
+    yield from _serve(db_servers.start_mariadb)
+
+
+@pytest.fixture(scope="module")
+def postgresql():
+    yield from _serve(db_servers.start_postgresql)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[
+        pytest.param("mariadb", marks=MARIADB),
+        pytest.param("postgresql", marks=POSTGRESQL),
+    ],
+)
+def server(request):
+    """Each server in turn, for the behaviours that differ by engine."""
+    return request.getfixturevalue(request.param)
+
+
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLMD_")}
     return {**env, **extra}
+
+
+def _reader_env(server) -> dict[str, str]:
+    return _env(MLMD_URI=server.uri(), MLMD_PASSWORD=db_servers.PASSWORD)
 
 
 def _start_run(*args: str, env: dict[str, str]) -> subprocess.Popen:
@@ -73,14 +102,35 @@ def _run_id(console: str) -> str:
     return match.group(1)
 
 
+def _assert_inspect_and_report_read(
+    env: dict[str, str], runs: dict[str, Path], report_run: str, tmp_path: Path
+) -> None:
+    """`inspect runs` lists each of `runs` (run id -> output directory) with its output
+    directory, and `report` writes `report_run`'s page, without the password."""
+    listed = run_cli("inspect", "runs", env=env)
+    assert listed.returncode == 0, listed.stderr
+    for run_id, output_dir in runs.items():
+        header = rf"run {re.escape(run_id)} .* in {re.escape(str(output_dir))}$"
+        assert re.search(header, listed.stdout, re.MULTILINE), listed.stdout
+    report = tmp_path / "report.html"
+    written = run_cli("report", report_run, f"--output={report}", env=env)
+    assert written.returncode == 0, written.stderr
+    html = report.read_text()
+    assert report_run in html and "Evaluator" in html
+    assert db_servers.PASSWORD not in html
+
+
+# ---- MariaDB: two full runs at once on one database --------------------------------------------
+
+
 @pytest.fixture(scope="module")
-def concurrent_runs(server, sample_data_dir, tmp_path_factory):
+def concurrent_runs(mariadb, sample_data_dir, tmp_path_factory):
     """Two full runs on the sample, from two output directories, started together on one store:
     one given the password by MLMD_PASSWORD, the other by a password file."""
-    folder = tmp_path_factory.mktemp(f"shared-{server.scheme}")
+    folder = tmp_path_factory.mktemp("shared-mariadb")
     password_file = folder / "password"
     password_file.write_text(db_servers.PASSWORD + "\n")
-    uri = server.uri()
+    uri = mariadb.uri()
     runs = {}
     for name, env in (
         ("a", _env(MLMD_URI=uri, MLMD_PASSWORD=db_servers.PASSWORD)),
@@ -98,10 +148,10 @@ def concurrent_runs(server, sample_data_dir, tmp_path_factory):
     for run in runs.values():
         run["stdout"], run["stderr"] = run["process"].communicate(timeout=900)
         run["returncode"] = run["process"].returncode
-    reader = _env(MLMD_URI=uri, MLMD_PASSWORD=db_servers.PASSWORD)
-    return {"runs": runs, "command_lines": command_lines, "reader_env": reader, "uri": uri}
+    return {"runs": runs, "command_lines": command_lines, "reader_env": _reader_env(mariadb)}
 
 
+@MARIADB
 def test_two_runs_at_once_on_one_database_both_complete_and_report_their_own_run(
     concurrent_runs,
 ):
@@ -125,6 +175,7 @@ def test_two_runs_at_once_on_one_database_both_complete_and_report_their_own_run
         assert {c["state"] for c in recorded["components"]} <= {"executed", "cached", "resolved"}
 
 
+@MARIADB
 def test_no_password_in_command_lines_or_logs(concurrent_runs):
     assert concurrent_runs["command_lines"], "the runs ended before their command lines were read"
     for command_line in concurrent_runs["command_lines"].values():
@@ -146,10 +197,11 @@ def _inputs_by_key(store, execution_id: int) -> dict[str, set[int]]:
     return found
 
 
-def test_each_evaluator_judged_its_own_model_never_against_itself(server, concurrent_runs):
+@MARIADB
+def test_each_evaluator_judged_its_own_model_never_against_itself(mariadb, concurrent_runs):
     """Each run's Evaluator read the model its own Trainer made, and its baseline (if any) was
     another model, which a Evaluator had blessed."""
-    location = parse_metadata_uri(server.uri(), password=db_servers.PASSWORD)
+    location = parse_metadata_uri(mariadb.uri(), password=db_servers.PASSWORD)
     index = StoreIndex.open(location)
     blessed_models = set()
     for run in concurrent_runs["runs"].values():
@@ -172,31 +224,28 @@ def test_each_evaluator_judged_its_own_model_never_against_itself(server, concur
         assert run["baseline"] <= blessed_models
 
 
-def test_inspect_and_report_read_the_runs_from_the_database(concurrent_runs, tmp_path):
-    env = concurrent_runs["reader_env"]
-    listed = run_cli("inspect", "runs", env=env)
-    assert listed.returncode == 0, listed.stderr
-    for run in concurrent_runs["runs"].values():
-        assert f"in {run['output_dir']}" in listed.stdout
-    run_id = _run_id(concurrent_runs["runs"]["a"]["stdout"])
-    report = tmp_path / "report.html"
-    written = run_cli("report", run_id, f"--output={report}", env=env)
-    assert written.returncode == 0, written.stderr
-    html = report.read_text()
-    assert run_id in html and "Evaluator" in html
-    assert db_servers.PASSWORD not in html
+@MARIADB
+def test_inspect_and_report_read_the_concurrent_runs_from_mariadb(concurrent_runs, tmp_path):
+    runs = concurrent_runs["runs"]
+    _assert_inspect_and_report_read(
+        concurrent_runs["reader_env"],
+        {_run_id(run["stdout"]): run["output_dir"] for run in runs.values()},
+        report_run=_run_id(runs["a"]["stdout"]),
+        tmp_path=tmp_path,
+    )
 
 
-def test_a_run_killed_in_transform_reads_as_interrupted_then_resumes(
-    server, concurrent_runs, sample_data_dir, tmp_path
-):
-    # New data, so that Transform has work to do (the sample's is cached by now).
-    data_dir = tmp_path / "data"
-    shutil.copytree(sample_data_dir, data_dir)
-    edit_column(data_dir / LATEST_SPAN, "trip_miles", lambda n, v: "3.5" if n == 0 else v)
-    output_dir = tmp_path / "outputs"
-    env = concurrent_runs["reader_env"]
-    args = (f"--data-dir={data_dir}", f"--output-dir={output_dir}", *FAST_RUN_ARGS)
+# ---- PostgreSQL: a run killed in Transform, then resumed ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def killed_then_resumed(postgresql, sample_data_dir, tmp_path_factory):
+    """A run on the sample killed with SIGKILL a few seconds into Transform (on an empty store,
+    so everything before Transform ran for it), what `inspect runs` says then, as JSON and as
+    text, and the next run on the same output directory (None when the first was not killed)."""
+    output_dir = tmp_path_factory.mktemp("killed-postgresql") / "outputs"
+    env = _reader_env(postgresql)
+    args = (f"--data-dir={sample_data_dir}", f"--output-dir={output_dir}", *FAST_RUN_ARGS)
     process = _start_run(*args, env=env)
     seen = []
     for line in process.stdout:
@@ -206,23 +255,61 @@ def test_a_run_killed_in_transform_reads_as_interrupted_then_resumes(
             process.send_signal(signal.SIGKILL)
             break
     process.communicate(timeout=60)
-    assert process.returncode == -signal.SIGKILL, "".join(seen)
+    killed = process.returncode == -signal.SIGKILL
+    return {
+        "output_dir": output_dir,
+        "env": env,
+        "returncode": process.returncode,
+        "console": "".join(seen),
+        "listed_json": run_cli("inspect", "runs", "--json", env=env),
+        "listed_text": run_cli("inspect", "runs", env=env),
+        "resumed": run_cli(*args, env=env) if killed else None,
+    }
 
-    listed = run_cli("inspect", "runs", "--json", env=env)
-    killed = json.loads(listed.stdout)[0]
-    assert killed["output_dir"] == str(output_dir)
+
+@POSTGRESQL
+def test_a_run_killed_in_transform_reads_as_interrupted(killed_then_resumed):
+    assert killed_then_resumed["returncode"] == -signal.SIGKILL, killed_then_resumed["console"]
+    listed = killed_then_resumed["listed_json"]
+    assert listed.returncode == 0, listed.stderr
+    [killed] = json.loads(listed.stdout)  # the store was empty: the killed run is its only run
+    assert killed["output_dir"] == str(killed_then_resumed["output_dir"])
     assert killed["state"] == "INTERRUPTED"
     states = {c["node_id"]: c["state"] for c in killed["components"]}
     assert states["Transform"] == "interrupted"
-    assert re.search(r"Transform\s+interrupted", run_cli("inspect", "runs", env=env).stdout)
+    assert re.search(r"Transform\s+interrupted", killed_then_resumed["listed_text"].stdout)
 
-    resumed = run_cli(*args, env=env)
+
+@POSTGRESQL
+def test_the_killed_run_resumes_from_the_cache(killed_then_resumed):
+    resumed = killed_then_resumed["resumed"]
+    assert resumed is not None, "the first run was not killed in Transform"
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     status = node_status(resumed.stdout)
     assert status["CsvExampleGen"].startswith("cached")
     assert status["StatisticsGen"].startswith("cached")
     assert status["Transform"].startswith("executed")
     assert status["Pusher"].split()[0] in ("executed", "cached")
+
+
+@POSTGRESQL
+def test_inspect_and_report_read_the_killed_and_resumed_runs_from_postgresql(
+    killed_then_resumed, tmp_path
+):
+    resumed = killed_then_resumed["resumed"]
+    assert resumed is not None, "the first run was not killed in Transform"
+    output_dir = killed_then_resumed["output_dir"]
+    killed_id = json.loads(killed_then_resumed["listed_json"].stdout)[0]["run_id"]
+    resumed_id = _run_id(resumed.stdout)
+    _assert_inspect_and_report_read(
+        killed_then_resumed["env"],
+        {killed_id: output_dir, resumed_id: output_dir},
+        report_run=resumed_id,
+        tmp_path=tmp_path,
+    )
+
+
+# ---- both servers: refusals before the run, and a connect storm on an empty database -----------
 
 
 def _refused(*, uri: str, env: dict[str, str], tmp_path: Path):
@@ -238,8 +325,7 @@ def _refused(*, uri: str, env: dict[str, str], tmp_path: Path):
 
 
 def _run_count(server) -> int:
-    env = _env(MLMD_URI=server.uri(), MLMD_PASSWORD=db_servers.PASSWORD)
-    listed = run_cli("inspect", "runs", "--json", env=env)
+    listed = run_cli("inspect", "runs", "--json", env=_reader_env(server))
     return len(json.loads(listed.stdout)) if listed.returncode == 0 else 0
 
 
