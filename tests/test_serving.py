@@ -1,6 +1,8 @@
-"""`serve`, `models` and `models rollback` on the model a real run pushed.
+"""`serve`, `models` and `models rollback` on the models real runs pushed.
 
-The reference for every answer is the SavedModel run in a fresh process with nothing but
+The module's own two runs push a model each (the second trained one step longer); the first
+run's version, copied to a model folder of its own, is the one the answers are checked on. The
+reference for every answer is the SavedModel run in a fresh process with nothing but
 TensorFlow, on tf.Examples built there from the same rows. The servers are real processes
 (`run_local.py serve`) on free loopback ports; each is stopped by a signal, and none is left.
 """
@@ -36,8 +38,11 @@ from tensorflow_serving.apis import (
 from deployment import rollback
 from tests.conftest import (
     FAST_RUN_ARGS,
+    FAST_RUN_SETTINGS,
     PIPELINE_NAME,
     PROJECT_ROOT,
+    node_status,
+    processes_of_this_session,
     read_rows,
     run_cli,
 )
@@ -49,14 +54,9 @@ ROWS = 12  # rows of the unlabeled sample sent in each request
 
 
 def _servers_running() -> list[psutil.Process]:
-    found = []
-    for p in psutil.process_iter(["cmdline"]):
-        cmdline = " ".join(p.info["cmdline"] or [])
-        if ("run_local.py serve" in cmdline or "serving.model_server" in cmdline) and (
-            p.pid != os.getpid()
-        ):
-            found.append(p)
-    return found
+    """This test process's model servers (another worker's InfraValidator or server is not
+    ours), orphans included."""
+    return processes_of_this_session("run_local.py serve", "serving.model_server")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -119,10 +119,14 @@ class Server:
 
 # ---- the model a run pushed, and its answers computed with nothing but TensorFlow ----------------
 @pytest.fixture(scope="module")
-def pushed(e2e_runs, sample_data_dir):
-    assert e2e_runs["first"].returncode == 0, e2e_runs["first"].stdout
-    model_dir = e2e_runs["output_dir"] / "serving_model" / PIPELINE_NAME
-    (version_dir,) = [p for p in model_dir.iterdir() if p.name.isdigit()]
+def pushed(two_pushes, sample_data_dir, tmp_path_factory):
+    """The first run's pushed version, copied into a model folder of its own (TF Serving's
+    layout, <folder>/<PIPELINE_NAME>/<version>/): what the lifecycle tests do to the pushed
+    folder (a second push, a rollback) never changes what `server` and the on-PATH server serve.
+    The reference answers are computed from the version folder Pusher wrote."""
+    version_dir = two_pushes["model_dir"] / str(two_pushes["versions"][0])
+    model_dir = tmp_path_factory.mktemp("pushed") / PIPELINE_NAME
+    shutil.copytree(version_dir, model_dir / version_dir.name)
     schema = text_format.Parse(
         (version_dir / "assets.extra" / "schema.pbtxt").read_text(), schema_pb2.Schema()
     )
@@ -402,23 +406,42 @@ def test_serve_refuses_a_folder_without_versions(tmp_path):
 
 
 # ---- versions: picked up while serving, listed from ML Metadata, rolled back -------------------
+# What a model trained one step longer re-executes; the data, Transform and the Tuner are cached.
+RETRAINED = {"Trainer", "Evaluator", "InfraValidator", "Pusher", "BulkInferrer"}
+
+
 @pytest.fixture(scope="module")
 def two_pushes(sample_data_dir, tmp_path_factory):
     """Two runs that each push a model, with a server started after the first: it must pick up
-    the second push without a restart. The second run re-executes everything (--no-cache), so it
-    trains, evaluates, validates and pushes a model of its own; with the same seed it is blessed
+    the second push without a restart. The second run trains one step longer (--train-steps one
+    above FAST_RUN_SETTINGS'), so it re-executes only what a model change needs: the data,
+    Transform and the Tuner come from the cache, and it trains, evaluates, validates, pushes and
+    scores a model of its own. Trained one step longer with the same seed, that model is blessed
     against the first (a model trained differently may regress on a slice of this small sample,
     and rightly not be pushed)."""
     output_dir = tmp_path_factory.mktemp("pushes")
-    args = [f"--data-dir={sample_data_dir}", f"--output-dir={output_dir}", *FAST_RUN_ARGS]
-    first = run_cli(*args)
+    args = [f"--data-dir={sample_data_dir}", f"--output-dir={output_dir}"]
+    first = run_cli(*args, *FAST_RUN_ARGS)
     assert first.returncode == 0, first.stdout + first.stderr
     model_dir = output_dir / "serving_model" / PIPELINE_NAME
     server = Server(model_dir)
     try:
         before = httpx.get(server.url).json()
-        second = run_cli(*args, "--no-cache")
+        longer = [a for a in FAST_RUN_ARGS if not a.startswith("--train-steps=")]
+        longer.append(f"--train-steps={FAST_RUN_SETTINGS['train_steps'] + 1}")
+        second = run_cli(*args, *longer)
         assert second.returncode == 0, second.stdout + second.stderr
+        status = node_status(second.stdout)
+        assert {"Transform", "Tuner", *RETRAINED} <= set(status), status
+        for node_id, text in status.items():
+            expected = (
+                "executed"
+                if node_id in RETRAINED
+                else "resolved"
+                if node_id == "LatestBlessedModelResolver"
+                else "cached"
+            )
+            assert text.startswith(expected), (node_id, status)
         assert "Pushed:     version" in second.stdout, second.stdout
         versions = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
         yield {
