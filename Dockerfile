@@ -1,5 +1,5 @@
 # The pipeline image for Kubeflow Pipelines: every task's command
-# (`python -m tfx.orchestration.kubeflow.v2.container.kubeflow_v2_run_executor ...`) resolves here,
+# (`python -m orchestration.kfp_task ...`, TFX's KFP v2 entry point) resolves here,
 # and user code is importable by the dotted paths the compiled spec names (components.model.run_fn).
 #
 #   docker build -t REGISTRY/tfx-reference-pipeline:TAG .
@@ -28,7 +28,7 @@ COPY schema/ schema/
 COPY profiles/ profiles/
 COPY data/ data/
 RUN python -m pip install --no-cache-dir --no-deps --no-build-isolation -e . \
-    && python -c "import components.model, components.tuning, components.preprocessing, components.evaluator.executor, components.infra_validator.executor"
+    && python -c "import orchestration.kfp_task, components.model, components.tuning, components.preprocessing, components.evaluator.executor, components.infra_validator.executor"
 
 # The InfraValidator's model server binds 127.0.0.1 inside the task's pod; nothing is exposed.
 ENTRYPOINT []

@@ -24,8 +24,9 @@ from ml_metadata.proto import metadata_store_pb2
 # `defer_cloud_extensions` registers `tfx.v1.extensions` first as a package that imports its two
 # submodules on first use (a module `__getattr__`, PEP 562), from TFX's own folder. Called
 # explicitly, before anything imports `tfx.v1`, by each entry point of a process that imports TFX:
-# run_local.py and the node server (orchestration/node_server_preload.py). A process that does not
-# call it imports the extensions as TFX does: slower, nothing else changes.
+# run_local.py, the node server (orchestration/node_server_preload.py) and every Kubeflow task
+# (orchestration/kfp_task.py). A process that does not call it imports the extensions as TFX
+# does: slower, nothing else changes.
 _CLOUD_EXTENSIONS = "tfx.v1.extensions"
 
 
@@ -58,6 +59,18 @@ def defer_cloud_extensions() -> None:
 
     extensions.__getattr__ = import_on_use
     sys.modules[_CLOUD_EXTENSIONS] = extensions
+
+
+# ---- A Kubeflow task's entry point ---------------------------------------------------------
+# TFX 1.16's KFP v2 container entry point (tfx/orchestration/kubeflow/v2/container/
+# kubeflow_v2_run_executor.py) runs `app.run(main, flags_parser=_parse_flags)` under `__main__`;
+# a task started from another module (orchestration/kfp_task.py, to defer the cloud extensions
+# first) runs the same two functions, the second of them private.
+def run_kubeflow_v2_executor() -> None:
+    from absl import app
+    from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
+
+    app.run(kubeflow_v2_run_executor.main, flags_parser=kubeflow_v2_run_executor._parse_flags)
 
 
 # ---- How TFX records a pipeline in ML Metadata ----------------------------------------------

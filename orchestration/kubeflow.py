@@ -18,6 +18,10 @@ from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 from pipeline.config import PipelineConfig
 from pipeline.definition import create_pipeline
 
+# Every task's command (the arguments are TFX's): TFX's entry point behind a module that defers
+# TFX's Google Cloud extensions first (orchestration/kfp_task.py).
+TASK_COMMAND = ["python", "-m", "orchestration.kfp_task"]
+
 
 @dataclasses.dataclass(frozen=True)
 class CompiledPipeline:
@@ -36,7 +40,9 @@ def compile_pipeline(
     output_dir.mkdir(parents=True, exist_ok=True)
     job_path = output_dir / f"{config.pipeline_name}.pipeline_job.json"
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
-        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=image),
+        config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
+            default_image=image, default_commands=TASK_COMMAND
+        ),
         output_dir=str(output_dir),
         output_filename=job_path.name,
     )

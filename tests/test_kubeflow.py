@@ -106,6 +106,9 @@ def test_caching_image_beam_args_and_locations(cloud_compile):
     ]
     assert len(containers) == len(tasks) - len(RESOLVER_TASKS)
     assert {c["image"] for c in containers} == {IMAGE}
+    # Every executor runs TFX's entry point behind the project's module (cloud extensions
+    # deferred); ExampleGen's driver hook stays TFX's own.
+    assert {tuple(c["command"]) for c in containers} == {tuple(kubeflow.TASK_COMMAND)}
     statistics_args = spec["deploymentSpec"]["executors"]["StatisticsGen_executor"]["container"][
         "args"
     ]
