@@ -235,10 +235,13 @@ def test_a_bad_setting_stops_the_run_before_anything_runs(sample_data_dir, tmp_p
     assert not (tmp_path / "out" / "serving_model").exists()
 
 
-@pytest.mark.parametrize("entry_point", ["run_local", "orchestration.node_server_preload"])
+@pytest.mark.parametrize(
+    "entry_point", ["run_local", "orchestration.node_server_preload", "orchestration.kfp_task"]
+)
 def test_each_entry_point_defers_tfx_cloud_extensions_before_tfx_loads(entry_point):
-    """run_local.py and the node server's first import defer TFX's Google Cloud extensions (about
-    5 s of import), explicitly; `tfx.v1` then loads without them."""
+    """run_local.py, the node server's first import and a Kubeflow task's command defer TFX's
+    Google Cloud extensions (about 5 s of import), explicitly; `tfx.v1` then loads without
+    them."""
     from orchestration import node_process
 
     preloaded = node_process.PRELOADED_MODULES
