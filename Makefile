@@ -30,7 +30,7 @@ test-fast: $(INSTALLED)
 
 # The benchmark harness (not part of `make test`): TFX's own taxi example as the reference, then the
 # project's cold run, re-runs, serving load, and 100k, 1M and 10M rows (each scale run stopped after 45
-# minutes); writes BENCHMARKS.md and bench/results.json. About 20 minutes plus the 10M run: up to about
+# minutes); writes BENCHMARKS.md and bench/results.json. About 25 minutes plus the 10M run: up to about
 # 70 minutes on 2 cores. A subset: make bench BENCH_ARGS="--only reference,cold".
 bench: $(INSTALLED)
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
