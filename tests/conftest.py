@@ -77,20 +77,21 @@ SHARED_RUN_GROUPS = {
     "penguin": "penguin_runs",
     "house-prices": "house_prices_runs",
 }
-# Measured longest first (seconds of one group on 2 busy cores): a worker that starts one of these
-# late would finish long after the other. Groups not listed (unit-test modules) fill the gaps.
+# Longest first, as measured in one `make test` on 2 cores (2026-12-06, seconds of the group with
+# the other worker busy): a worker that started one of these last would finish long after the
+# other. Groups not listed (unit-test modules, a few seconds each) fill the gaps.
 LONGEST_GROUPS_FIRST = (
-    "test_kubeflow",  # run-spec: every compiled task in a process of its own
-    "test_serving",
-    "shared-mariadb",
-    "shared-postgresql",
-    "penguin",
-    "house-prices",
-    "test_bad_data",
-    "taxi-sample",
-    "test_infra_validator",
-    "test_model",
-    "test_interrupted_runs",
+    "test_serving",  # 185: two runs, servers, rollback under load
+    "test_kubeflow",  # 160: run-spec, every compiled task in a process of its own
+    "shared-mariadb",  # 105
+    "test_bad_data",  # 95
+    "shared-postgresql",  # 95
+    "penguin",  # 90
+    "house-prices",  # 90
+    "taxi-sample",  # 85
+    "test_infra_validator",  # 80
+    "test_model",  # 55
+    "test_interrupted_runs",  # 45
 )
 
 
