@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,7 @@ from tfx.proto import infra_validator_pb2
 from tfx.types import standard_artifacts
 
 from components.infra_validator import executor as iv_executor
+from components.infra_validator import runner as iv_runner
 from components.infra_validator.runner import LocalProcessRunner
 from tests.conftest import processes_of_this_session
 from tests.fixtures import models
@@ -117,6 +119,28 @@ def test_good_model_is_blessed_after_real_queries(tmp_path, examples):
     reason = blessing.get_string_custom_property("reason")
     assert "answered 3 requests" in reason and "project model server" in reason
     assert (Path(blessing.uri) / "INFRA_BLESSED").exists()
+
+
+@pytest.mark.servers
+def test_a_server_that_dies_while_another_process_holds_its_port_fails_the_attempt_at_once(
+    tmp_path, examples, monkeypatch
+):
+    """Between picking a free port and binding it, another process may take the port: the
+    connection check then reaches that process, while the model server has exited. The attempt
+    fails with the server's own reason as soon as it exits, not at the loading deadline (seen in
+    a run: 120 s lost before the retry)."""
+    models.save_predict_model(tmp_path / "model" / "Format-Serving")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        monkeypatch.setattr(
+            iv_runner.portpicker, "pick_unused_port", lambda: taken.getsockname()[1]
+        )
+        blessing = _run_executor(tmp_path, tmp_path / "model", examples, max_loading=120)
+    assert blessing.get_int_custom_property("blessed") == 0
+    reason = blessing.get_string_custom_property("reason")
+    assert "The model server exited with code 1 before it was ready" in reason, reason
+    assert "Failed to bind to address 127.0.0.1" in reason, reason
 
 
 @pytest.mark.servers

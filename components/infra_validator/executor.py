@@ -160,7 +160,7 @@ class Executor(tfx_private.InfraValidatorExecutorBase):
                 runner.GetEndpoint(), serving_spec.model_name, self._request_timeout
             )
             try:
-                client.WaitUntilModelLoaded(deadline, polling_interval_sec=0.5)
+                _wait_until_model_loaded(runner, client, deadline)
             except error_types.ValidationFailed as e:
                 raise error_types.ValidationFailed(
                     f"the model did not load: {_load_error(client) or e}"
@@ -182,6 +182,20 @@ class Executor(tfx_private.InfraValidatorExecutorBase):
             logging.info("Stopping %r.", runner)
             runner.Stop()
 
+
+def _wait_until_model_loaded(runner: LocalProcessRunner, client, deadline: float) -> None:
+    """TFX's WaitUntilModelLoaded a second at a time, checking between them that the server is
+    still running: one that died (its port taken by another process between picking and binding,
+    say, while something else answers on it) fails this attempt at once, not at the deadline, and
+    the next attempt starts a server on another port."""
+    while True:
+        runner.raise_if_exited()
+        try:
+            client.WaitUntilModelLoaded(min(deadline, time.time() + 1.0), polling_interval_sec=0.5)
+            return
+        except error_types.DeadlineExceeded:
+            if time.time() >= deadline:
+                raise
 
 def _load_error(client: TimedTensorFlowServingClient) -> str | None:
     try:

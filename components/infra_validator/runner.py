@@ -111,15 +111,24 @@ class LocalProcessRunner(base_runner.BaseModelServerRunner):
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
+    def raise_if_exited(self) -> None:
+        """Raises JobAborted if the server process has ended, with the last line of its log (a
+        Python server's exception; the reason, which keeps one line, shows it)."""
+        assert self._process is not None, "Start() first"
+        if self._process.poll() is not None:
+            lines = [line.strip() for line in self.GetLogs().splitlines() if line.strip()]
+            raise error_types.JobAborted(
+                f"The model server exited with code {self._process.returncode} before it was ready: "
+                f"{lines[-1] if lines else '(it wrote nothing)'}"
+            )
+
     def WaitUntilRunning(self, deadline: float) -> None:  # noqa: N802
-        """Returns once the server accepts connections; raises if it exits or the deadline passes."""
+        """Returns once the port accepts connections; raises if the server exits or the deadline
+        passes. Another process may hold the port (taken between picking and binding): the caller
+        keeps checking `raise_if_exited` while it waits for the model."""
         assert self._process is not None, "Start() first"
         while time.time() < deadline:
-            if self._process.poll() is not None:
-                raise error_types.JobAborted(
-                    f"The model server exited with code {self._process.returncode} before it was ready: "
-                    f"{self.GetLogs()[-1000:]}"
-                )
+            self.raise_if_exited()
             try:
                 with socket.create_connection(("127.0.0.1", self._port), timeout=1):
                     return
