@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 
 import click
 
+from cli.options import CONTEXT_SETTINGS
 from cli.user_errors import UserError, quiet_libraries
+from components.profile import TASKS
 
 if TYPE_CHECKING:
     from profiling.report import InitReport
 
-TASK_CHOICES = ("auto", "binary", "multiclass", "regression")
-CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+TASK_CHOICES = ("auto", *TASKS)
 
 
 @click.command("init", context_settings=CONTEXT_SETTINGS)

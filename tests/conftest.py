@@ -35,7 +35,7 @@ tfx_private.defer_cloud_extensions()
 
 from cli.app import main as cli_main  # noqa: E402 - after the deferral above
 from metadata.runs import run_contexts, run_executions  # noqa: E402
-from metadata.store import StoreIndex  # noqa: E402
+from metadata.store import StoreIndex, output_artifacts  # noqa: E402
 from pipeline.config import PipelineConfig  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -253,6 +253,19 @@ def node_status(output: str) -> dict[str, str]:
         if match:
             status[match.group(1)] = match.group(2)
     return status
+
+
+def run_node(output_dir: Path, node_id: str, run_position: int = 0):
+    """The store in `output_dir` and `node_id`'s execution in one of its runs (0 = newest)."""
+    index = StoreIndex.open(output_dir / "metadata.db")
+    run = run_contexts(index.store, PIPELINE_NAME)[run_position]
+    return index, next(n for n in run_executions(index, run.id) if n.node_id == node_id)
+
+
+def node_outputs(output_dir: Path, node_id: str, run_position: int = 0) -> dict[str, list]:
+    """The output artifacts, by key, of `node_id` in a run of the store in `output_dir`."""
+    index, node = run_node(output_dir, node_id, run_position)
+    return output_artifacts(index.store, node.execution.id)
 
 
 def run_node_states(output_dir: Path, run_position: int = 0) -> dict[str, str]:

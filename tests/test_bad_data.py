@@ -21,8 +21,7 @@ import pytest
 
 from components.data_gate.anomalies import Finding, gate_findings, refusal_message
 from components.span_example_gen import csv_checks, executor, spans
-from metadata.runs import run_contexts, run_executions
-from metadata.store import StoreIndex, custom_property, output_artifacts
+from metadata.store import StoreIndex, custom_property
 from tests.conftest import (
     FAST_RUN_ARGS,
     LATEST_SPAN,
@@ -30,9 +29,11 @@ from tests.conftest import (
     PROJECT_ROOT,
     edit_column,
     invoke,
+    node_outputs,
     node_status,
     read_rows,
     run_cli,
+    run_node,
     run_node_states,
     write_rows,
 )
@@ -63,9 +64,7 @@ def add_driver_rating_column(path: Path) -> None:
 
 def failure_message(output_dir: Path, node_id: str, run_position: int = 0) -> str:
     """The failure message ML Metadata holds for `node_id` in a run (0 = newest)."""
-    index = StoreIndex.open(output_dir / "metadata.db")
-    run = run_contexts(index.store, PIPELINE_NAME)[run_position]
-    node = next(n for n in run_executions(index, run.id) if n.node_id == node_id)
+    _, node = run_node(output_dir, node_id, run_position)
     return json.loads(node.execution.custom_properties["__execution_result__"].string_value)[
         "resultMessage"
     ]
@@ -209,10 +208,7 @@ def test_after_accepting_the_run_trains_from_cached_ingestion_and_reports_skew(d
     # Trained on a tiny budget, the model may miss a per-slice threshold (seeded training is not
     # bit-exact from run to run): the summary states the verdict the Evaluator recorded in ML
     # Metadata, and the push follows it.
-    index = StoreIndex.open(output_dir / "metadata.db")
-    run = run_contexts(index.store, PIPELINE_NAME)[TRAINED_RUN]
-    evaluator = next(e for e in run_executions(index, run.id) if e.node_id == "Evaluator")
-    blessing = output_artifacts(index.store, evaluator.execution.id)["blessing"][0]
+    blessing = node_outputs(output_dir, "Evaluator", TRAINED_RUN)["blessing"][0]
     blessed = custom_property(blessing, "blessed") == 1
     assert f"Model:      {'BLESSED' if blessed else 'NOT BLESSED'} by Evaluator" in out
     assert (output_dir / "serving_model" / PIPELINE_NAME).is_dir() == blessed

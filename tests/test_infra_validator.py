@@ -25,7 +25,7 @@ from tfx.types import standard_artifacts
 from components.infra_validator import executor as iv_executor
 from components.infra_validator import runner as iv_runner
 from components.infra_validator.runner import LocalProcessRunner
-from tests.conftest import processes_of_this_session
+from tests.conftest import processes_of_this_session, taxi_config
 from tests.fixtures import models
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -340,7 +340,6 @@ def test_pusher_pushes_nothing_when_the_served_model_rejects_queries(tmp_path, e
     from metadata.run_summary import summarize_run
     from metadata.runs import run_contexts
     from metadata.store import StoreIndex, sqlite_connection_config
-    from tests.conftest import taxi_config
 
     models.save_predict_model(
         tmp_path / "model" / "Format-Serving", required_feature="label_only_in_training"
