@@ -76,18 +76,55 @@ from pipeline.metadata_location import MetadataLocation
     "--file_system_poll_wait_seconds).",
 )
 @click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    show_default="one per core, at most 8",
+    help="Server processes sharing the two ports, each with its own copy of the model.",
+)
+@click.option(
+    "--batching/--no-batching",
+    default=True,
+    show_default=True,
+    help="Run concurrent requests to one signature as one call to the model (TF Serving's "
+    "--enable_batching).",
+)
+@click.option(
+    "--max-batch-size",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Rows in one call to the model; a larger request runs alone.",
+)
+@click.option(
+    "--batch-timeout-micros",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="How long a batch waits to fill. 0: it takes the requests that arrived while the "
+    "model was busy, adding no wait.",
+)
+@click.option(
+    "--num-batch-threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Calls to the model running at once, per worker (requests arriving meanwhile form the next batch).",
+)
+@click.option(
     "--max-concurrent",
     type=click.IntRange(min=1),
     default=max(1, os.cpu_count() or 1),
     show_default="one per core",
-    help="Inferences run at once; more requests wait.",
+    help="Threads per worker for requests that block: :classify, :regress, status, and all "
+    "REST requests in front of a tensorflow_model_server.",
 )
 @click.option(
     "--max-in-flight",
     type=click.IntRange(min=1),
     default=128,
     show_default=True,
-    help="Requests accepted at once, running or waiting; beyond it: 429.",
+    help="Requests accepted at once per worker, running or waiting; beyond it: 429.",
 )
 @click.option(
     "--request-timeout",
@@ -119,6 +156,11 @@ def serve_command(
     grpc_port: int,
     host: str,
     poll_seconds: float,
+    workers: int | None,
+    batching: bool,
+    max_batch_size: int,
+    batch_timeout_micros: int,
+    num_batch_threads: int,
     max_concurrent: int,
     max_in_flight: int,
     request_timeout: float,
@@ -131,12 +173,15 @@ def serve_command(
     {"instances": [...]} (rows) or {"inputs": {...}} (columns), as raw feature values or
     {"b64": serialized tf.Example}; :classify and :regress with {"examples": [...]}
     ("signature_name": "classification" / "regression"). New versions are picked up while
-    serving. SIGTERM or Ctrl-C stops it after answering the requests in flight.
+    serving. Concurrent requests are batched; several worker processes share the ports.
+    SIGTERM or Ctrl-C stops it after answering the requests in flight.
     """
     if rest_port == grpc_port:
         raise UserError(f"--rest-port and --grpc-port are both {rest_port}; give two ports.")
     quiet_libraries()
     from deployment import serve  # TensorFlow: loaded for this command only
+    from serving import workers as serving_workers
+    from serving.batching import BatchingOptions
     from serving.rest_api import Limits
 
     if model_dir is None:
@@ -156,6 +201,13 @@ def serve_command(
             request_timeout=request_timeout,
             max_body_bytes=int(max_body_mb * 1024 * 1024),
         ),
+        batching=BatchingOptions(
+            enabled=batching,
+            max_batch_size=max_batch_size,
+            batch_timeout_micros=batch_timeout_micros,
+            num_batch_threads=num_batch_threads,
+        ),
+        workers=workers or serving_workers.default_count(),
         binary=model_server_bin,
         log_path=serve.default_log_path(model_dir, DEFAULT_OUTPUT_DIR),
     )

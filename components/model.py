@@ -25,6 +25,7 @@ from tfx_bsl.public import tfxio
 from components import profile as profiles
 from components import tfx_private
 from components.profile import FeatureKind, Profile
+from serving import warmup
 
 SERVING_SIGNATURE = "serving_default"
 TRANSFORM_SIGNATURE = "transform_features"
@@ -42,6 +43,9 @@ PREDICTION_KEYS = {
 # The raw-feature schema the model parses, inside the SavedModel for the model server to type
 # JSON feature values by (TF Serving ignores assets.extra/ but for warm-up requests).
 SCHEMA_ASSET = "assets.extra/schema.pbtxt"
+# Eval rows in the warm-up requests (serving/warmup.py): one request of one row and one of this
+# many, per serving signature, the largest batch the server makes by default.
+WARMUP_ROWS = 64
 EVAL_BATCH_SIZE = 256
 # Examples shuffled together when batching for training (TFXIO's default buffer).
 SHUFFLE_BUFFER = 10_000
@@ -220,8 +224,11 @@ def export_serving_model(
     tf_transform_output: tft.TFTransformOutput,
     export_dir: str,
     profile: Profile,
+    warmup_examples: list[bytes] = (),
 ) -> None:
-    """Writes a SavedModel whose signatures take serialized tf.Examples of raw features."""
+    """Writes a SavedModel whose signatures take serialized tf.Examples of raw features, with
+    the serving schema and, from `warmup_examples` (labels dropped), TF Serving's warm-up
+    requests in assets.extra/."""
     transform_layer = tf_transform_output.transform_features_layer()
     raw_feature_spec = tf_transform_output.raw_feature_spec()
     serving_feature_spec = {k: v for k, v in raw_feature_spec.items() if k != profile.label.column}
@@ -297,6 +304,34 @@ def export_serving_model(
     tf.io.gfile.makedirs(f"{export_dir}/assets.extra")
     with tf.io.gfile.GFile(f"{export_dir}/{SCHEMA_ASSET}", "w") as f:
         f.write(text_format.MessageToString(serving_schema))
+    if warmup_examples:
+        methods = {
+            SERVING_SIGNATURE: (warmup.PREDICT_METHOD, "examples"),
+            CLASSIFY_SIGNATURE: (warmup.CLASSIFY_METHOD, "inputs"),
+            REGRESS_SIGNATURE: (warmup.REGRESS_METHOD, "inputs"),
+        }
+        warmup.write(
+            export_dir,
+            {name: methods[name] for name in serving_signatures(profile.task)},
+            [_without_feature(e, profile.label.column) for e in warmup_examples],
+        )
+
+
+def _without_feature(serialized: bytes, name: str) -> bytes:
+    example = tf.train.Example.FromString(serialized)
+    if name in example.features.feature:
+        del example.features.feature[name]
+    return example.SerializeToString()
+
+
+def first_examples(file_patterns: list[str], count: int) -> list[bytes]:
+    """The first serialized examples of a split (TFX's gzipped TFRecord files)."""
+    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    if not files:
+        return []
+    compression = "GZIP" if files[0].endswith(".gz") else ""
+    dataset = tf.data.TFRecordDataset(files, compression_type=compression).take(count)
+    return list(dataset.as_numpy_iterator())
 
 
 def _transform_resources(transform_layer: Any) -> list:
@@ -377,4 +412,10 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
         validation_steps=fn_args.eval_steps,
         verbose=2,
     )
-    export_serving_model(model, tf_transform_output, fn_args.serving_model_dir, profile)
+    export_serving_model(
+        model,
+        tf_transform_output,
+        fn_args.serving_model_dir,
+        profile,
+        warmup_examples=first_examples(fn_args.eval_files, WARMUP_ROWS),
+    )

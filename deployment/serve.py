@@ -3,7 +3,8 @@
 With a `tensorflow_model_server` on PATH (or given), that binary loads the versions and answers
 gRPC, as in InfraValidator, and the project's REST front (serving/rest_api.py) answers REST in
 front of its gRPC port, so that REST requests with raw feature values work the same on either.
-Without one, the project's server (serving/model_server.py) does both, in this process.
+Without one, the project's server (serving/model_server.py) does both: in this process with
+`--workers 1`, else in that many worker processes sharing the ports (serving/workers.py).
 
 The console gets one line per event (a version loaded or unloaded, the server stopped); the full
 log, with one access line per request, goes to the log file.
@@ -23,7 +24,8 @@ from typing import TextIO
 
 from components.infra_validator.runner import find_model_server_binary
 from orchestration.console import output_to_log_file
-from serving import model_server, rest_api
+from serving import model_server, rest_api, workers
+from serving.batching import BatchingOptions
 from serving.repository import version_folders
 
 _BINARY_START_SECONDS = 120
@@ -43,6 +45,8 @@ class ServeSettings:
     grpc_port: int
     poll_seconds: float
     limits: rest_api.Limits
+    batching: BatchingOptions
+    workers: int  # model server processes sharing the ports; 1: this process serves
     binary: str | None  # None: use tensorflow_model_server from PATH if there is one
     log_path: Path
 
@@ -167,6 +171,7 @@ def serve(settings: ServeSettings, console: TextIO) -> None:
                     poll_seconds=settings.poll_seconds,
                     grpc_backend=f"127.0.0.1:{settings.grpc_port}" if binary else None,
                     limits=settings.limits,
+                    batching=settings.batching,
                 )
 
                 def ready() -> None:
@@ -175,8 +180,13 @@ def serve(settings: ServeSettings, console: TextIO) -> None:
                         if binary
                         else ("the project's server (serving/model_server.py)")
                     )
+                    batching = (
+                        f"batches of up to {settings.batching.max_batch_size} rows"
+                        if settings.batching.enabled
+                        else "no batching"
+                    )
                     terminal.write(
-                        f"Serving with {server}\n"
+                        f"Serving with {server}, {workers_text}, {batching}\n"
                         f"  REST  {base}  (:predict, :classify, :regress, /metadata)\n"
                         f"  gRPC  {settings.host}:{settings.grpc_port}\n"
                         f"  Log   {settings.log_path}\n"
@@ -184,7 +194,18 @@ def serve(settings: ServeSettings, console: TextIO) -> None:
                         f"{settings.poll_seconds:g} s. Ctrl-C stops.\n"
                     )
 
-                model_server.serve(options, on_ready=ready)
+                workers_text = (
+                    f"{settings.workers} worker processes" if settings.workers > 1 else "1 process"
+                )
+                if settings.workers > 1:
+                    workers.serve(
+                        model_server.flags(options),
+                        settings.workers,
+                        on_ready=ready,
+                        grace=settings.limits.request_timeout + 10,
+                    )
+                else:
+                    model_server.serve(options, on_ready=ready)
         finally:
             if process is not None:
                 _stop_binary(process)

@@ -5,10 +5,15 @@ serve, UNAVAILABLE while loading, INVALID_ARGUMENT for inputs that do not fit th
 signature of the wrong kind (Classify needs a `tensorflow/serving/classify` signature, Regress a
 `tensorflow/serving/regress` one, both with the input `inputs`, as TF Serving requires).
 
-The REST API calls the same methods in-process, through `DirectContext`.
+Both run the model through serving/inference.py, as the REST API does.
 """
 
 from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+from collections.abc import Callable
 
 import grpc
 import numpy as np
@@ -23,23 +28,18 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving.batching import Outputs
+from serving.inference import (
+    CLASSIFY_METHOD,
+    DEFAULT_SIGNATURE,
+    REGRESS_METHOD,
+    Inference,
+    ServingError,
+)
 from serving.repository import ModelRepository, NotServed, ServedVersion, State
 
-DEFAULT_SIGNATURE = "serving_default"
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 CLASSIFY_INPUTS = "inputs"  # TF Serving's fixed input and output names for these signatures
 CLASSIFY_CLASSES, CLASSIFY_SCORES, REGRESS_OUTPUTS = "classes", "scores", "outputs"
-
-
-class ServingError(Exception):
-    """A request TF Serving would refuse: its gRPC status code and message."""
-
-    def __init__(self, code: grpc.StatusCode, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class DirectContext:
@@ -47,6 +47,19 @@ class DirectContext:
 
     def abort(self, code: grpc.StatusCode, details: str):
         raise ServingError(code, details)
+
+
+def _aborting_on_errors(method):
+    """A servicer method whose ServingErrors end the call with their status, as TF Serving's."""
+
+    @functools.wraps(method)
+    def call(self, request, context):
+        try:
+            return method(self, request, context)
+        except ServingError as e:
+            context.abort(e.code, e.message)
+
+    return call
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
@@ -73,64 +86,14 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def _served(repository: ModelRepository, model_spec, context) -> ServedVersion:
-    if model_spec.name != repository.name:
-        context.abort(
-            grpc.StatusCode.NOT_FOUND,
-            f"Servable not found for request: Latest({model_spec.name})",
-        )
-    if model_spec.WhichOneof("version_choice") == "version_label":
-        context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            "Version labels are not configured on this server; ask for a version number.",
-        )
-    try:
-        asked = model_spec.version.value if model_spec.HasField("version") else None
-        return repository.get(asked)
-    except NotServed as e:
-        code = grpc.StatusCode.UNAVAILABLE if e.unavailable else grpc.StatusCode.NOT_FOUND
-        context.abort(code, str(e))
-
-
-def _signature_def(served: ServedVersion, name: str, context, method: str | None = None):
-    name = name or DEFAULT_SIGNATURE
-    signature_def = served.signature_defs.get(name)
-    if signature_def is None or name not in served.saved_model.signatures:
-        context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f'Serving signature name: "{name}" not found in signature def; this version has '
-            f"{sorted(served.signature_defs)}",
-        )
-    if method and signature_def.method_name != method:
-        kind = "classification" if method == CLASSIFY_METHOD else "regression"
-        context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"Expected {kind} signature method_name to be {method}. Was: "
-            f"{signature_def.method_name} (signature {name!r}; ask for a {kind} signature "
-            f"with signature_name, or use :predict)",
-        )
-    return name, signature_def
-
-
-def _run(served: ServedVersion, name: str, inputs: dict[str, np.ndarray], context):
-    """Runs a signature; inputs that do not fit are INVALID_ARGUMENT, as in TF Serving."""
-    function = served.signature(name)
-    expected = function.structured_input_signature[1]
-    missing, unknown = set(expected) - set(inputs), set(inputs) - set(expected)
-    if missing or unknown:
-        context.abort(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"Request inputs do not match signature {name!r}: missing {sorted(missing)}, "
-            f"unknown {sorted(unknown)}",
-        )
-    try:
-        converted = {k: tf.convert_to_tensor(v, dtype=expected[k].dtype) for k, v in inputs.items()}
-        return function(**converted)
-    except (tf.errors.InvalidArgumentError, ValueError, TypeError) as e:
-        message = e.message if isinstance(e, tf.errors.OpError) else str(e)
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{type(e).__name__}: {message}")
-    except tf.errors.OpError as e:
-        context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e.message}")
+def _served(inference: Inference, model_spec) -> ServedVersion:
+    label = (
+        model_spec.version_label
+        if model_spec.WhichOneof("version_choice") == "version_label"
+        else None
+    )
+    version = model_spec.version.value if model_spec.HasField("version") else None
+    return inference.served(model_spec.name, version, label)
 
 
 def _serialized_examples(request_input) -> np.ndarray:
@@ -158,88 +121,111 @@ def _response_spec(request_spec, served: ServedVersion, signature_name: str):
     return spec
 
 
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    """A request read: the version and signature to run, its inputs, and how to answer with
+    the outputs."""
+
+    served: ServedVersion
+    signature: str
+    inputs: dict[str, np.ndarray]
+    respond: Callable[[Outputs], object]
+
+
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, repository: ModelRepository):
-        self._repository = repository
+    """TF Serving's PredictionService, blocking: each call waits for the batcher in its thread.
+    The gRPC server uses `AsyncPredictionService`, the same calls awaited."""
 
+    def __init__(self, inference: Inference):
+        self.inference = inference
+
+    def _run(self, call: _Call):
+        return call.respond(self.inference.run(call.served, call.signature, call.inputs))
+
+    @_aborting_on_errors
     def Predict(self, request, context):  # noqa: N802 - gRPC method name
-        served = _served(self._repository, request.model_spec, context)
-        name, _ = _signature_def(served, request.model_spec.signature_name, context)
-        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
-        outputs = _run(served, name, inputs, context)
-        unknown = set(request.output_filter) - set(outputs)
-        if unknown:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                f"output_filter names outputs the signature does not have: {sorted(unknown)}",
-            )
-        response = predict_pb2.PredictResponse(
-            model_spec=_response_spec(request.model_spec, served, name)
-        )
-        for key in set(request.output_filter) or set(outputs):
-            response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key].numpy()))
-        return response
+        return self._run(self.predict_call(request))
 
-    def _run_on_examples(self, request, context, method: str):
-        served = _served(self._repository, request.model_spec, context)
-        name, signature_def = _signature_def(
-            served, request.model_spec.signature_name, context, method
+    @_aborting_on_errors
+    def Classify(self, request, context):  # noqa: N802
+        return self._run(self.classify_call(request))
+
+    @_aborting_on_errors
+    def Regress(self, request, context):  # noqa: N802
+        return self._run(self.regress_call(request))
+
+    def predict_call(self, request) -> _Call:
+        served = _served(self.inference, request.model_spec)
+        name, _ = self.inference.signature(served, request.model_spec.signature_name)
+        inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
+
+        def respond(outputs: Outputs):
+            unknown = set(request.output_filter) - set(outputs)
+            if unknown:
+                raise ServingError(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"output_filter names outputs the signature does not have: {sorted(unknown)}",
+                )
+            response = predict_pb2.PredictResponse(
+                model_spec=_response_spec(request.model_spec, served, name)
+            )
+            for key in set(request.output_filter) or set(outputs):
+                response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
+            return response
+
+        return _Call(served, name, inputs, respond)
+
+    def _examples_call(self, request, method: str, respond) -> _Call:
+        served = _served(self.inference, request.model_spec)
+        name, signature_def = self.inference.signature(
+            served, request.model_spec.signature_name, method
         )
         if list(signature_def.inputs) != [CLASSIFY_INPUTS]:
-            context.abort(
+            raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"Signature {name!r} must take exactly one input named {CLASSIFY_INPUTS!r}",
             )
         examples = _serialized_examples(request.input)
         if examples.size == 0:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Input is empty: no examples given")
-        outputs = _run(served, name, {CLASSIFY_INPUTS: examples}, context)
-        return served, name, outputs
-
-    def Classify(self, request, context):  # noqa: N802
-        served, name, outputs = self._run_on_examples(request, context, CLASSIFY_METHOD)
-        scores, classes = outputs.get(CLASSIFY_SCORES), outputs.get(CLASSIFY_CLASSES)
-        if scores is None and classes is None:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT,
-                "Classification signature has neither 'scores' nor 'classes' outputs",
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT, "Input is empty: no examples given"
             )
-        rows, width = (scores if scores is not None else classes).shape[:2]
-        result = classification_pb2.ClassificationResult()
-        for i in range(rows):
-            row = result.classifications.add()
-            for j in range(width):
-                c = row.classes.add()
-                if classes is not None:
-                    c.label = classes[i][j].numpy().decode()
-                if scores is not None:
-                    c.score = float(scores[i][j])
-        return classification_pb2.ClassificationResponse(
-            result=result, model_spec=_response_spec(request.model_spec, served, name)
-        )
+        spec = _response_spec(request.model_spec, served, name)
+        return _Call(served, name, {CLASSIFY_INPUTS: examples}, lambda out: respond(out, spec))
 
-    def Regress(self, request, context):  # noqa: N802
-        served, name, outputs = self._run_on_examples(request, context, REGRESS_METHOD)
-        if REGRESS_OUTPUTS not in outputs:
-            context.abort(
-                grpc.StatusCode.INVALID_ARGUMENT, "Regression signature has no 'outputs' output"
+    def classify_call(self, request) -> _Call:
+        def respond(outputs: Outputs, spec):
+            result = classification_pb2.ClassificationResult()
+            for labels_and_scores in classifications(outputs):
+                row = result.classifications.add()
+                for label, score in labels_and_scores:
+                    c = row.classes.add()
+                    if label is not None:
+                        c.label = label
+                    if score is not None:
+                        c.score = score
+            return classification_pb2.ClassificationResponse(result=result, model_spec=spec)
+
+        return self._examples_call(request, CLASSIFY_METHOD, respond)
+
+    def regress_call(self, request) -> _Call:
+        def respond(outputs: Outputs, spec):
+            result = regression_pb2.RegressionResult(
+                regressions=[regression_pb2.Regression(value=v) for v in regressions(outputs)]
             )
-        values = tf.reshape(outputs[REGRESS_OUTPUTS], [-1]).numpy()
-        result = regression_pb2.RegressionResult(
-            regressions=[regression_pb2.Regression(value=float(v)) for v in values]
-        )
-        return regression_pb2.RegressionResponse(
-            result=result, model_spec=_response_spec(request.model_spec, served, name)
-        )
+            return regression_pb2.RegressionResponse(result=result, model_spec=spec)
 
+        return self._examples_call(request, REGRESS_METHOD, respond)
+
+    @_aborting_on_errors
     def GetModelMetadata(self, request, context):  # noqa: N802
         if list(request.metadata_field) != ["signature_def"]:
-            context.abort(
+            raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 "GetModelMetadataRequest must ask for metadata_field ['signature_def'], the "
                 f"one field served; got {list(request.metadata_field)}",
             )
-        served = _served(self._repository, request.model_spec, context)
+        served = _served(self.inference, request.model_spec)
         response = get_model_metadata_pb2.GetModelMetadataResponse(
             model_spec=_response_spec(request.model_spec, served, "")
         )
@@ -250,11 +236,97 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
 
-def add_services(server: grpc.Server, repository: ModelRepository) -> None:
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(repository), server)
+def classifications(outputs: Outputs) -> list[list[tuple[str | None, float | None]]]:
+    """A classification signature's outputs as rows of (label, score), as TF Serving's
+    ClassificationResult holds them."""
+    scores, classes = outputs.get(CLASSIFY_SCORES), outputs.get(CLASSIFY_CLASSES)
+    if scores is None and classes is None:
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Classification signature has neither 'scores' nor 'classes' outputs",
+        )
+    rows, width = (scores if scores is not None else classes).shape[:2]
+    return [
+        [
+            (
+                classes[i][j].decode() if classes is not None else None,
+                float(scores[i][j]) if scores is not None else None,
+            )
+            for j in range(width)
+        ]
+        for i in range(rows)
+    ]
+
+
+def regressions(outputs: Outputs) -> list[float]:
+    """A regression signature's outputs, one value per example."""
+    if REGRESS_OUTPUTS not in outputs:
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT, "Regression signature has no 'outputs' output"
+        )
+    return [float(v) for v in np.reshape(outputs[REGRESS_OUTPUTS], [-1])]
+
+
+class AsyncModelService(model_service_pb2_grpc.ModelServiceServicer):
+    """ModelService for grpc.aio: its answers come from the repository at once."""
+
+    def __init__(self, repository: ModelRepository):
+        self._service = ModelService(repository)
+
+    async def GetModelStatus(self, request, context):  # noqa: N802
+        try:
+            return self._service.GetModelStatus(request, DirectContext())
+        except ServingError as e:
+            await context.abort(e.code, e.message)
+
+
+class AsyncPredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    """PredictionService for grpc.aio, on the server's event loop: a request waiting for the
+    batcher holds no thread."""
+
+    def __init__(self, inference: Inference):
+        self._service = PredictionService(inference)
+        self._inference = inference
+
+    async def _run(self, make_call, request, context):
+        try:
+            call = make_call(request)
+            future = self._inference.submit(call.served, call.signature, call.inputs)
+            return call.respond(await asyncio.wrap_future(future))
+        except ServingError as e:
+            await context.abort(e.code, e.message)
+
+    async def Predict(self, request, context):  # noqa: N802
+        return await self._run(self._service.predict_call, request, context)
+
+    async def Classify(self, request, context):  # noqa: N802
+        return await self._run(self._service.classify_call, request, context)
+
+    async def Regress(self, request, context):  # noqa: N802
+        return await self._run(self._service.regress_call, request, context)
+
+    async def GetModelMetadata(self, request, context):  # noqa: N802
+        try:
+            return self._service.GetModelMetadata(request, DirectContext())
+        except ServingError as e:
+            await context.abort(e.code, e.message)
+
+
+def add_services(server: grpc.aio.Server, inference: Inference) -> None:
+    """TF Serving's two services, on a grpc.aio server."""
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
+        AsyncModelService(inference.repository), server
+    )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(repository), server
+        AsyncPredictionService(inference), server
     )
 
 
-__all__ = ["State", "ServingError", "DirectContext", "ModelService", "PredictionService"]
+__all__ = [
+    "DEFAULT_SIGNATURE",
+    "State",
+    "ServingError",
+    "DirectContext",
+    "ModelService",
+    "PredictionService",
+]

@@ -15,6 +15,7 @@ loaded half-written.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import os
 import threading
@@ -27,7 +28,7 @@ from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
-from serving import tf_examples
+from serving import tf_examples, warmup
 
 State = get_model_status_pb2.ModelVersionStatus.State
 SCHEMA_ASSET = os.path.join("assets.extra", "schema.pbtxt")
@@ -55,6 +56,7 @@ class ServedVersion:
     signature_defs: dict[str, meta_graph_pb2.SignatureDef] = dataclasses.field(default_factory=dict)
     # The serving features of the schema the version carries; None: it carries none.
     features: dict[str, tf_examples.FeatureSpec] | None = None
+    example_writer: tf_examples.ExampleWriter | None = None  # for those features
     fingerprint: tuple = ()  # the folder's contents when it was loaded
 
     def signature(self, name: str):
@@ -107,6 +109,16 @@ def read_serving_features(path: str) -> dict[str, tf_examples.FeatureSpec] | Non
     """What a serving request gives, typed, by the version's schema (None without one)."""
     schema = read_schema(path)
     return tf_examples.serving_features(schema) if schema is not None else None
+
+
+def _exempt_from_garbage_collection() -> None:
+    """Moves what is loaded so far (TensorFlow, the model: millions of Python objects) out of the
+    cyclic garbage collector's reach. Otherwise each full collection walks them all, pausing
+    every request for about 100 ms (seen as the p99 latency under load). Reference counting still
+    frees them; only cycles in an unloaded version are kept, until the next load."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class ModelRepository:
@@ -191,9 +203,21 @@ class ModelRepository:
         try:
             served.signature_defs = read_signature_defs(path)
             served.features = read_serving_features(path)
+            if served.features is not None:
+                served.example_writer = tf_examples.ExampleWriter(served.features)
             served.saved_model = tf.saved_model.load(path, tags=[tf.saved_model.SERVING])
             if not served.saved_model.signatures:
                 raise ValueError(f"the SavedModel at {path} has no serving signatures")
+            started = time.monotonic()
+            replayed = warmup.replay(path, served.saved_model.signatures)
+            if replayed:
+                log.info(
+                    "Model %s version %d: %d warm-up requests replayed in %.2f s",
+                    self.name,
+                    version,
+                    replayed,
+                    time.monotonic() - started,
+                )
         except Exception as e:  # noqa: BLE001 - any load failure ends the version, with why
             log.exception("Loading model %s version %d failed", self.name, version)
             with self._lock:
@@ -201,6 +225,7 @@ class ModelRepository:
                 served.error = f"{type(e).__name__}: {e}"
                 served.state = State.END
             return
+        _exempt_from_garbage_collection()
         with self._lock:
             served.state = State.AVAILABLE
         log.info("Model %s version %d is AVAILABLE", self.name, version)

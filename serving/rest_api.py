@@ -1,4 +1,4 @@
-"""TensorFlow Serving's REST API, served by tornado, in front of the gRPC services.
+"""TensorFlow Serving's REST API, served by tornado, beside the gRPC services.
 
     GET  /v1/models/NAME[/versions/V]             the status of each version
     GET  /v1/models/NAME[/versions/V]/metadata    the signatures
@@ -39,6 +39,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+import orjson
 import tensorflow as tf
 import tornado.httpserver
 import tornado.web
@@ -55,14 +56,9 @@ from tensorflow_serving.apis import (
 )
 
 from serving import tf_examples
-from serving.grpc_services import (
-    DEFAULT_SIGNATURE,
-    DirectContext,
-    ModelService,
-    PredictionService,
-    ServingError,
-)
-from serving.repository import ModelRepository, NotServed, read_serving_features
+from serving.grpc_services import DirectContext, ModelService, PredictionService, ServingError
+from serving.inference import DEFAULT_SIGNATURE, Inference
+from serving.repository import ServedVersion, read_serving_features
 
 log = logging.getLogger("serving")
 Code = grpc.StatusCode
@@ -111,15 +107,19 @@ class Signature:
     name: str
     signature_def: meta_graph_pb2.SignatureDef
     features: dict[str, tf_examples.FeatureSpec] | None  # None: the model has no schema
+    example_writer: tf_examples.ExampleWriter | None  # rows of those features as tf.Examples
+    served: ServedVersion | None = None  # the loaded version itself, for an in-process backend
 
 
 class InProcessBackend:
-    """The gRPC services of this process, called directly."""
+    """This process's repository, run through its batcher: no gRPC hop, no TensorProtos."""
 
-    def __init__(self, repository: ModelRepository):
-        self.repository = repository
-        self._models = ModelService(repository)
-        self._predictions = PredictionService(repository)
+    runs_in_process = True
+
+    def __init__(self, inference: Inference):
+        self.inference = inference
+        self._models = ModelService(inference.repository)
+        self._predictions = PredictionService(inference)
         self._context = DirectContext()
 
     def status(self, request):
@@ -128,9 +128,6 @@ class InProcessBackend:
     def metadata(self, request):
         return self._predictions.GetModelMetadata(request, self._context)
 
-    def predict(self, request):
-        return self._predictions.Predict(request, self._context)
-
     def classify(self, request):
         return self._predictions.Classify(request, self._context)
 
@@ -138,20 +135,24 @@ class InProcessBackend:
         return self._predictions.Regress(request, self._context)
 
     def signature(self, model: str, version: int | None, signature_name: str) -> Signature:
-        if model != self.repository.name:
-            raise ServingError(Code.NOT_FOUND, f"Servable not found for request: Latest({model})")
-        try:
-            served = self.repository.get(version)
-        except NotServed as e:
-            raise ServingError(
-                Code.UNAVAILABLE if e.unavailable else Code.NOT_FOUND, str(e)
-            ) from None
-        return _signature_of(served.version, served.signature_defs, signature_name, served.features)
+        served = self.inference.served(model, version)
+        name, signature_def = self.inference.signature(served, signature_name)
+        return Signature(
+            served.version, name, signature_def, served.features, served.example_writer, served
+        )
+
+    def submit(self, signature: Signature, inputs: dict[str, np.ndarray]):
+        """Queues the call on the version the signature was read from (which finishes the
+        request even if a newer version replaces it meanwhile); a future of the outputs."""
+        return self.inference.submit(signature.served, signature.name, inputs)
 
 
 class GrpcBackend:
     """A TF Serving gRPC endpoint (a real `tensorflow_model_server`), with the schema read from
-    the version's folder under the model base path."""
+    the version's folder under the model base path. Its calls block: they run in the REST API's
+    threads."""
+
+    runs_in_process = False
 
     def __init__(self, target: str, model_base_path: str, timeout: float):
         self._channel = grpc.insecure_channel(target)
@@ -159,7 +160,7 @@ class GrpcBackend:
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._base_path = model_base_path
         self._timeout = timeout
-        self._features: dict[int, dict[str, tf_examples.FeatureSpec] | None] = {}
+        self._features: dict[int, tuple] = {}  # version -> (features, example writer)
         self._lock = threading.Lock()
 
     def _call(self, method, request):
@@ -191,22 +192,20 @@ class GrpcBackend:
         with self._lock:
             if served_version not in self._features:
                 path = f"{self._base_path.rstrip('/')}/{served_version}"
-                self._features[served_version] = read_serving_features(path)
-            features = self._features[served_version]
-        return _signature_of(served_version, signature_map.signature_def, signature_name, features)
+                features = read_serving_features(path)
+                writer = tf_examples.ExampleWriter(features) if features is not None else None
+                self._features[served_version] = (features, writer)
+            features, writer = self._features[served_version]
+        name = signature_name or DEFAULT_SIGNATURE
+        if name not in signature_map.signature_def:
+            raise bad_request(
+                f'Serving signature name: "{name}" not found in signature def; version '
+                f"{served_version} has {sorted(signature_map.signature_def)}"
+            )
+        return Signature(served_version, name, signature_map.signature_def[name], features, writer)
 
     def close(self) -> None:
         self._channel.close()
-
-
-def _signature_of(version, signature_defs, signature_name: str, features) -> Signature:
-    name = signature_name or DEFAULT_SIGNATURE
-    if name not in signature_defs:
-        raise bad_request(
-            f'Serving signature name: "{name}" not found in signature def; version {version} '
-            f"has {sorted(signature_defs)}"
-        )
-    return Signature(version, name, signature_defs[name], features)
 
 
 def _model_spec(message, model: str, version: int | None, signature_name: str = ""):
@@ -265,19 +264,19 @@ def _takes_examples(signature: Signature) -> str | None:
     return None
 
 
-def _feature_specs(signature: Signature) -> dict[str, tf_examples.FeatureSpec]:
-    if signature.features is None:
+def _example_writer(signature: Signature) -> tf_examples.ExampleWriter:
+    if signature.example_writer is None:
         raise bad_request(
             f"version {signature.version} of this model carries no schema "
             "(assets.extra/schema.pbtxt), so feature values cannot be typed: send serialized "
             'tf.Examples as {"b64": "..."} instead'
         )
-    return signature.features
+    return signature.example_writer
 
 
-def _serialized(features, specs, where: str) -> bytes:
+def _serialized(features, writer: tf_examples.ExampleWriter, where: str) -> bytes:
     try:
-        return tf_examples.to_example(features, specs, where).SerializeToString()
+        return writer.serialize(features, where)
     except tf_examples.RequestError as e:
         raise bad_request(str(e)) from None
 
@@ -289,14 +288,14 @@ def _row_inputs(instances, signature: Signature) -> dict[str, np.ndarray]:
     examples_input = _takes_examples(signature)
     inputs = signature.signature_def.inputs
     if examples_input:
-        rows, specs = [], None
+        rows, writer = [], None
         for i, row in enumerate(instances):
             where = f"instances[{i}]"
-            if isinstance(row, dict) and set(row) == {examples_input}:
+            if isinstance(row, dict) and row.keys() == {examples_input}:
                 rows.append(_decode_b64(row[examples_input], f"{where}.{examples_input}"))
-            elif isinstance(row, dict) and set(row) != {"b64"}:
-                specs = specs if specs is not None else _feature_specs(signature)
-                rows.append(_serialized(row, specs, where))
+            elif isinstance(row, dict) and row.keys() != {"b64"}:
+                writer = writer or _example_writer(signature)
+                rows.append(_serialized(row, writer, where))
             else:
                 rows.append(_decode_b64(row, where))
         return {examples_input: _as_array(rows, inputs[examples_input], "instances")}
@@ -336,9 +335,9 @@ def _columnar_inputs(given, signature: Signature) -> dict[str, np.ndarray]:
             raise bad_request(
                 '"inputs": feature columns must all be lists of the same length, one value per row'
             )
-        specs = _feature_specs(signature)
+        writer = _example_writer(signature)
         rows = [
-            _serialized({k: v[i] for k, v in given.items()}, specs, f"inputs row {i}")
+            _serialized({k: v[i] for k, v in given.items()}, writer, f"inputs row {i}")
             for i in range(lengths.pop())
         ]
         return {examples_input: _as_array(rows, inputs[examples_input], "inputs")}
@@ -355,17 +354,32 @@ def _columnar_inputs(given, signature: Signature) -> dict[str, np.ndarray]:
 
 
 def _body_object(body: bytes) -> dict:
+    """The request body's JSON object. orjson reads it (several times faster than the standard
+    library on rows of features); what it refuses is read again by the standard library, which
+    also takes NaN and Infinity as TF Serving does, and says where the JSON is malformed."""
     try:
-        parsed = json.loads(body)
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        parsed = _body_json_strictly(body)
+    if not isinstance(parsed, dict):
+        raise bad_request(f"The request body must be a JSON object, got {type(parsed).__name__}")
+    return parsed
+
+
+def _body_json_strictly(body: bytes):
+    try:
+        return json.loads(body)
     except json.JSONDecodeError as e:
         raise bad_request(
             f"Malformed JSON in the request body: {e.msg} at line {e.lineno} column {e.colno}"
         ) from None
     except UnicodeDecodeError:
         raise bad_request("Malformed JSON in the request body: it is not UTF-8 text") from None
-    if not isinstance(parsed, dict):
-        raise bad_request(f"The request body must be a JSON object, got {type(parsed).__name__}")
-    return parsed
+    except RecursionError:
+        raise bad_request(
+            "The request body nests JSON arrays or objects too deeply for this server; a "
+            "tensor has at most a few dimensions: flatten the values"
+        ) from None
 
 
 def _signature_name(body: dict) -> str:
@@ -397,8 +411,8 @@ def _text_or_b64(value: bytes):
         return {"b64": base64.b64encode(value).decode()}
 
 
-def _outputs_json(response: predict_pb2.PredictResponse, row_format: bool) -> dict:
-    arrays = {k: tf.make_ndarray(v) for k, v in sorted(response.outputs.items())}
+def _outputs_json(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
+    arrays = dict(sorted(outputs.items()))
     if not row_format:
         values = {k: _jsonable(a) for k, a in arrays.items()}
         return {"outputs": next(iter(values.values())) if len(values) == 1 else values}
@@ -452,7 +466,7 @@ def _metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) ->
 
 
 class RestApi:
-    """Turns REST requests into gRPC requests for a backend, within the limits."""
+    """Answers REST requests from a backend, within the limits."""
 
     def __init__(self, backend, limits: Limits):
         self.backend = backend
@@ -462,33 +476,38 @@ class RestApi:
             max_workers=limits.max_concurrent, thread_name_prefix="inference"
         )
 
-    async def run(self, work: Callable[[], Any], started: float) -> Any:
-        """Runs `work` in an inference thread, within the in-flight limit and the deadline."""
+    def _admit(self) -> None:
         if self.in_flight >= self.limits.max_in_flight:
             raise ServingError(
                 Code.RESOURCE_EXHAUSTED,
                 f"The server is busy: {self.in_flight} requests in flight, the most it takes "
                 "(serve --max-in-flight); retry later",
             )
-        self.in_flight += 1
+
+    async def _by_deadline(self, future: futures.Future, started: float) -> Any:
+        """The future's result, or DEADLINE_EXCEEDED (and the future cancelled: a request still
+        waiting for a batch leaves it) once the request has had its time."""
+        remaining = self.limits.request_timeout - (time.monotonic() - started)
         try:
-            remaining = self.limits.request_timeout - (time.monotonic() - started)
-            return await asyncio.wait_for(
-                asyncio.wrap_future(self._pool.submit(work)), max(remaining, 0.001)
-            )
+            return await asyncio.wait_for(asyncio.wrap_future(future), max(remaining, 0.001))
         except asyncio.TimeoutError:
             raise ServingError(
                 Code.DEADLINE_EXCEEDED,
                 f"The request did not finish within {self.limits.request_timeout:g} s "
                 "(serve --request-timeout)",
             ) from None
+
+    async def run(self, work: Callable[[], Any], started: float) -> Any:
+        """Runs `work` in a thread, within the in-flight limit and the deadline."""
+        self._admit()
+        self.in_flight += 1
+        try:
+            return await self._by_deadline(self._pool.submit(work), started)
         finally:
             self.in_flight -= 1
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
-
-    # Each of these runs in an inference thread.
 
     def status(self, model: str, version: int | None) -> dict:
         request = _model_spec(get_model_status_pb2.GetModelStatusRequest(), model, version)
@@ -497,7 +516,26 @@ class RestApi:
     def metadata(self, model: str, version: int | None) -> dict:
         return _metadata_json(self.backend.metadata(_metadata_request(model, version)))
 
-    def predict(self, model: str, version: int | None, body: bytes) -> dict:
+    async def predict(self, model: str, version: int | None, body: bytes, started: float) -> dict:
+        """:predict. In process, the request is read on the event loop (in a thread when the
+        body is large) and waits for the model in the batcher, holding no thread; with a
+        TF Serving backend it runs in a thread, since its gRPC call blocks."""
+        if not self.backend.runs_in_process:
+            return await self.run(lambda: self._predict_by_grpc(model, version, body), started)
+        self._admit()
+        self.in_flight += 1
+        try:
+            if len(body) > _READ_IN_A_THREAD_BYTES:
+                read = self._pool.submit(self._predict_inputs, model, version, body)
+                signature, inputs, row_format = await self._by_deadline(read, started)
+            else:
+                signature, inputs, row_format = self._predict_inputs(model, version, body)
+            outputs = await self._by_deadline(self.backend.submit(signature, inputs), started)
+            return _outputs_json(outputs, row_format)
+        finally:
+            self.in_flight -= 1
+
+    def _predict_inputs(self, model: str, version: int | None, body: bytes):
         given = _body_object(body)
         _refuse_unknown_keys(given, {"signature_name", "instances", "inputs"})
         if ("instances" in given) == ("inputs" in given):
@@ -511,12 +549,19 @@ class RestApi:
             inputs = _row_inputs(given["instances"], signature)
         else:
             inputs = _columnar_inputs(given["inputs"], signature)
+        return signature, inputs, row_format
+
+    def _predict_by_grpc(self, model: str, version: int | None, body: bytes) -> dict:
+        signature, inputs, row_format = self._predict_inputs(model, version, body)
         # The version asked for, else whichever is the latest when the request runs: pinning the
         # one seen above could miss it if a newer one replaced it in between.
         request = _model_spec(predict_pb2.PredictRequest(), model, version, signature.name)
         for name, array in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
-        return _outputs_json(self.backend.predict(request), row_format)
+        response = self.backend.predict(request)
+        return _outputs_json(
+            {k: tf.make_ndarray(v) for k, v in response.outputs.items()}, row_format
+        )
 
     def _examples_request(self, request, model, version, body: bytes):
         given = _body_object(body)
@@ -527,16 +572,16 @@ class RestApi:
         if context is not None and not isinstance(context, dict):
             raise bad_request('"context" must be an object of feature values')
         signature = self.backend.signature(model, version, _signature_name(given))
-        specs = _feature_specs(signature)
+        writer = _example_writer(signature)
         _model_spec(request, model, version, signature.name)
         for i, example in enumerate(examples):
             where = f"examples[{i}]"
             try:
                 merged = tf_examples.merged_with_context(context, example, where)
-                built = tf_examples.to_example(merged, specs, where)
+                serialized = writer.serialize(merged, where)
             except tf_examples.RequestError as e:
                 raise bad_request(str(e)) from None
-            request.input.example_list.examples.add().CopyFrom(built)
+            request.input.example_list.examples.add().ParseFromString(serialized)
         return request
 
     def classify(self, model: str, version: int | None, body: bytes) -> dict:
@@ -573,9 +618,24 @@ class _JsonHandler(tornado.web.RequestHandler):
             reason = f"Internal error: {type(exc_info[1]).__name__}: {exc_info[1]}"
         self.finish(json.dumps({"error": reason}))
 
+    def prepare(self):
+        version = self.path_args[1] if len(self.path_args) > 1 else None
+        if version is not None and int(version) > _INT64_MAX:
+            self.answer(
+                400,
+                {
+                    "error": f"Version {version} is out of range: a version is a 64-bit integer "
+                    f"(at most {_INT64_MAX})"
+                },
+            )
+
     async def call(self, method, *args) -> None:
+        """Answers with what `method` returns, run in a thread."""
+        await self.respond(self.api.run(lambda: method(*args), self.started))
+
+    async def respond(self, answer) -> None:
         try:
-            content = await self.api.run(lambda: method(*args), self.started)
+            content = await answer
         except ServingError as e:
             self.answer(HTTP_STATUS.get(e.code, 500), {"error": e.message})
             return
@@ -584,6 +644,12 @@ class _JsonHandler(tornado.web.RequestHandler):
 
 def _version(text: str | None) -> int | None:
     return int(text) if text is not None else None
+
+
+_INT64_MAX = 2**63 - 1
+# Bodies larger than this are read (JSON and tf.Examples) in a thread, so that one large request
+# does not hold up the event loop, and the others, for its whole reading.
+_READ_IN_A_THREAD_BYTES = 256 * 1024
 
 
 class StatusHandler(_JsonHandler):
@@ -604,6 +670,9 @@ class InferenceHandler(_JsonHandler):
     def prepare(self):
         self._chunks: list[bytes] = []
         self._size = 0
+        super().prepare()
+        if self._finished:
+            return
         declared = self.request.headers.get("Content-Length")
         if declared and declared.isdigit() and int(declared) > self.api.limits.max_body_bytes:
             self._too_large(int(declared))
@@ -630,12 +699,12 @@ class InferenceHandler(_JsonHandler):
         if self._size > self.api.limits.max_body_bytes:
             self._too_large(self._size)
             return
-        method = {
-            "predict": self.api.predict,
-            "classify": self.api.classify,
-            "regress": self.api.regress,
-        }[verb]
-        await self.call(method, model, _version(version), b"".join(self._chunks))
+        body = b"".join(self._chunks)
+        if verb == "predict":
+            await self.respond(self.api.predict(model, _version(version), body, self.started))
+            return
+        method = {"classify": self.api.classify, "regress": self.api.regress}[verb]
+        await self.call(method, model, _version(version), body)
 
 
 class NotFoundHandler(_JsonHandler):

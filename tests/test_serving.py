@@ -91,17 +91,24 @@ class Server:
             env=env,
         )
         self.url = f"http://127.0.0.1:{self.rest_port}/v1/models/{PIPELINE_NAME}"
+        # The console, read as it comes: the server is ready once it says so (every worker
+        # listens), which may be after the first worker answers.
+        self.console: list[str] = []
+        self._reader = threading.Thread(target=self._read_console, daemon=True)
+        self._reader.start()
         deadline = time.time() + 120
         while time.time() < deadline:
-            assert self.process.poll() is None, self.process.communicate()
-            try:
-                if httpx.get(self.url, timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
+            assert self.process.poll() is None, self.stop()
+            if any("Ctrl-C stops." in line for line in self.console):
+                assert httpx.get(self.url, timeout=2).status_code == 200
+                return
             time.sleep(0.3)
         self.stop(signal.SIGKILL)
-        raise AssertionError("the server did not answer in 120 s")
+        raise AssertionError("the server did not say it was ready in 120 s")
+
+    def _read_console(self) -> None:
+        for line in self.process.stdout:
+            self.console.append(line)
 
     def post(self, verb: str, body, version: int | None = None) -> httpx.Response:
         url = self.url + (f"/versions/{version}" if version else "") + f":{verb}"
@@ -112,9 +119,13 @@ class Server:
         return grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
 
     def stop(self, sig=signal.SIGTERM) -> tuple[int, str, str]:
-        self.process.send_signal(sig)
-        out, err = self.process.communicate(timeout=60)
-        return self.process.returncode, out, err
+        """Stops the server; its exit code, console and standard error."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        err = self.process.stderr.read()
+        self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+        return self.process.returncode, "".join(self.console), err
 
 
 # ---- the model a run pushed, and its answers computed with nothing but TensorFlow ----------------
@@ -457,13 +468,18 @@ def two_pushes(sample_data_dir, tmp_path_factory):
 
 
 def _wait_until_latest_is(server: Server, version: int, timeout: float = 60) -> dict:
+    """The status once every worker serves `version` alone: each worker loads a new version
+    on its own folder scan, so the status is asked on ten new connections in a row (the kernel
+    spreads them over the workers)."""
     deadline = time.time() + timeout
+    agreeing = 0
     while time.time() < deadline:
         status = httpx.get(server.url).json()["model_version_status"]
         available = [int(s["version"]) for s in status if s["state"] == "AVAILABLE"]
-        if available == [version]:
+        agreeing = agreeing + 1 if available == [version] else 0
+        if agreeing == 10:
             return status
-        time.sleep(0.3)
+        time.sleep(0.05 if agreeing else 0.3)
     raise AssertionError(f"version {version} was not the one served within {timeout} s: {status}")
 
 

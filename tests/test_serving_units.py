@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
+import threading
 import time
 
 import grpc
+import numpy as np
 import pytest
+import tensorflow as tf
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from serving import rest_api, tf_examples
+from serving import rest_api, tf_examples, warmup
+from serving.batching import Batcher, BatchingOptions, QueueFull
 from serving.grpc_services import ServingError
+from serving.inference import Inference
 from serving.repository import ModelRepository, State
 from tests.fixtures import models
 
@@ -125,3 +131,225 @@ def test_a_version_folder_is_loaded_only_once_its_files_stop_changing(tmp_path):
     repository.scan()  # unchanged: loaded
     assert repository.get().version == 3
     assert [(v.version, v.state) for v in repository.statuses()] == [(3, State.AVAILABLE)]
+
+
+# ---- tf.Examples written as bytes equal the protobuf messages --------------------------------
+WIDE_SCHEMA = text_format.Parse(
+    """
+    feature { name: "f" type: FLOAT }
+    feature { name: "i" type: INT }
+    feature { name: "b" type: BYTES }
+    """,
+    schema_pb2.Schema(),
+)
+WIDE_SPECS = tf_examples.serving_features(WIDE_SCHEMA)
+
+
+def _built_by_protobuf(row: dict) -> tf.train.Example:
+    example = tf.train.Example()
+    for name, value in row.items():
+        values = [] if value is None else value if isinstance(value, list) else [value]
+        feature = example.features.feature[name]
+        if name == "f":
+            feature.float_list.SetInParent()
+            feature.float_list.value.extend(values)
+        elif name == "i":
+            feature.int64_list.SetInParent()
+            feature.int64_list.value.extend(int(v) for v in values)
+        else:
+            feature.bytes_list.SetInParent()
+            feature.bytes_list.value.extend(
+                base64.b64decode(v["b64"]) if isinstance(v, dict) else v.encode() for v in values
+            )
+    return example
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"f": 1.5, "i": 7, "b": "Flash Cab"},
+        {"f": -0.0, "i": -1, "b": ""},
+        {"f": 3, "i": 2.0, "b": "é€😀" * 50},  # an int as a float, a float as an int, long text
+        {"f": 1e40, "i": 2**63 - 1, "b": {"b64": base64.b64encode(bytes(range(256))).decode()}},
+        {"f": [0.1, 2.5, -1e-30], "i": [-(2**63), 0, 127, 128, 300], "b": ["a", "b" * 200]},
+        {"f": None, "i": [], "b": None},
+        {"i": 5},
+        {},
+    ],
+)
+def test_the_bytes_written_parse_to_the_example_protobuf_builds(row):
+    written = tf_examples.ExampleWriter(WIDE_SPECS).serialize(row, "row")
+    assert tf.train.Example.FromString(written) == _built_by_protobuf(row)
+
+
+def test_an_integer_beyond_64_bits_is_a_request_error_not_a_crash():
+    with pytest.raises(tf_examples.RequestError) as raised:
+        tf_examples.ExampleWriter(WIDE_SPECS).serialize({"i": 2**63}, "instances[3]")
+    assert "instances[3]: feature 'i': 9223372036854775808 is out of the range" in str(raised.value)
+
+
+def test_a_body_nested_deeper_than_json_readers_go_is_a_bad_request():
+    body = b'{"instances": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    with pytest.raises(ServingError) as raised:
+        rest_api._body_object(body)
+    assert raised.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "nests JSON arrays or objects too deeply" in raised.value.message
+    # NaN and Infinity, which TF Serving takes, are still read (by the standard library).
+    assert rest_api._body_object(b'{"instances": [NaN, Infinity]}')["instances"][1] == float("inf")
+
+
+# ---- batching ----------------------------------------------------------------------------------
+def _doubling(calls: list):
+    """A runner that doubles its input `x`, recording the rows of each call."""
+
+    def run(inputs):
+        calls.append(len(inputs["x"]))
+        if (inputs["x"] < 0).any():
+            raise ValueError("negative input")
+        return {"y": inputs["x"] * 2}
+
+    return run
+
+
+def _submit_all(batcher, runner, arrays, key="sig"):
+    """Submits while the batch thread is held busy, so that the requests wait together."""
+    gate = threading.Event()
+    blocker = batcher.submit(
+        "blocker", lambda _: gate.wait(5) and {"y": np.zeros(1)}, {"x": np.zeros(1)}
+    )
+    futures = [batcher.submit(key, runner, {"x": a}) for a in arrays]
+    gate.set()
+    blocker.result(5)
+    return futures
+
+
+def test_requests_waiting_together_run_as_one_call_and_each_gets_its_rows():
+    batcher = Batcher(BatchingOptions(max_batch_size=8, num_batch_threads=1))
+    calls: list[int] = []
+    arrays = [np.array([1.0]), np.array([2.0, 3.0]), np.array([4.0]), np.array([5.0] * 5)]
+    futures = _submit_all(batcher, _doubling(calls), arrays)
+    results = [f.result(5)["y"].tolist() for f in futures]
+    batcher.stop()
+    assert results == [[2.0], [4.0, 6.0], [8.0], [10.0] * 5]
+    assert calls == [4, 5]  # up to 8 rows: the first three requests, then the fourth
+
+
+def test_a_request_with_bad_input_fails_alone_in_its_batch():
+    batcher = Batcher(BatchingOptions(max_batch_size=8, num_batch_threads=1))
+    calls: list[int] = []
+    arrays = [np.array([1.0]), np.array([-1.0]), np.array([3.0])]
+    futures = _submit_all(batcher, _doubling(calls), arrays)
+    assert futures[0].result(5)["y"].tolist() == [2.0]
+    with pytest.raises(ValueError, match="negative input"):
+        futures[1].result(5)
+    assert futures[2].result(5)["y"].tolist() == [6.0]
+    batcher.stop()
+    assert calls == [3, 1, 1, 1]  # the batch failed, then each request alone
+
+
+def test_outputs_without_a_row_per_input_row_make_the_signature_run_unbatched():
+    batcher = Batcher(BatchingOptions(max_batch_size=8, num_batch_threads=1))
+    calls: list[int] = []
+
+    def total(inputs):
+        calls.append(len(inputs["x"]))
+        return {"sum": np.array(inputs["x"].sum())}
+
+    futures = _submit_all(batcher, total, [np.array([1.0]), np.array([2.0, 3.0])])
+    assert [f.result(5)["sum"].tolist() for f in futures] == [1.0, 5.0]
+    later = _submit_all(batcher, total, [np.array([4.0]), np.array([5.0])])
+    assert [f.result(5)["sum"].tolist() for f in later] == [4.0, 5.0]
+    batcher.stop()
+    assert calls == [3, 1, 2, 1, 1]  # one try at a batch, then never again
+
+
+def test_a_cancelled_request_leaves_its_batch_and_a_full_queue_refuses_more():
+    batcher = Batcher(BatchingOptions(max_batch_size=2, max_enqueued_batches=2))
+    calls: list[int] = []
+    gate = threading.Event()
+    blocker = batcher.submit("b", lambda _: gate.wait(5) and {"y": np.zeros(1)}, {"x": np.zeros(1)})
+    waiting = [
+        batcher.submit("sig", _doubling(calls), {"x": np.array([float(i)])}) for i in range(3)
+    ]
+    with pytest.raises(QueueFull, match="rows are waiting"):
+        batcher.submit("sig", _doubling(calls), {"x": np.array([9.0, 9.0])})
+    assert waiting[1].cancel()  # as a request past its deadline does
+    gate.set()
+    blocker.result(5)
+    assert waiting[0].result(5)["y"].tolist() == [0.0]
+    assert waiting[2].result(5)["y"].tolist() == [4.0]
+    batcher.stop()
+    assert calls == [2]
+
+
+def test_with_batching_off_each_request_is_its_own_call():
+    batcher = Batcher(BatchingOptions(enabled=False))
+    calls: list[int] = []
+    futures = _submit_all(batcher, _doubling(calls), [np.array([1.0]), np.array([2.0])])
+    assert [f.result(5)["y"].tolist() for f in futures] == [[2.0], [4.0]]
+    batcher.stop()
+    assert calls == [1, 1]
+
+
+def test_a_real_model_batched_from_many_threads_answers_each_row_as_alone(tmp_path):
+    models.save_predict_model(tmp_path / "m" / "1")
+    repository = ModelRepository("m", str(tmp_path / "m"))
+    repository.scan()
+    repository.scan()
+    inference = Inference(repository, BatchingOptions(max_batch_size=16))
+    served = repository.get()
+
+    def example(x: float) -> bytes:
+        e = tf.train.Example()
+        e.features.feature["x"].float_list.value.append(x)
+        return e.SerializeToString()
+
+    values = [i / 10 for i in range(-40, 40)]
+
+    def ask(x: float) -> float:
+        inputs = {"examples": np.array([example(x)], dtype=object)}
+        return float(inference.run(served, "serving_default", inputs)["probabilities"][0][0])
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(ask, values))
+    inference.stop()
+    assert answers == pytest.approx([1 / (1 + np.exp(-x)) for x in values], rel=1e-6)
+    assert inference.batcher.batches < len(values)  # some requests shared a call
+
+
+# ---- warm-up requests --------------------------------------------------------------------------
+def test_warmup_requests_are_replayed_before_a_version_is_available(tmp_path, caplog):
+    version = models.save_predict_model(tmp_path / "m" / "1")
+    example = tf.train.Example()
+    example.features.feature["x"].float_list.value.append(0.5)
+    path = warmup.write(
+        str(version),
+        {"serving_default": (warmup.PREDICT_METHOD, "examples")},
+        [example.SerializeToString()] * 3,
+        batch_sizes=(1, 64),
+    )
+    records = [
+        warmup.prediction_log_pb2.PredictionLog.FromString(r)
+        for r in tf.data.TFRecordDataset(path).as_numpy_iterator()
+    ]
+    assert [r.predict_log.request.inputs["examples"].tensor_shape.dim[0].size for r in records] == [
+        1,
+        3,
+    ]
+    repository = ModelRepository("m", str(tmp_path / "m"))
+    with caplog.at_level("INFO", logger="serving"):
+        repository.scan()
+        repository.scan()
+    assert repository.get().version == 1
+    assert "Model m version 1: 2 warm-up requests replayed" in caplog.text
+
+
+def test_a_warmup_request_the_version_cannot_answer_fails_its_load(tmp_path):
+    version = models.save_predict_model(tmp_path / "m" / "1")
+    warmup.write(str(version), {"classification": (warmup.CLASSIFY_METHOD, "inputs")}, [b""])
+    repository = ModelRepository("m", str(tmp_path / "m"))
+    repository.scan()
+    repository.scan()
+    (status,) = repository.statuses()
+    assert status.state == State.END
+    assert "WarmupError" in status.error and "'classification'" in status.error
