@@ -230,7 +230,7 @@ def _decode_b64(value, where: str):
         if set(value) == {"b64"} and isinstance(value["b64"], str):
             try:
                 return base64.b64decode(value["b64"], validate=True)
-            except binascii.Error:
+            except (binascii.Error, ValueError):  # ValueError: not ASCII
                 raise bad_request(f"{where}: 'b64' is not valid base64") from None
         raise bad_request(f"{where}: expected a value, got an object with keys {sorted(value)}")
     if isinstance(value, list):

@@ -94,11 +94,17 @@ def _typed(value, spec: FeatureSpec, where: str):
             )
         return value
     if kind_of_value is str:
-        return value.encode()
+        try:
+            return value.encode()
+        except UnicodeEncodeError:  # a lone surrogate, such as "\ud800" in the JSON
+            raise RequestError(
+                f"{where}: feature {spec.name!r}: the string is not valid Unicode (it holds an "
+                "unpaired surrogate); send the bytes as {\"b64\": \"...\"}"
+            ) from None
     if isinstance(value, Mapping) and set(value) == {"b64"} and isinstance(value["b64"], str):
         try:
             return base64.b64decode(value["b64"], validate=True)
-        except binascii.Error:
+        except (binascii.Error, ValueError):  # ValueError: not ASCII
             raise RequestError(
                 f"{where}: feature {spec.name!r}: 'b64' is not valid base64"
             ) from None

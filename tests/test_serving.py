@@ -10,8 +10,10 @@ TensorFlow, on tf.Examples built there from the same rows. The servers are real 
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -51,6 +53,7 @@ from tests.db_servers import free_port
 pytestmark = pytest.mark.e2e
 
 ROWS = 12  # rows of the unlabeled sample sent in each request
+WORKERS = 2  # the servers' worker processes (serve's default is one per core)
 
 
 def _servers_running() -> list[psutil.Process]:
@@ -211,7 +214,9 @@ def _reference_outputs(version_dir: Path, rows: list[dict], kinds: dict) -> dict
 
 @pytest.fixture(scope="module")
 def server(pushed):
-    running = Server(pushed["model_dir"], "--max-body-mb=0.05", "--max-concurrent=2")
+    running = Server(
+        pushed["model_dir"], "--max-body-mb=0.05", "--max-concurrent=2", f"--workers={WORKERS}"
+    )
     yield running
     if running.process.poll() is None:
         running.stop(signal.SIGKILL)
@@ -365,6 +370,21 @@ def test_bad_requests_get_a_4xx_that_names_the_field_and_the_server_keeps_servin
             "Malformed JSON",
         ),
         "neither format": (server.post("predict", {"rows": [row]}), 400, "'rows'"),
+        "nested 5,000 deep": (
+            server.post("predict", '{"instances": ' + "[" * 5000 + "]" * 5000 + "}"),
+            400,
+            "nests JSON arrays or objects too deeply",
+        ),
+        "version beyond 64 bits": (
+            httpx.get(f"{server.url}/versions/99999999999999999999999"),
+            400,
+            "Version 99999999999999999999999 is out of range",
+        ),
+        "integer beyond 64 bits": (
+            server.post("predict", {"instances": [{**row, "trip_seconds": 2**64}]}),
+            400,
+            "feature 'trip_seconds': 18446744073709551616 is out of the range",
+        ),
         "oversized body": (
             server.post("predict", {"instances": [row] * 200}),
             413,
@@ -378,6 +398,137 @@ def test_bad_requests_get_a_4xx_that_names_the_field_and_the_server_keeps_servin
     still = server.post("predict", {"instances": pushed["rows"]})
     assert still.status_code == 200
     assert still.json() == {"predictions": pushed["reference"]["probabilities"]}
+
+
+def _mutations(value, rng: random.Random):
+    """`value` with one part replaced by something a careless or hostile client might send."""
+    odd = [
+        None,
+        True,
+        -1,
+        2**70,
+        -(2**70),
+        1e308,
+        -0.0,
+        "",
+        "é" * 3,
+        "\x00",
+        [],
+        {},
+        [[[1]]],
+        {"b64": "%%"},
+        {"b64": 5},
+        {"b64": "aGk="},
+        [None],
+        ["a", 1],
+        {"": 1},
+        "NaN",
+    ]
+    if isinstance(value, dict) and value and rng.random() < 0.8:
+        key = rng.choice(list(value))
+        return {**value, key: _mutations(value[key], rng)}
+    if isinstance(value, list) and value and rng.random() < 0.8:
+        i = rng.randrange(len(value))
+        return value[:i] + [_mutations(value[i], rng)] + value[i + 1 :]
+    return rng.choice(odd)
+
+
+def test_fuzzed_requests_get_an_answer_or_a_4xx_never_a_5xx(server, pushed):
+    """Valid requests of every kind, each with one part replaced (types, sizes, nesting, bad
+    base64, huge numbers), and byte-level damage to the JSON: every answer is a 200 or a 4xx with
+    an error that says something."""
+    rng = random.Random(20261206)
+    row = pushed["rows"][0]
+    valid = [
+        ("predict", {"instances": [row, pushed["rows"][1]]}),
+        ("predict", {"inputs": _columns(pushed["rows"][:2])}),
+        ("predict", {"signature_name": "serving_default", "instances": [{"b64": "aGk="}]}),
+        ("classify", {"signature_name": "classification", "examples": [row], "context": {}}),
+        ("regress", {"signature_name": "regression", "examples": [row]}),
+    ]
+    seen: dict[int, int] = {}
+    with httpx.Client(timeout=60) as client:
+        for i in range(400):
+            verb, body = valid[i % len(valid)]
+            text = json.dumps(_mutations(body, rng), allow_nan=True)
+            if i % 4 == 3:  # damage the text itself
+                cut = rng.randrange(len(text))
+                text = (
+                    text[:cut]
+                    + rng.choice(["", "}", "[", "\\", "\ud800", "1e999"])
+                    + text[cut + 1 :]
+                )
+            answer = client.post(
+                f"{server.url}:{verb}", content=text.encode("utf-8", "surrogatepass")
+            )
+            seen[answer.status_code] = seen.get(answer.status_code, 0) + 1
+            assert answer.status_code < 500, (text[:300], answer.text)
+            if answer.status_code != 200:
+                assert len(answer.json()["error"]) > 10, (text[:300], answer.text)
+    assert seen.get(200) and seen.get(400), seen  # the fuzzing reached both outcomes
+
+
+def test_concurrent_requests_batched_together_get_each_their_own_answers(server, pushed):
+    """Rows asked one per request from many clients at once are batched with each other on
+    the server; every client gets its own row's answer."""
+    reference = pushed["reference"]["probabilities"]
+
+    def ask(i: int) -> list:
+        row = pushed["rows"][i % ROWS]
+        answer = httpx.post(f"{server.url}:predict", json={"instances": [row]}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["predictions"][0]
+
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(ask, range(96)))
+    for i, answer in enumerate(answers):
+        # Batched with other rows, a row's sums may run in another order: equal to float rounding.
+        assert answer == pytest.approx(reference[i % ROWS], rel=1e-5), i
+
+
+def test_the_pushed_model_carries_warmup_requests_that_every_worker_replays(server, pushed):
+    import tensorflow as tf
+
+    from serving import warmup
+
+    warmup_file = pushed["model_dir"] / str(pushed["version"]) / warmup.WARMUP_ASSET
+    records = [
+        warmup.prediction_log_pb2.PredictionLog.FromString(r)
+        for r in tf.data.TFRecordDataset(str(warmup_file)).as_numpy_iterator()
+    ]
+    kinds = [r.WhichOneof("log_type") for r in records]
+    assert kinds == ["predict_log"] * 2 + ["classify_log"] * 2 + ["regress_log"] * 2
+    console = "".join(server.console)
+    for worker in range(1, WORKERS + 1):
+        assert f"worker {worker}: Model {PIPELINE_NAME} version {pushed['version']}: 6 warm-up" in (
+            console
+        )
+
+
+def _workers_of(server: Server) -> list[psutil.Process]:
+    return [
+        p
+        for p in psutil.Process(server.process.pid).children()
+        if "serving.model_server" in " ".join(p.cmdline())
+    ]
+
+
+def test_a_worker_that_dies_is_started_again_while_the_others_answer(server, pushed):
+    workers = _workers_of(server)
+    assert len(workers) == WORKERS
+    workers[0].kill()  # as the OOM killer would
+    # New connections go to the workers still listening.
+    for _ in range(10):
+        assert server.post("predict", {"instances": pushed["rows"]}).status_code == 200
+    deadline = time.time() + 120
+    while time.time() < deadline and len(_workers_of(server)) < WORKERS:
+        time.sleep(0.5)
+    while time.time() < deadline and "".join(server.console).count("is AVAILABLE") <= WORKERS:
+        time.sleep(0.5)
+    console = "".join(server.console)
+    assert "exited with code -9; starting it again" in console, console
+    assert console.count("is AVAILABLE") == WORKERS + 1, console
+    assert {p.pid for p in _workers_of(server)} != {p.pid for p in workers}
 
 
 def test_sigterm_stops_the_server_gracefully(server):
@@ -408,6 +559,46 @@ def test_serve_uses_a_tensorflow_model_server_on_path_with_the_same_answers(push
         code, out, err = server.stop(signal.SIGINT)
     assert code == 0, err
     assert f"Serving with {fake}" in out
+
+
+def test_the_limits_hold_under_load_and_no_worker_outlives_a_killed_server(pushed):
+    """32 clients at once with requests large enough to queue: beyond --max-in-flight they get
+    429, past --request-timeout 504, an oversized body 413; the server answers normally after.
+    Then the server itself is killed (SIGKILL, no chance to clean up): its workers stop too."""
+    server = Server(
+        pushed["model_dir"],
+        f"--workers={WORKERS}",
+        "--max-in-flight=6",
+        "--request-timeout=0.1",
+        "--max-body-mb=0.5",
+    )
+    big = json.dumps({"instances": pushed["rows"] * 60})  # 720 rows, about 330 KB
+    assert 300_000 < len(big) < 500_000
+    oversized = json.dumps({"instances": pushed["rows"] * 120})
+    codes: list[int] = []
+
+    def client(i: int) -> None:
+        with httpx.Client(timeout=60) as http:
+            for _ in range(4):
+                body = oversized if i == 0 else big
+                answer = http.post(f"{server.url}:predict", content=body)
+                if answer.status_code != 200:
+                    assert answer.json()["error"], answer.text
+                codes.append(answer.status_code)
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            list(pool.map(client, range(32)))
+        assert set(codes) <= {200, 413, 429, 504}, sorted(set(codes))
+        assert {413, 429, 504} <= set(codes), sorted(set(codes))
+        after = server.post("predict", {"instances": pushed["rows"]})
+        assert after.json() == {"predictions": pushed["reference"]["probabilities"]}
+        workers = _workers_of(server)
+        assert len(workers) == WORKERS
+    finally:
+        server.stop(signal.SIGKILL)
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert alive == [], "a worker outlived the killed server"
 
 
 def test_serve_refuses_a_folder_without_versions(tmp_path):
