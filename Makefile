@@ -15,7 +15,7 @@ BENCH_ARGS ?=
 PYTEST_WORKERS ?= auto
 XDIST := -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
-.PHONY: run test test-fast bench setup lock lint clean browser databases
+.PHONY: run test test-fast bench setup lock lint clean browser databases load-clients
 
 run: $(INSTALLED)
 	$(PY) run_local.py $(RUN_ARGS)
@@ -32,8 +32,14 @@ test-fast: $(INSTALLED)
 # project's cold run, re-runs, serving load, and 100k, 1M and 10M rows (each scale run stopped after 45
 # minutes); writes BENCHMARKS.md and bench/results.json. About 25 minutes plus the 10M run: up to about
 # 70 minutes on 2 cores. A subset: make bench BENCH_ARGS="--only reference,cold".
-bench: $(INSTALLED)
+bench: $(INSTALLED) load-clients
 	$(PY) bench/run_bench.py $(BENCH_ARGS)
+
+# The serving load's clients (bench/serve_load.py): C programs from Debian, so that the clients are
+# not what is measured: wrk for REST, h2load (nghttp2-client) for gRPC.
+load-clients:
+	@{ command -v wrk && command -v h2load; } >/dev/null || { echo "Installing Debian's wrk and nghttp2-client for the serving load ..."; \
+	  $(SUDO) apt-get install -y -q --no-install-recommends wrk nghttp2-client >/dev/null 2>&1 || { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q --no-install-recommends wrk nghttp2-client >/dev/null; }; }
 
 # The HTML report test opens the report in Debian's headless Chromium.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

@@ -674,18 +674,14 @@ def _serving_section(load: dict | None) -> list[str]:
         return lines + ["Not measured (--skip-serving, or results from before it existed).", ""]
     if "error" in load:
         return lines + [f"Not measured: {load['error']}", ""]
-    lines += [
-        f"`run_local.py serve` (the project's server) on the cold run's model, REST `:predict` "
-        f"with raw feature values (JSON rows typed by the model's schema), "
-        f"{load['seconds_per_point']:g} s per point after a {load['warmup_seconds']:g} s "
-        f"warm-up; clients are asyncio tasks (httpx) in the harness process, on the same "
-        f"{load['cores']} cores as the server. Measured {load['measured_at']} at commit "
-        f"{load.get('git', {}).get('commit') or 'unknown'}.",
-        "",
-    ]
-    lines += _table(
-        ["Rows/request", "Clients", "Requests/s", "Rows/s", "p50 ms", "p99 ms", "Errors"],
-        [
+    commit = load.get("git", {}).get("commit") or "unknown"
+    if "floor" not in load:  # results from the asyncio-client harness, before the floor
+        lines += [
+            f"Measured {load['measured_at']} at commit {commit} by the earlier harness, whose "
+            "clients were asyncio tasks in the harness process, sharing the cores with the server.",
+            "",
+        ]
+        rows = [
             [
                 p["rows_per_request"],
                 p["clients"],
@@ -694,6 +690,53 @@ def _serving_section(load: dict | None) -> list[str]:
                 p["p50_ms"],
                 p["p99_ms"],
                 p["errors"],
+            ]
+            for p in load["points"]
+        ]
+        header = ["Rows/request", "Clients", "Requests/s", "Rows/s", "p50 ms", "p99 ms", "Errors"]
+        return lines + _table(header, rows) + [f"Reference: {TF_SERVING_REFERENCE}", ""]
+    floor = load["floor"]
+    lines += [
+        f"{load['server']}. On the cold run's model, {load['cores']} cores, "
+        f"{load['seconds_per_point']:g} s per point after a {load['warmup_seconds']:g} s warm-up. "
+        f"Clients: {load['clients']}; REST `:predict` takes JSON rows of raw feature values, "
+        "gRPC `Predict` serialized tf.Examples. Measured "
+        f"{load['measured_at']} at commit {commit}.",
+        "",
+        f"**Floor** (the model's own `serving_default` call in a process of its own, same run, "
+        f"before the load): one row p50 **{floor['1']['p50_ms']} ms** (p99 "
+        f"{floor['1']['p99_ms']}), 64 rows p50 **{floor['64']['p50_ms']} ms** (p99 "
+        f"{floor['64']['p99_ms']}).",
+        "",
+        "CPU is seconds of CPU per second of load (1.0: one core busy), for the client process "
+        "and for the server's process tree.",
+        "",
+    ]
+    lines += _table(
+        [
+            "API",
+            "Rows/request",
+            "Clients",
+            "Requests/s",
+            "Rows/s",
+            "p50 ms",
+            "p99 ms",
+            "Errors",
+            "Client CPU",
+            "Server CPU",
+        ],
+        [
+            [
+                p["api"],
+                p["rows_per_request"],
+                p["clients"],
+                f"{p['requests_per_second']:,.1f}",
+                f"{p['rows_per_second']:,.0f}",
+                p["p50_ms"],
+                p["p99_ms"],
+                p["errors"],
+                p["client_cpu"],
+                p["server_cpu"],
             ]
             for p in load["points"]
         ],

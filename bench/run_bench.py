@@ -24,9 +24,11 @@ Scenarios, in this order, each one a measured subprocess with its own output dir
                       directory with the project's own curated schema file (--schema):
                       Trainer and what follows must re-execute, and what is upstream of
                       Trainer must stay cached unless its own code fingerprint changed;
-  serving_load        `run_local.py serve` on the cold run's model under load: requests/s and
-                      p50/p99 latency of REST :predict, 1 and 64 rows per request, 1, 8 and 32
-                      concurrent clients (bench/serve_load.py);
+  serving_load        `run_local.py serve` on the cold run's model under load from C clients in
+                      their own processes (wrk for REST :predict, h2load for gRPC Predict): 1 and
+                      64 rows per request, 1, 8 and 32 connections; requests/s, p50/p99 latency,
+                      client and server CPU, beside the model's own call measured in the same
+                      run as the floor (bench/serve_load.py);
   scale (scale_N)     for each N of --scale-rows: N rows from bench/generate_data.py (timed on its
                       own; kept in --out-dir/data-N and reused while the generator, its inputs, N
                       and the seed are unchanged), then a cold run on them, stopped (its process

@@ -1,13 +1,23 @@
-"""Load on `run_local.py serve`: requests per second and latency of REST :predict.
+"""Load on `run_local.py serve`: requests per second and latency, REST and gRPC, beside the floor.
 
     python bench/serve_load.py --model-dir DIR --rows-file CSV [--seconds 10] [--json OUT]
 
-Starts `run_local.py serve` on the pushed model (free loopback ports, the project's server),
-then, for 1 and 64 rows per request and 1, 8 and 32 concurrent clients, sends :predict requests
-with raw feature values (the rows of an unlabeled CSV, typed by the model's schema) for a fixed
-time after a warm-up, and records requests/s, rows/s, p50 and p99 latency and errors. The clients
-are asyncio tasks with one shared httpx connection pool, in this process: on a small machine
-they share the CPU with the server, which the results say (cores).
+What it measures, in one run:
+1. **The floor**: the pushed version's `serving_default` signature called in a process of its
+   own (TensorFlow only, no server), on the same rows as serialized tf.Examples: p50 of one row
+   and of 64 rows, with the machine otherwise idle. No server answers faster than this.
+2. **The server** (`run_local.py serve` with its defaults: worker processes, batching) on free
+   loopback ports, loaded by C clients in processes of their own, so that the clients are not
+   what is measured: `wrk` (REST `:predict` with raw feature values, as JSON rows typed by the
+   model's schema) and `h2load` (gRPC `PredictionService/Predict` with serialized tf.Examples,
+   the message framed as gRPC over HTTP/2). For 1 and 64 rows per request and 1, 8 and 32
+   connections (each connection one client sending its next request on the answer), after a
+   warm-up: requests/s, rows/s, p50 and p99 latency, errors, and the CPU the clients and the
+   server used (seconds of CPU per second: 1.0 is one core busy).
+
+Both clients come from Debian (`make bench` installs `wrk` and `nghttp2-client`). `h2load`
+counts HTTP status 200 as success and does not read gRPC's status trailer: before the load,
+one request of each size is checked to answer with grpc-status 0 (see `_check_grpc`).
 
 The harness (run_bench.py, via scenarios.py) calls `measure()` after its cold run; this file also
 runs alone.
@@ -16,24 +26,63 @@ runs alone.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-import httpx
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 ROWS_PER_REQUEST = (1, 64)
-CLIENTS = (1, 8, 32)
-WARMUP_SECONDS = 2.0
+CONNECTIONS = (1, 8, 32)
+WARMUP_SECONDS = 3.0
+FLOOR_CALLS = 400
+GRPC_PATH = "/tensorflow.serving.PredictionService/Predict"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+# wrk's report, as one JSON line (latency in microseconds).
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+local f = assert(io.open(os.getenv("BODY_FILE"), "rb")); wrk.body = f:read("*a"); f:close()
+done = function(summary, latency, requests)
+  io.write(string.format('{"requests": %d, "duration_us": %d, "non_2xx": %d, "socket_errors": %d, ' ..
+    '"p50_us": %d, "p99_us": %d}\\n', summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+# Runs in a process of its own: the model's own call, timed (milliseconds), on the rows given.
+FLOOR_SCRIPT = """
+import json, sys, time
+import numpy as np
+import tensorflow as tf
+version_dir, examples_file, calls = sys.argv[1], sys.argv[2], int(sys.argv[3])
+examples = [bytes.fromhex(e) for e in json.load(open(examples_file))]
+function = tf.saved_model.load(version_dir).signatures["serving_default"]
+floor = {}
+for rows in (1, 64):
+    batch = tf.constant((examples * 64)[:rows])
+    for _ in range(20):
+        function(examples=batch)
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        function(examples=batch)
+        times.append((time.perf_counter() - started) * 1000)
+    floor[str(rows)] = {"p50_ms": round(float(np.median(times)), 3),
+                        "p99_ms": round(float(np.percentile(times, 99)), 3)}
+print(json.dumps(floor))
+"""
 
 
 def _free_port() -> int:
@@ -42,14 +91,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _newest_version(model_dir: Path) -> Path:
+    return max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+
+
 def _schema_kinds(model_dir: Path) -> dict[str, str]:
-    """Feature -> INT / FLOAT / BYTES, from the newest version's schema."""
+    """Feature -> INT / FLOAT / BYTES, from the newest version's serving schema."""
     from google.protobuf import text_format
     from tensorflow_metadata.proto.v0 import schema_pb2
 
-    version = max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     schema = text_format.Parse(
-        (version / "assets.extra" / "schema.pbtxt").read_text(), schema_pb2.Schema()
+        (_newest_version(model_dir) / "assets.extra" / "schema.pbtxt").read_text(),
+        schema_pb2.Schema(),
     )
     return {f.name: schema_pb2.FeatureType.Name(f.type) for f in schema.feature}
 
@@ -76,7 +129,178 @@ def typed_rows(rows_file: Path, kinds: dict[str, str], limit: int = 256) -> list
     return rows
 
 
-def _start_server(model_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+def _serialized_examples(model_dir: Path, rows: list[dict]) -> list[bytes]:
+    """The rows as the serialized tf.Examples the server builds from them (the project's writer)."""
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from serving.repository import read_serving_features
+    from serving.tf_examples import ExampleWriter
+
+    writer = ExampleWriter(read_serving_features(str(_newest_version(model_dir))))
+    return [writer.serialize(row, f"row {i}") for i, row in enumerate(rows)]
+
+
+def _grpc_frame(model_name: str, examples: list[bytes]) -> bytes:
+    """A PredictRequest as gRPC sends it over HTTP/2: a zero flag byte, the length, the bytes."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples, dtype=tf.string))
+    message = request.SerializeToString()
+    return b"\x00" + struct.pack(">I", len(message)) + message
+
+
+def _check_grpc(port: int, model_name: str, examples: list[bytes]) -> None:
+    """One real gRPC Predict of the rows: it must answer one output row per example."""
+    import grpc
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto(examples, dtype=tf.string))
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        answer = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(
+            request, timeout=60
+        )
+    rows = {tf.make_ndarray(t).shape[0] for t in answer.outputs.values()}
+    if rows != {len(examples)}:
+        raise RuntimeError(f"gRPC Predict answered {rows} rows for {len(examples)} examples")
+
+
+def measure_floor(model_dir: Path, examples: list[bytes], work: Path) -> dict:
+    examples_file = work / "floor-examples.json"
+    examples_file.write_text(json.dumps([e.hex() for e in examples]))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            FLOOR_SCRIPT,
+            str(_newest_version(model_dir)),
+            str(examples_file),
+            str(FLOOR_CALLS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the floor measurement failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _process_tree(pid: int) -> list[int]:
+    """The pid and its descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        except (OSError, IndexError, ValueError):
+            continue
+    return total / CLOCK_TICKS
+
+
+def _timed(command: list[str], env: dict | None = None, timeout: float = 600) -> tuple[str, float]:
+    """Runs a client; its output and the CPU seconds it used (user + system, from wait4)."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"{command[0]} ran past {timeout} s")
+        time.sleep(0.05)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    out, err = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:3])} ... failed: {err[-1000:]}")
+    return out, usage.ru_utime + usage.ru_stime
+
+
+def _wrk(url: str, body_file: Path, script: Path, connections: int, seconds: float) -> tuple:
+    env = {**os.environ, "BODY_FILE": str(body_file)}
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script), url]
+    out, cpu = _timed(command, env, timeout=seconds + 120)
+    report = json.loads(out.strip().splitlines()[-1])
+    wall = report["duration_us"] / 1e6
+    good = report["requests"] - report["non_2xx"]
+    point = {
+        "requests": report["requests"],
+        "errors": report["non_2xx"] + report["socket_errors"],
+        "requests_per_second": round(good / wall, 1),
+        "p50_ms": round(report["p50_us"] / 1000, 2),
+        "p99_ms": round(report["p99_us"] / 1000, 2),
+    }
+    return point, wall, cpu
+
+
+def _h2load(url: str, frame_file: Path, connections: int, seconds: float, work: Path) -> tuple:
+    log = work / "h2load-requests.log"
+    log.unlink(missing_ok=True)
+    command = [
+        "h2load",
+        f"--duration={seconds:g}",
+        f"--clients={connections}",
+        "--max-concurrent-streams=1",
+        "--threads=1",
+        "--header=content-type: application/grpc",
+        "--header=te: trailers",
+        f"--data={frame_file}",
+        f"--log-file={log}",
+        url,
+    ]
+    out, cpu = _timed(command, timeout=seconds + 120)
+    # Each line: start time (us since the epoch), HTTP status, latency (us).
+    lines = [line.split() for line in log.read_text().splitlines() if line.strip()]
+    latencies = sorted(int(fields[2]) for fields in lines if fields[1] == "200")
+    failed = sum(1 for fields in lines if fields[1] != "200")
+    for line in out.splitlines():
+        if line.startswith("requests:"):  # "... N succeeded, N failed, N errored, N timeout"
+            words = line.replace(",", "").split()
+            failed = max(
+                failed,
+                int(words[words.index("failed") - 1])
+                + int(words[words.index("errored") - 1])
+                + int(words[words.index("timeout") - 1]),
+            )
+    count = len(latencies)
+    point = {
+        "requests": count + failed,
+        "errors": failed,
+        "requests_per_second": round(count / seconds, 1),
+        "p50_ms": round(statistics.median(latencies) / 1000, 2) if count else None,
+        "p99_ms": round(latencies[min(count - 1, int(0.99 * count))] / 1000, 2) if count else None,
+    }
+    return point, seconds, cpu
+
+
+def _start_server(model_dir: Path, log_path: Path) -> tuple[subprocess.Popen, int, int]:
     rest, grpc_port = _free_port(), _free_port()
     log = open(log_path, "w")
     process = subprocess.Popen(
@@ -93,94 +317,111 @@ def _start_server(model_dir: Path, log_path: Path) -> tuple[subprocess.Popen, st
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    url = f"http://127.0.0.1:{rest}/v1/models/{model_dir.name}"
-    deadline = time.time() + 180
+    deadline = time.time() + 300
     while time.time() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"serve exited with {process.returncode}; see {log_path}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            pass
+        if "Ctrl-C stops." in log_path.read_text():  # every worker listens
+            return process, rest, grpc_port
         time.sleep(0.3)
     process.kill()
-    raise RuntimeError(f"serve did not answer in 180 s; see {log_path}")
+    raise RuntimeError(f"serve was not ready in 300 s; see {log_path}")
 
 
-async def _load(url: str, body: bytes, clients: int, seconds: float) -> dict:
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+def _stop(process: subprocess.Popen) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(90)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
-        async def one_client(until: float, record: bool) -> None:
-            nonlocal errors
-            while time.perf_counter() < until:
-                started = time.perf_counter()
-                response = await client.post(url + ":predict", content=body)
-                elapsed = time.perf_counter() - started
-                if not record:
-                    continue
-                if response.status_code == 200:
-                    latencies.append(elapsed)
-                else:
-                    errors += 1
 
-        warm_until = time.perf_counter() + WARMUP_SECONDS
-        await asyncio.gather(*(one_client(warm_until, False) for _ in range(clients)))
-        started = time.perf_counter()
-        until = started + seconds
-        await asyncio.gather(*(one_client(until, True) for _ in range(clients)))
-        wall = time.perf_counter() - started
-    latencies.sort()
-    count = len(latencies)
-    return {
-        "requests": count,
-        "errors": errors,
-        "seconds": round(wall, 2),
-        "requests_per_second": round(count / wall, 1),
-        "p50_ms": round(1000 * statistics.median(latencies), 2) if count else None,
-        "p99_ms": round(1000 * latencies[min(count - 1, int(0.99 * count))], 2) if count else None,
-    }
+def _missing_clients() -> list[str]:
+    return [tool for tool in ("wrk", "h2load") if shutil.which(tool) is None]
 
 
 def measure(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) -> dict:
-    """Every (rows per request, clients) combination against one `serve` process."""
+    """The floor, then every (API, rows per request, connections) point against one `serve`."""
+    missing = _missing_clients()
+    if missing:
+        raise RuntimeError(
+            f"{' and '.join(missing)} not found: `make bench` installs them (Debian's wrk and "
+            "nghttp2-client), or `apt-get install wrk nghttp2-client`"
+        )
+    model_name = model_dir.name
     rows = typed_rows(rows_file, _schema_kinds(model_dir))
-    process, url = _start_server(model_dir, log_path)
-    results = []
-    try:
+    examples = _serialized_examples(model_dir, rows)
+    with tempfile.TemporaryDirectory(prefix="serve-load-") as work_dir:
+        work = Path(work_dir)
+        floor = measure_floor(model_dir, examples, work)
+        print(
+            f"[serve-load] floor (the model's own call): 1 row p50 {floor['1']['p50_ms']} ms, "
+            f"64 rows p50 {floor['64']['p50_ms']} ms",
+            flush=True,
+        )
+        script = work / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        bodies, frames = {}, {}
         for per_request in ROWS_PER_REQUEST:
-            body = json.dumps({"instances": (rows * 64)[:per_request]}).encode()
-            for clients in CLIENTS:
-                measured = asyncio.run(_load(url, body, clients, seconds))
-                measured.update(
-                    rows_per_request=per_request,
-                    clients=clients,
-                    rows_per_second=round(measured["requests_per_second"] * per_request, 1),
-                )
-                print(
-                    f"[serve-load] {per_request:>2} row(s)/request, {clients:>2} client(s): "
-                    f"{measured['requests_per_second']:8.1f} req/s, p50 {measured['p50_ms']} ms, "
-                    f"p99 {measured['p99_ms']} ms, errors {measured['errors']}",
-                    flush=True,
-                )
-                results.append(measured)
-    finally:
-        process.send_signal(signal.SIGTERM)
+            bodies[per_request] = work / f"rest-{per_request}.json"
+            bodies[per_request].write_text(json.dumps({"instances": (rows * 64)[:per_request]}))
+            frames[per_request] = work / f"grpc-{per_request}.bin"
+            frames[per_request].write_bytes(_grpc_frame(model_name, (examples * 64)[:per_request]))
+        process, rest_port, grpc_port = _start_server(model_dir, log_path)
+        server_pids = _process_tree(process.pid)
+        rest_url = f"http://127.0.0.1:{rest_port}/v1/models/{model_name}:predict"
+        grpc_url = f"http://127.0.0.1:{grpc_port}{GRPC_PATH}"
+        points = []
         try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
+            for per_request in ROWS_PER_REQUEST:
+                _check_grpc(grpc_port, model_name, (examples * 64)[:per_request])
+            for api in ("REST", "gRPC"):
+                for per_request in ROWS_PER_REQUEST:
+                    for connections in CONNECTIONS:
+
+                        def load(duration: float, api=api, rows=per_request, n=connections):
+                            if api == "REST":
+                                return _wrk(rest_url, bodies[rows], script, n, duration)
+                            return _h2load(grpc_url, frames[rows], n, duration, work)
+
+                        load(WARMUP_SECONDS)
+                        server_before = _cpu_seconds(server_pids)
+                        point, wall, client_cpu = load(seconds)
+                        server_cpu = _cpu_seconds(server_pids) - server_before
+                        point.update(
+                            api=api,
+                            rows_per_request=per_request,
+                            clients=connections,
+                            rows_per_second=round(point["requests_per_second"] * per_request, 1),
+                            client_cpu=round(client_cpu / wall, 2),
+                            server_cpu=round(server_cpu / wall, 2),
+                        )
+                        print(
+                            f"[serve-load] {api:<4} {per_request:>2} row(s)/request, "
+                            f"{connections:>2} client(s): {point['requests_per_second']:8.1f} "
+                            f"req/s, p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, errors "
+                            f"{point['errors']}, CPU client {point['client_cpu']} server "
+                            f"{point['server_cpu']}",
+                            flush=True,
+                        )
+                        points.append(point)
+        finally:
+            _stop(process)
+    workers = None
+    for line in log_path.read_text().splitlines():
+        if line.startswith("Serving with"):
+            workers = line
     return {
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "model_dir": str(model_dir),
-        "server": "the project's server (run_local.py serve), REST :predict with raw features",
-        "cores": os.cpu_count(),
+        "server": workers or "run_local.py serve",
+        "clients": "wrk (REST), h2load (gRPC): C clients, one thread each, in their own process",
+        "cores": len(os.sched_getaffinity(0)),
         "seconds_per_point": seconds,
         "warmup_seconds": WARMUP_SECONDS,
-        "points": results,
+        "floor": floor,
+        "points": points,
         "server_exit_code": process.returncode,
     }
 

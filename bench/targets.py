@@ -16,6 +16,11 @@ TARGET_10M_SECONDS = 40 * 60.0
 TARGET_10M_PEAK_BYTES = 8 * GIB
 TARGET_CORES = 2
 TARGET_AUC = 0.947  # the project's cold run on the default data
+# Serving (bench/serve_load.py), REST :predict unless said.
+TARGET_SERVE_ONE_CLIENT_P50_MS = 2.0  # 1 row per request, 1 client
+TARGET_SERVE_32_CLIENTS_RPS = 1500.0  # 1 row per request, 32 clients
+TARGET_SERVE_32_CLIENTS_P99_MS = 50.0
+TARGET_SERVE_64_ROWS_PER_SECOND = 30_000.0  # 64 rows per request, best of the client counts
 
 MET, MISSED, NOT_MEASURED = "met", "MISSED", "not measured"
 
@@ -199,6 +204,7 @@ def evaluate_targets(results: dict) -> list[dict]:
             cores,
         ),
     ]
+    targets += serving_targets(results.get("serving_load"))
     # Model quality: the project's cold run on the default data.
     name, goal = "AUC, cold run on the default data", f">= {TARGET_AUC}"
     auc = ((cold or {}).get("metrics") or {}).get("auc")
@@ -217,4 +223,95 @@ def evaluate_targets(results: dict) -> list[dict]:
         targets.append(
             _target(name, goal, f"{auc:.4f}", auc >= TARGET_AUC, _reference_note(reference))
         )
+    return targets
+
+
+def _point(load: dict, api: str, rows: int, clients: int | None = None) -> dict | None:
+    found = [
+        p
+        for p in load.get("points", [])
+        if p.get("api", "REST") == api
+        and p["rows_per_request"] == rows
+        and (clients is None or p["clients"] == clients)
+    ]
+    return max(found, key=lambda p: p["rows_per_second"]) if found else None
+
+
+def serving_targets(load: dict | None) -> list[dict]:
+    """The serving goals, against the serving load's points (REST unless named)."""
+    names = [
+        ("Serving, 1 client, 1 row", f"p50 <= {TARGET_SERVE_ONE_CLIENT_P50_MS:g} ms"),
+        (
+            "Serving, 32 clients, 1 row",
+            f">= {TARGET_SERVE_32_CLIENTS_RPS:,.0f} requests/s, p99 <= "
+            f"{TARGET_SERVE_32_CLIENTS_P99_MS:g} ms, no errors",
+        ),
+        ("Serving, 64 rows per request", f">= {TARGET_SERVE_64_ROWS_PER_SECOND:,.0f} rows/s"),
+        ("Serving, gRPC vs REST", "gRPC Predict at least as fast as REST, point by point"),
+    ]
+    if not load or "error" in load or not load.get("points"):
+        why = (load or {}).get("error") or "not run"
+        return [_target(name, goal, None, None, why) for name, goal in names]
+    if "api" not in load["points"][0]:  # results from before gRPC and the floor were measured
+        return [
+            _target(name, goal, None, None, "measured before these goals existed")
+            for name, goal in names
+        ]
+    floor = load.get("floor", {})
+    floor_note = "floor (the model's own call, same run): p50 {} ms for {}".format
+    targets = []
+    one = _point(load, "REST", 1, 1)
+    targets.append(
+        _target(
+            *names[0],
+            f"p50 {one['p50_ms']} ms" if one else None,
+            one["p50_ms"] <= TARGET_SERVE_ONE_CLIENT_P50_MS if one else None,
+            floor_note(floor.get("1", {}).get("p50_ms"), "1 row") if floor else "",
+        )
+    )
+    many = _point(load, "REST", 1, 32)
+    targets.append(
+        _target(
+            *names[1],
+            f"{many['requests_per_second']:,.0f} requests/s, p99 {many['p99_ms']} ms, "
+            f"{many['errors']} errors"
+            if many
+            else None,
+            (
+                many["requests_per_second"] >= TARGET_SERVE_32_CLIENTS_RPS
+                and many["p99_ms"] <= TARGET_SERVE_32_CLIENTS_P99_MS
+                and many["errors"] == 0
+            )
+            if many
+            else None,
+        )
+    )
+    wide = _point(load, "REST", 64)
+    targets.append(
+        _target(
+            *names[2],
+            f"{wide['rows_per_second']:,.0f} rows/s ({wide['clients']} clients)" if wide else None,
+            wide["rows_per_second"] >= TARGET_SERVE_64_ROWS_PER_SECOND if wide else None,
+            floor_note(floor.get("64", {}).get("p50_ms"), "64 rows") if floor else "",
+        )
+    )
+    slower = []
+    for rest in (p for p in load["points"] if p["api"] == "REST"):
+        grpc = _point(load, "gRPC", rest["rows_per_request"], rest["clients"])
+        if grpc and grpc["requests_per_second"] < rest["requests_per_second"]:
+            slower.append(
+                f"{rest['rows_per_request']} row(s) x {rest['clients']} clients: "
+                f"{grpc['requests_per_second']:,.0f} vs {rest['requests_per_second']:,.0f} req/s"
+            )
+    compared = sum(1 for p in load["points"] if p["api"] == "gRPC")
+    targets.append(
+        _target(
+            *names[3],
+            f"slower at {len(slower)} of {compared} points"
+            if slower
+            else f"as fast or faster at all {compared} points",
+            not slower,
+            "; ".join(slower),
+        )
+    )
     return targets

@@ -4,7 +4,8 @@ TF Serving's file-system source re-scans the base path (every `--file_system_pol
 for numeric version folders, and its version policy says which to serve: the latest one (the
 default) or the specific versions asked for. A new version is loaded before the one it replaces
 is unloaded, so a request always finds one (TF Serving's availability-preserving transition).
-Each version's state follows TF Serving's lifecycle: START, LOADING, AVAILABLE, UNLOADING, END, with
+A version is warmed up before it is AVAILABLE, from the warm-up requests in its folder
+(serving/warmup.py). Each version's state follows TF Serving's lifecycle: START, LOADING, AVAILABLE, UNLOADING, END, with
 the error kept for a version that failed to load.
 
 One difference, on purpose: a version folder is loaded only once its contents have stayed the same
