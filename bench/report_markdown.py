@@ -676,25 +676,12 @@ def _serving_section(load: dict | None) -> list[str]:
         return lines + [f"Not measured: {load['error']}", ""]
     commit = load.get("git", {}).get("commit") or "unknown"
     if "floor" not in load:  # results from the asyncio-client harness, before the floor
-        lines += [
+        return lines + [
             f"Measured {load['measured_at']} at commit {commit} by the earlier harness, whose "
-            "clients were asyncio tasks in the harness process, sharing the cores with the server.",
+            "clients shared the server's process and cores; its figures measured the clients. "
+            "Run `make bench BENCH_ARGS=--serving-only` for figures from this harness.",
             "",
         ]
-        rows = [
-            [
-                p["rows_per_request"],
-                p["clients"],
-                f"{p['requests_per_second']:,.1f}",
-                f"{p['rows_per_second']:,.0f}",
-                p["p50_ms"],
-                p["p99_ms"],
-                p["errors"],
-            ]
-            for p in load["points"]
-        ]
-        header = ["Rows/request", "Clients", "Requests/s", "Rows/s", "p50 ms", "p99 ms", "Errors"]
-        return lines + _table(header, rows) + [f"Reference: {TF_SERVING_REFERENCE}", ""]
     floor = load["floor"]
     lines += [
         f"{load['server']}. On the cold run's model, {load['cores']} cores, "

@@ -141,7 +141,7 @@ class Batcher:
     def stop(self) -> None:
         if self.batches:
             log.info(
-                "Batching: %d requests answered in %d calls to the model (%.1f per call)",
+                "Batching: requests answered %d, calls to the model %d (%.1f per call)",
                 self.requests,
                 self.batches,
                 self.requests / self.batches,

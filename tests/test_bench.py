@@ -375,3 +375,45 @@ def test_the_parallelism_section_compares_each_level_with_the_default_cold_run(m
     assert table[1] == "| 1 | 60.0 s | 60.0 s | 1.00 | 1 | 1.20 | None |"
     assert "| 1.20 |" in table[1] and "1.00 (the default)" in table[2] and "| 1.10 |" in table[3]
     assert parallelism_section({"cold": runs["cold"]}) == []
+
+
+def _serving_point(api: str, rows: int, clients: int, rps: float, p50=1.5, p99=20.0, errors=0):
+    return {
+        "api": api,
+        "rows_per_request": rows,
+        "clients": clients,
+        "requests_per_second": rps,
+        "rows_per_second": rps * rows,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "errors": errors,
+        "client_cpu": 0.05,
+        "server_cpu": 1.9,
+    }
+
+
+def test_serving_targets_judge_each_goal_and_name_where_grpc_is_slower():
+    from targets import serving_targets
+
+    load = {
+        "floor": {"1": {"p50_ms": 0.47, "p99_ms": 0.7}, "64": {"p50_ms": 0.8, "p99_ms": 1.2}},
+        "points": [
+            _serving_point("REST", 1, 1, 680, p50=1.43),
+            _serving_point("REST", 1, 32, 3000, p99=18),
+            _serving_point("REST", 64, 8, 590),
+            _serving_point("gRPC", 1, 1, 760),
+            _serving_point("gRPC", 1, 32, 2050),
+            _serving_point("gRPC", 64, 8, 1200),
+        ],
+    }
+    one, many, wide, grpc = serving_targets(load)
+    assert (one["status"], one["measured"]) == (MET, "p50 1.43 ms")
+    assert "0.47 ms for 1 row" in one["note"]
+    assert many["status"] == MET
+    assert (wide["status"], wide["measured"]) == (MET, "37,760 rows/s (8 clients)")
+    assert grpc["status"] == MISSED
+    assert grpc["note"] == "1 row(s) x 32 clients: 2,050 vs 3,000 req/s"
+    # Errors under load, or a p99 past 50 ms, miss the 32-client goal whatever the rate.
+    load["points"][1] = _serving_point("REST", 1, 32, 3000, p99=18, errors=3)
+    assert serving_targets(load)[1]["status"] == MISSED
+    assert {t["status"] for t in serving_targets({"error": "wrk not found"})} == {NOT_MEASURED}
