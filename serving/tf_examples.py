@@ -99,7 +99,7 @@ def _typed(value, spec: FeatureSpec, where: str):
         except UnicodeEncodeError:  # a lone surrogate, such as "\ud800" in the JSON
             raise RequestError(
                 f"{where}: feature {spec.name!r}: the string is not valid Unicode (it holds an "
-                "unpaired surrogate); send the bytes as {\"b64\": \"...\"}"
+                'unpaired surrogate); send the bytes as {"b64": "..."}'
             ) from None
     if isinstance(value, Mapping) and set(value) == {"b64"} and isinstance(value["b64"], str):
         try:

@@ -212,7 +212,9 @@ def test_after_accepting_the_run_trains_from_cached_ingestion_and_reports_skew(d
     blessed = custom_property(blessing, "blessed") == 1
     assert f"Model:      {'BLESSED' if blessed else 'NOT BLESSED'} by Evaluator" in out
     assert (output_dir / "serving_model" / PIPELINE_NAME).is_dir() == blessed
-    pushed = "Pushed:     version " if blessed else "Pushed:     nothing (the model was not blessed)"
+    pushed = (
+        "Pushed:     version " if blessed else "Pushed:     nothing (the model was not blessed)"
+    )
     assert pushed in out
 
 

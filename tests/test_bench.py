@@ -102,6 +102,17 @@ WALL_1M = "1,000,000 rows, wall"
 WALL_10M = "10,000,000 rows, wall"
 RSS_10M = "10,000,000 rows, peak RSS (tree)"
 AUC = "AUC, cold run on the default data"
+SERVING = [
+    "Serving, 1 client, 1 row",
+    "Serving, 32 clients, 1 row",
+    "Serving, 64 rows per request",
+    "Serving, gRPC vs REST",
+]
+
+
+def run_targets(targets: list[dict]) -> list[dict]:
+    """The targets the pipeline runs are judged by (the serving load's have their own test)."""
+    return [t for t in targets if t["target"] not in SERVING]
 
 
 def test_the_targets_are_exactly_the_new_ones():
@@ -113,6 +124,7 @@ def test_the_targets_are_exactly_the_new_ones():
         WALL_1M,
         WALL_10M,
         RSS_10M,
+        *SERVING,
         AUC,
     ]
     goals = {t["target"]: t["goal"] for t in targets}
@@ -129,7 +141,7 @@ def test_the_targets_are_exactly_the_new_ones():
 
 
 def test_targets_met_at_their_limits():
-    targets = by_name(evaluate_targets(results_with(*all_passing_runs())))
+    targets = by_name(run_targets(evaluate_targets(results_with(*all_passing_runs()))))
     assert {name: t["status"] for name, t in targets.items()} == dict.fromkeys(targets, MET)
     assert targets[COLD]["measured"] == "0.78x (78.0 s / 100.0 s)"
     # The reference's AUC is shown beside the project's, for information.
@@ -143,7 +155,7 @@ def test_targets_missed_just_past_their_limits():
     runs["rerun_model_change"]["wall_seconds"] = 0.36 * 78.1
     runs["scale_1000000"]["wall_seconds"] = 241.0
     runs["scale_10000000"].update(wall_seconds=40 * 60 + 1.0, peak_rss_bytes=8 * GIB + 1)
-    targets = evaluate_targets(results_with(*runs.values()))
+    targets = run_targets(evaluate_targets(results_with(*runs.values())))
     assert [t["status"] for t in targets] == [MISSED] * len(targets)
 
 
@@ -228,7 +240,8 @@ def test_render_shows_the_reference_and_the_comparison():
     assert "`data/labeled/span-1/taxi.csv` | 7,001 |" in markdown
     assert "| Transform | 30.0 | 40.0 | 0.75x |" in markdown
     assert "| rerun_unchanged | 11.0 s | 0.14x | 0.11x |" in markdown
-    assert "**Targets: 7 met, 0 MISSED, 0 not measured**" in markdown
+    # The serving load was not run in these results: its four targets are not measured.
+    assert "**Targets: 7 met, 0 MISSED, 4 not measured**" in markdown
 
 
 def test_render_only_rerenders_from_the_json(tmp_path):

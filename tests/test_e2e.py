@@ -197,9 +197,7 @@ def test_pushed_model_scores_a_tf_example_in_a_fresh_process(e2e_runs, sample_da
     by_bulk_inferrer = [
         tf.make_ndarray(log.predict_log.response.outputs["probabilities"])[position].tolist()
         for log in _prediction_logs(uri)
-        for position, serialized in enumerate(
-            log.predict_log.request.inputs["examples"].string_val
-        )
+        for position, serialized in enumerate(log.predict_log.request.inputs["examples"].string_val)
         if _feature_values(serialized) == scored
     ]
     assert len(by_bulk_inferrer) == 1, "the row is in the scored batch once"

@@ -197,6 +197,7 @@ def _wait_until_model_loaded(runner: LocalProcessRunner, client, deadline: float
             if time.time() >= deadline:
                 raise
 
+
 def _load_error(client: TimedTensorFlowServingClient) -> str | None:
     try:
         response = client.get_model_status()
