@@ -626,7 +626,8 @@ def two_pushes(sample_data_dir, tmp_path_factory):
     first = run_cli(*args, *FAST_RUN_ARGS)
     assert first.returncode == 0, first.stdout + first.stderr
     model_dir = output_dir / "serving_model" / PIPELINE_NAME
-    server = Server(model_dir)
+    # One worker: `serve` serves in its own process (the other servers here have workers).
+    server = Server(model_dir, "--workers=1")
     try:
         before = httpx.get(server.url).json()
         longer = [a for a in FAST_RUN_ARGS if not a.startswith("--train-steps=")]
@@ -783,4 +784,5 @@ def test_rollback_refuses_a_version_that_was_never_blessed(two_pushes):
 def test_the_lifecycle_server_stops_on_ctrl_c(two_pushes):
     code, out, err = two_pushes["server"].stop(signal.SIGINT)
     assert code == 0, err
+    assert "(serving/model_server.py), 1 process, batches of up to 64 rows" in out
     assert "Stopped." in out
