@@ -95,6 +95,7 @@ class Batcher:
         self.options = options
         self._queues: dict[tuple, _Queue] = {}
         self._waiting = 0  # rows queued, all queues together
+        self._running = 0  # calls to the model under way
         self._unbatchable: set = set()  # signatures whose outputs cannot be split by rows
         self._condition = threading.Condition()
         self._stopped = False
@@ -137,6 +138,23 @@ class Batcher:
             self._waiting += rows or 1
             self._condition.notify()
         return future
+
+    def run_if_idle(self, runner: Runner, inputs: dict[str, np.ndarray]) -> Outputs | None:
+        """Runs the call at once, in the calling thread, when nothing waits and no call is under
+        way (a lone request: handing it to a batch thread and back would only add latency);
+        None when the batcher is busy, and the call should be submitted."""
+        with self._condition:
+            if self._queues or self._running or self._stopped:
+                return None
+            self._running += 1
+            self.batches += 1
+            self.requests += 1
+        try:
+            return runner(inputs)
+        finally:
+            with self._condition:
+                self._running -= 1
+                self._condition.notify()
 
     def stop(self) -> None:
         if self.batches:
@@ -188,6 +206,7 @@ class Batcher:
                 if batch:
                     self.batches += 1
                     self.requests += len(batch)
+                    self._running += 1
                     return key[0], queue.runner, batch
 
     def _work(self) -> None:
@@ -196,7 +215,11 @@ class Batcher:
             if taken is None:
                 return
             signature_key, runner, batch = taken
-            self._run(signature_key, runner, batch)
+            try:
+                self._run(signature_key, runner, batch)
+            finally:
+                with self._condition:
+                    self._running -= 1
 
     def _run(self, signature_key, runner: Runner, batch: list[_Task]) -> None:
         if len(batch) == 1:

@@ -84,11 +84,8 @@ class Inference:
             )
         return name, signature_def
 
-    def submit(
-        self, served: ServedVersion, name: str, inputs: dict[str, np.ndarray]
-    ) -> futures.Future:
-        """Queues the signature's call; the future gives its outputs as arrays, or a
-        ServingError (inputs that do not fit are INVALID_ARGUMENT, as in TF Serving)."""
+    def _call_of(self, served: ServedVersion, name: str, inputs: dict[str, np.ndarray]):
+        """The batcher's key and runner for the signature's call, once the inputs are checked."""
         function = served.signature(name)
         expected = function.structured_input_signature[1]
         missing, unknown = set(expected) - set(inputs), set(inputs) - set(expected)
@@ -98,14 +95,26 @@ class Inference:
                 f"Request inputs do not match signature {name!r}: missing {sorted(missing)}, "
                 f"unknown {sorted(unknown)}",
             )
+        key = (served.version, id(served.saved_model), name)
+        return key, lambda batch: _call(function, expected, batch)
+
+    def submit(
+        self, served: ServedVersion, name: str, inputs: dict[str, np.ndarray]
+    ) -> futures.Future:
+        """Queues the signature's call; the future gives its outputs as arrays, or a
+        ServingError (inputs that do not fit are INVALID_ARGUMENT, as in TF Serving)."""
+        key, runner = self._call_of(served, name, inputs)
         try:
-            return self.batcher.submit(
-                (served.version, id(served.saved_model), name),
-                lambda batch: _call(function, expected, batch),
-                inputs,
-            )
+            return self.batcher.submit(key, runner, inputs)
         except QueueFull as e:
             raise ServingError(grpc.StatusCode.UNAVAILABLE, f"{e}; retry later") from None
+
+    def run_if_idle(
+        self, served: ServedVersion, name: str, inputs: dict[str, np.ndarray]
+    ) -> Outputs | None:
+        """The outputs, computed at once, when the batcher has nothing else to do; else None."""
+        _, runner = self._call_of(served, name, inputs)
+        return self.batcher.run_if_idle(runner, inputs)
 
     def run(self, served: ServedVersion, name: str, inputs: dict[str, np.ndarray]) -> Outputs:
         """`submit`, waited for."""

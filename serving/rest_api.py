@@ -141,6 +141,10 @@ class InProcessBackend:
             served.version, name, signature_def, served.features, served.example_writer, served
         )
 
+    def run_if_idle(self, signature: Signature, inputs: dict[str, np.ndarray]):
+        """The outputs, computed in this thread, when the batcher is idle; else None."""
+        return self.inference.run_if_idle(signature.served, signature.name, inputs)
+
     def submit(self, signature: Signature, inputs: dict[str, np.ndarray]):
         """Queues the call on the version the signature was read from (which finishes the
         request even if a newer version replaces it meanwhile); a future of the outputs."""
@@ -472,6 +476,7 @@ class RestApi:
         self.backend = backend
         self.limits = limits
         self.in_flight = 0
+        self.connections = 0  # open HTTP connections
         self._pool = futures.ThreadPoolExecutor(
             max_workers=limits.max_concurrent, thread_name_prefix="inference"
         )
@@ -530,7 +535,15 @@ class RestApi:
                 signature, inputs, row_format = await self._by_deadline(read, started)
             else:
                 signature, inputs, row_format = self._predict_inputs(model, version, body)
-            outputs = await self._by_deadline(self.backend.submit(signature, inputs), started)
+            outputs = None
+            if self.in_flight == 1 and self.connections <= 1:
+                # A lone client: the model at once, on this thread. Handing the request to a
+                # batch thread and back would add a third to its latency, and no other request
+                # can share its batch. (With more connections, the others' requests may be
+                # waiting to be read: the event loop must stay free to read them.)
+                outputs = self.backend.run_if_idle(signature, inputs)
+            if outputs is None:
+                outputs = await self._by_deadline(self.backend.submit(signature, inputs), started)
             return _outputs_json(outputs, row_format)
         finally:
             self.in_flight -= 1
@@ -733,10 +746,27 @@ def application(api: RestApi) -> tornado.web.Application:
     )
 
 
+class _CountingHTTPServer(tornado.httpserver.HTTPServer):
+    """Tornado's HTTP server, telling the API how many connections are open."""
+
+    def initialize(self, api: RestApi, *args, **kwargs) -> None:
+        super().initialize(*args, **kwargs)
+        self.api = api
+
+    def handle_stream(self, stream, address) -> None:
+        self.api.connections += 1
+        super().handle_stream(stream, address)
+
+    def on_close(self, server_conn) -> None:
+        self.api.connections -= 1
+        super().on_close(server_conn)
+
+
 def http_server(api: RestApi) -> tornado.httpserver.HTTPServer:
     """The HTTP server: bodies beyond twice the limit are cut off by tornado itself (the handler
     answers 413 up to there), idle connections closed after a minute."""
-    return tornado.httpserver.HTTPServer(
+    return _CountingHTTPServer(
+        api,
         application(api),
         max_body_size=2 * api.limits.max_body_bytes,
         body_timeout=api.limits.request_timeout,

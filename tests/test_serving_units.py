@@ -353,3 +353,18 @@ def test_a_warmup_request_the_version_cannot_answer_fails_its_load(tmp_path):
     (status,) = repository.statuses()
     assert status.state == State.END
     assert "WarmupError" in status.error and "'classification'" in status.error
+
+
+def test_a_lone_request_runs_at_once_and_a_busy_batcher_declines():
+    batcher = Batcher(BatchingOptions(max_batch_size=8))
+    calls: list[int] = []
+    runner = _doubling(calls)
+    assert batcher.run_if_idle(runner, {"x": np.array([1.0])})["y"].tolist() == [2.0]
+    gate = threading.Event()
+    blocker = batcher.submit("b", lambda _: gate.wait(5) and {"y": np.zeros(1)}, {"x": np.zeros(1)})
+    time.sleep(0.1)  # the batch thread has taken the blocker: a call is under way
+    assert batcher.run_if_idle(runner, {"x": np.array([3.0])}) is None
+    gate.set()
+    blocker.result(5)
+    batcher.stop()
+    assert calls == [1]
