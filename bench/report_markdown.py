@@ -408,7 +408,11 @@ def parallelism_section(runs: dict) -> list[str]:
         if run is cold:
             ratio = "1.00 (the default)"
         else:
-            ratio = f"{wall / cold['wall_seconds']:.2f}" if cold and wall else ""
+            ratio = (
+                f"{wall / cold['wall_seconds']:.2f}"
+                if cold and cold.get("wall_seconds") and wall
+                else ""
+            )
         rows.append(
             [
                 level,
