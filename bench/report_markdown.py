@@ -732,6 +732,28 @@ def _serving_section(load: dict | None) -> list[str]:
             for p in load["points"]
         ],
     )
+    costs = (load.get("request_log") or {}).get("cost")
+    if costs:
+        lines += [
+            "**Request logging** (every request and answer as a PredictionLog, the default) against "
+            "a second server with `--log-sample-rate 0`, same run; the logged server wrote "
+            f"{load['request_log']['logged_mb']:,.1f} MB of logs:",
+            "",
+        ]
+        lines += _table(
+            ["API", "Rows/request", "Clients", "Logging on, req/s", "Off, req/s", "Lost"],
+            [
+                [
+                    c["api"],
+                    c["rows_per_request"],
+                    c["clients"],
+                    f"{c['on']:,.1f}",
+                    f"{c['off']:,.1f}",
+                    f"{c['throughput_lost']:.1%}",
+                ]
+                for c in costs
+            ],
+        )
     return lines + [f"Reference: {TF_SERVING_REFERENCE}", ""]
 
 

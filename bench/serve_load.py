@@ -300,7 +300,9 @@ def _h2load(url: str, frame_file: Path, connections: int, seconds: float, work: 
     return point, seconds, cpu
 
 
-def _start_server(model_dir: Path, log_path: Path) -> tuple[subprocess.Popen, int, int]:
+def _start_server(
+    model_dir: Path, log_path: Path, *extra: str
+) -> tuple[subprocess.Popen, int, int]:
     rest, grpc_port = _free_port(), _free_port()
     log = open(log_path, "w")
     process = subprocess.Popen(
@@ -312,6 +314,7 @@ def _start_server(model_dir: Path, log_path: Path) -> tuple[subprocess.Popen, in
             f"--rest-port={rest}",
             f"--grpc-port={grpc_port}",
             "--max-in-flight=256",
+            *extra,
         ],
         cwd=PROJECT_ROOT,
         stdout=log,
@@ -341,6 +344,54 @@ def _missing_clients() -> list[str]:
     return [tool for tool in ("wrk", "h2load") if shutil.which(tool) is None]
 
 
+ALL_POINTS = [
+    (api, rows, clients)
+    for api in ("REST", "gRPC")
+    for rows in ROWS_PER_REQUEST
+    for clients in CONNECTIONS
+]
+# Measured again with request logging off (serve --log-sample-rate 0).
+LOGGING_POINTS = [("REST", 1, 32), ("REST", 64, 8), ("gRPC", 1, 32), ("gRPC", 64, 8)]
+
+
+def _points(
+    process, rest_port, grpc_port, model_name, which, bodies, frames, script, seconds, work
+):
+    """Each (API, rows per request, connections) point, after its warm-up, with the CPU used."""
+    server_pids = _process_tree(process.pid)
+    rest_url = f"http://127.0.0.1:{rest_port}/v1/models/{model_name}:predict"
+    grpc_url = f"http://127.0.0.1:{grpc_port}{GRPC_PATH}"
+    points = []
+    for api, per_request, connections in which:
+
+        def load(duration: float, api=api, rows=per_request, n=connections):
+            if api == "REST":
+                return _wrk(rest_url, bodies[rows], script, n, duration)
+            return _h2load(grpc_url, frames[rows], n, duration, work)
+
+        load(WARMUP_SECONDS)
+        server_before = _cpu_seconds(server_pids)
+        point, wall, client_cpu = load(seconds)
+        server_cpu = _cpu_seconds(server_pids) - server_before
+        point.update(
+            api=api,
+            rows_per_request=per_request,
+            clients=connections,
+            rows_per_second=round(point["requests_per_second"] * per_request, 1),
+            client_cpu=round(client_cpu / wall, 2),
+            server_cpu=round(server_cpu / wall, 2),
+        )
+        print(
+            f"[serve-load] {api:<4} {per_request:>2} row(s)/request, {connections:>2} client(s): "
+            f"{point['requests_per_second']:8.1f} req/s, p50 {point['p50_ms']} ms, p99 "
+            f"{point['p99_ms']} ms, errors {point['errors']}, CPU client {point['client_cpu']} "
+            f"server {point['server_cpu']}",
+            flush=True,
+        )
+        points.append(point)
+    return points
+
+
 def measure(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) -> dict:
     """The floor, then every (API, rows per request, connections) point against one `serve`."""
     missing = _missing_clients()
@@ -368,46 +419,46 @@ def measure(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) ->
             bodies[per_request].write_text(json.dumps({"instances": (rows * 64)[:per_request]}))
             frames[per_request] = work / f"grpc-{per_request}.bin"
             frames[per_request].write_bytes(_grpc_frame(model_name, (examples * 64)[:per_request]))
-        process, rest_port, grpc_port = _start_server(model_dir, log_path)
-        server_pids = _process_tree(process.pid)
-        rest_url = f"http://127.0.0.1:{rest_port}/v1/models/{model_name}:predict"
-        grpc_url = f"http://127.0.0.1:{grpc_port}{GRPC_PATH}"
-        points = []
+        request_log = work / "request-log"
+        process, rest_port, grpc_port = _start_server(
+            model_dir, log_path, f"--request-log-dir={request_log}"
+        )
         try:
             for per_request in ROWS_PER_REQUEST:
                 _check_grpc(grpc_port, model_name, (examples * 64)[:per_request])
-            for api in ("REST", "gRPC"):
-                for per_request in ROWS_PER_REQUEST:
-                    for connections in CONNECTIONS:
-
-                        def load(duration: float, api=api, rows=per_request, n=connections):
-                            if api == "REST":
-                                return _wrk(rest_url, bodies[rows], script, n, duration)
-                            return _h2load(grpc_url, frames[rows], n, duration, work)
-
-                        load(WARMUP_SECONDS)
-                        server_before = _cpu_seconds(server_pids)
-                        point, wall, client_cpu = load(seconds)
-                        server_cpu = _cpu_seconds(server_pids) - server_before
-                        point.update(
-                            api=api,
-                            rows_per_request=per_request,
-                            clients=connections,
-                            rows_per_second=round(point["requests_per_second"] * per_request, 1),
-                            client_cpu=round(client_cpu / wall, 2),
-                            server_cpu=round(server_cpu / wall, 2),
-                        )
-                        print(
-                            f"[serve-load] {api:<4} {per_request:>2} row(s)/request, "
-                            f"{connections:>2} client(s): {point['requests_per_second']:8.1f} "
-                            f"req/s, p50 {point['p50_ms']} ms, p99 {point['p99_ms']} ms, errors "
-                            f"{point['errors']}, CPU client {point['client_cpu']} server "
-                            f"{point['server_cpu']}",
-                            flush=True,
-                        )
-                        points.append(point)
+            points = _points(
+                process,
+                rest_port,
+                grpc_port,
+                model_name,
+                ALL_POINTS,
+                bodies,
+                frames,
+                script,
+                seconds,
+                work,
+            )
         finally:
             _stop(process)
+        logged_mb = sum(f.stat().st_size for f in request_log.glob("requests-*")) / 2**20
+        # The same points that matter most, with request logging off: its cost.
+        off_log = log_path.with_name(log_path.stem + "-no-request-log.log")
+        quiet, rest_port, grpc_port = _start_server(model_dir, off_log, "--log-sample-rate=0")
+        try:
+            off_points = _points(
+                quiet,
+                rest_port,
+                grpc_port,
+                model_name,
+                LOGGING_POINTS,
+                bodies,
+                frames,
+                script,
+                seconds,
+                work,
+            )
+        finally:
+            _stop(quiet)
     workers = None
     for line in log_path.read_text().splitlines():
         if line.startswith("Serving with"):
@@ -422,6 +473,24 @@ def measure(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) ->
         "warmup_seconds": WARMUP_SECONDS,
         "floor": floor,
         "points": points,
+        "request_log": {
+            "logged_mb": round(logged_mb, 1),
+            "off_points": off_points,
+            "cost": [
+                {
+                    **{k: off[k] for k in ("api", "rows_per_request", "clients")},
+                    "on": on["requests_per_second"],
+                    "off": off["requests_per_second"],
+                    "throughput_lost": round(
+                        1 - on["requests_per_second"] / off["requests_per_second"], 3
+                    ),
+                }
+                for off in off_points
+                for on in points
+                if (on["api"], on["rows_per_request"], on["clients"])
+                == (off["api"], off["rows_per_request"], off["clients"])
+            ],
+        },
         "server_exit_code": process.returncode,
     }
 

@@ -21,6 +21,7 @@ TARGET_SERVE_ONE_CLIENT_P50_MS = 2.0  # 1 row per request, 1 client
 TARGET_SERVE_32_CLIENTS_RPS = 1500.0  # 1 row per request, 32 clients
 TARGET_SERVE_32_CLIENTS_P99_MS = 50.0
 TARGET_SERVE_64_ROWS_PER_SECOND = 30_000.0  # 64 rows per request, best of the client counts
+TARGET_REQUEST_LOG_COST = 0.10  # throughput lost with request logging on, at any point measured
 
 MET, MISSED, NOT_MEASURED = "met", "MISSED", "not measured"
 
@@ -248,6 +249,10 @@ def serving_targets(load: dict | None) -> list[dict]:
         ),
         ("Serving, 64 rows per request", f">= {TARGET_SERVE_64_ROWS_PER_SECOND:,.0f} rows/s"),
         ("Serving, gRPC vs REST", "gRPC Predict at least as fast as REST, point by point"),
+        (
+            "Serving, request logging cost",
+            f"<= {TARGET_REQUEST_LOG_COST:.0%} lower throughput with it on than off",
+        ),
     ]
     if not load or "error" in load or not load.get("points"):
         why = (load or {}).get("error") or "not run"
@@ -312,6 +317,20 @@ def serving_targets(load: dict | None) -> list[dict]:
             else f"as fast or faster at all {compared} points",
             not slower,
             "; ".join(slower),
+        )
+    )
+    costs = (load.get("request_log") or {}).get("cost") or []
+    worst = max(costs, key=lambda c: c["throughput_lost"]) if costs else None
+    targets.append(
+        _target(
+            *names[4],
+            f"{worst['throughput_lost']:.1%} at most ({worst['api']}, {worst['rows_per_request']} "
+            f"row(s) x {worst['clients']} clients: {worst['on']:,.0f} vs {worst['off']:,.0f} "
+            "req/s)"
+            if worst
+            else None,
+            worst["throughput_lost"] <= TARGET_REQUEST_LOG_COST if worst else None,
+            "" if worst else "not measured by this harness run",
         )
     )
     return targets

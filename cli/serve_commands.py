@@ -141,6 +141,28 @@ from pipeline.metadata_location import MetadataLocation
     help="Largest request body; larger: 413.",
 )
 @click.option(
+    "--log-sample-rate",
+    type=click.FloatRange(0.0, 1.0),
+    default=1.0,
+    show_default=True,
+    help="Share of requests logged, with their answers, as TF Serving's PredictionLog "
+    "TFRecords; 0: none.",
+)
+@click.option(
+    "--log-max-mb",
+    type=click.FloatRange(min=1.0),
+    default=1024.0,
+    show_default=True,
+    help="Disk the request log may take; the oldest files are deleted first.",
+)
+@click.option(
+    "--request-log-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    show_default="<output dir>/monitoring/<model name>",
+    help="Where the request log goes.",
+)
+@click.option(
     "--model-server-bin",
     default=None,
     metavar="PATH",
@@ -165,6 +187,9 @@ def serve_command(
     max_in_flight: int,
     request_timeout: float,
     max_body_mb: float,
+    log_sample_rate: float,
+    log_max_mb: float,
+    request_log_dir: Path | None,
     model_server_bin: str | None,
 ) -> None:
     """Serve the pushed model with TensorFlow Serving's REST and gRPC APIs.
@@ -182,14 +207,17 @@ def serve_command(
     from deployment import serve  # TensorFlow: loaded for this command only
     from serving import workers as serving_workers
     from serving.batching import BatchingOptions
+    from serving.request_log import RequestLogOptions
     from serving.rest_api import Limits
 
     if model_dir is None:
         model_dir = load_config(profile_dir).serving_model_dir  # under the default output dir
     model_dir = model_dir.resolve()
+    name = model_name or model_dir.name
+    output_dir = serve.output_dir_of(model_dir, DEFAULT_OUTPUT_DIR)
     settings = serve.ServeSettings(
         model_dir=model_dir,
-        model_name=model_name or model_dir.name,
+        model_name=name,
         version=version,
         host=host,
         rest_port=rest_port,
@@ -208,6 +236,11 @@ def serve_command(
             num_batch_threads=num_batch_threads,
         ),
         workers=workers or serving_workers.default_count(),
+        request_log=RequestLogOptions(
+            directory=str((request_log_dir or output_dir / "monitoring" / name).resolve()),
+            sample_rate=log_sample_rate,
+            max_mb=log_max_mb,
+        ),
         binary=model_server_bin,
         log_path=serve.default_log_path(model_dir, DEFAULT_OUTPUT_DIR),
     )

@@ -27,6 +27,7 @@ from orchestration.console import output_to_log_file
 from serving import model_server, rest_api, workers
 from serving.batching import BatchingOptions
 from serving.repository import version_folders
+from serving.request_log import RequestLogOptions
 
 _BINARY_START_SECONDS = 120
 
@@ -46,6 +47,7 @@ class ServeSettings:
     poll_seconds: float
     limits: rest_api.Limits
     batching: BatchingOptions
+    request_log: RequestLogOptions
     workers: int  # model server processes sharing the ports; 1: this process serves
     binary: str | None  # None: use tensorflow_model_server from PATH if there is one
     log_path: Path
@@ -172,6 +174,7 @@ def serve(settings: ServeSettings, console: TextIO) -> None:
                     grpc_backend=f"127.0.0.1:{settings.grpc_port}" if binary else None,
                     limits=settings.limits,
                     batching=settings.batching,
+                    request_log=settings.request_log,
                 )
 
                 def ready() -> None:
@@ -179,6 +182,13 @@ def serve(settings: ServeSettings, console: TextIO) -> None:
                         f"{binary} (gRPC) + the project's REST front"
                         if binary
                         else ("the project's server (serving/model_server.py)")
+                    )
+                    rate = settings.request_log.sample_rate
+                    logged = (
+                        f"  Requests logged to {settings.request_log.directory}"
+                        + (f" ({rate:.0%} sampled)" if rate < 1 else "")
+                        if rate > 0
+                        else "  Requests not logged (--log-sample-rate 0)"
                     )
                     batching = (
                         f"batches of up to {settings.batching.max_batch_size} rows"
@@ -190,6 +200,7 @@ def serve(settings: ServeSettings, console: TextIO) -> None:
                         f"  REST  {base}  (:predict, :classify, :regress, /metadata)\n"
                         f"  gRPC  {settings.host}:{settings.grpc_port}\n"
                         f"  Log   {settings.log_path}\n"
+                        f"{logged}\n"
                         f"New versions pushed to {settings.model_dir} are picked up within "
                         f"{settings.poll_seconds:g} s. Ctrl-C stops.\n"
                     )
@@ -213,9 +224,15 @@ def serve(settings: ServeSettings, console: TextIO) -> None:
             terminal.write("Stopped.\n")
 
 
-def default_log_path(model_dir: Path, fallback_output_dir: Path) -> Path:
-    """<output dir>/logs/serve-<time>.log, the output dir being the one the model was pushed in."""
-    output_dir = (
+def output_dir_of(model_dir: Path, fallback_output_dir: Path) -> Path:
+    """The output dir the model was pushed in (<output dir>/serving_model/<name>), else the
+    fallback."""
+    return (
         model_dir.parent.parent if model_dir.parent.name == "serving_model" else fallback_output_dir
     )
+
+
+def default_log_path(model_dir: Path, fallback_output_dir: Path) -> Path:
+    """<output dir>/logs/serve-<time>.log, the output dir being the one the model was pushed in."""
+    output_dir = output_dir_of(model_dir, fallback_output_dir)
     return output_dir / "logs" / f"serve-{time.strftime('%Y%m%d-%H%M%S')}.log"

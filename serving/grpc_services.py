@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import functools
+import time
 from collections.abc import Callable
 
 import grpc
@@ -37,7 +38,9 @@ from serving.inference import (
     ServingError,
 )
 from serving.repository import ModelRepository, NotServed, ServedVersion, State
+from serving.request_log import RequestDetails, RequestLogger, request_id_from
 
+REQUEST_ID_KEY = "x-request-id"  # gRPC metadata, as the REST header X-Request-Id
 CLASSIFY_INPUTS = "inputs"  # TF Serving's fixed input and output names for these signatures
 CLASSIFY_CLASSES, CLASSIFY_SCORES, REGRESS_OUTPUTS = "classes", "scores", "outputs"
 
@@ -284,26 +287,36 @@ class AsyncPredictionService(prediction_service_pb2_grpc.PredictionServiceServic
     """PredictionService for grpc.aio, on the server's event loop: a request waiting for the
     batcher holds no thread."""
 
-    def __init__(self, inference: Inference):
+    def __init__(self, inference: Inference, request_log: RequestLogger | None = None):
         self._service = PredictionService(inference)
         self._inference = inference
+        self._request_log = request_log
 
-    async def _run(self, make_call, request, context):
+    async def _run(self, make_call, log_type: str, request, context):
+        epoch, started = time.time(), time.monotonic()
+        given = dict(context.invocation_metadata()).get(REQUEST_ID_KEY)
+        request_id = request_id_from(given if isinstance(given, str) else None)
+        await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
         try:
             call = make_call(request)
             future = self._inference.submit(call.served, call.signature, call.inputs)
-            return call.respond(await asyncio.wrap_future(future))
+            response = call.respond(await asyncio.wrap_future(future))
         except ServingError as e:
             await context.abort(e.code, e.message)
+        if self._request_log is not None:
+            latency_ms = (time.monotonic() - started) * 1000
+            details = RequestDetails(request_id, int(epoch * 1_000_000), latency_ms)
+            self._request_log.log_message(details, log_type, request, response)
+        return response
 
     async def Predict(self, request, context):  # noqa: N802
-        return await self._run(self._service.predict_call, request, context)
+        return await self._run(self._service.predict_call, "predict_log", request, context)
 
     async def Classify(self, request, context):  # noqa: N802
-        return await self._run(self._service.classify_call, request, context)
+        return await self._run(self._service.classify_call, "classify_log", request, context)
 
     async def Regress(self, request, context):  # noqa: N802
-        return await self._run(self._service.regress_call, request, context)
+        return await self._run(self._service.regress_call, "regress_log", request, context)
 
     async def GetModelMetadata(self, request, context):  # noqa: N802
         try:
@@ -312,13 +325,15 @@ class AsyncPredictionService(prediction_service_pb2_grpc.PredictionServiceServic
             await context.abort(e.code, e.message)
 
 
-def add_services(server: grpc.aio.Server, inference: Inference) -> None:
+def add_services(
+    server: grpc.aio.Server, inference: Inference, request_log: RequestLogger | None = None
+) -> None:
     """TF Serving's two services, on a grpc.aio server."""
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         AsyncModelService(inference.repository), server
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        AsyncPredictionService(inference), server
+        AsyncPredictionService(inference, request_log), server
     )
 
 

@@ -32,6 +32,7 @@ from serving import grpc_services, rest_api
 from serving.batching import BatchingOptions
 from serving.inference import Inference
 from serving.repository import ModelRepository
+from serving.request_log import RequestLogger, RequestLogOptions
 from serving.workers import READY
 
 log = logging.getLogger("serving")
@@ -49,6 +50,7 @@ class ServerOptions:
     grpc_backend: str | None = None  # serve REST in front of this TF Serving gRPC endpoint
     limits: rest_api.Limits = rest_api.Limits()
     batching: BatchingOptions = BatchingOptions()
+    request_log: RequestLogOptions = RequestLogOptions()  # directory None: no request log
     reuse_port: bool = False  # share the ports with other processes (the workers of `serve`)
 
 
@@ -59,6 +61,7 @@ class ModelServer:
         self.options = options
         self.repository: ModelRepository | None = None
         self.inference: Inference | None = None
+        self.request_log: RequestLogger | None = None
         self._grpc: grpc.aio.Server | None = None
         self._http = None
         self._api: rest_api.RestApi | None = None
@@ -75,7 +78,7 @@ class ModelServer:
                 ("grpc.so_reuseport", int(o.reuse_port)),
             ],
         )
-        grpc_services.add_services(self._grpc, inference)
+        grpc_services.add_services(self._grpc, inference, self.request_log)
         if self._grpc.add_insecure_port(f"{o.host}:{o.grpc_port}") == 0:
             raise OSError(f"cannot listen for gRPC on {o.host}:{o.grpc_port} (port in use?)")
         await self._grpc.start()
@@ -84,6 +87,8 @@ class ModelServer:
         """Serves until `stop()` (or SIGTERM/SIGINT, when run by `main`)."""
         o = self.options
         self._stopping = asyncio.Event()
+        if o.request_log.directory and o.request_log.sample_rate > 0:
+            self.request_log = RequestLogger(o.request_log, o.model_name)
         if o.grpc_backend:
             backend = rest_api.GrpcBackend(
                 o.grpc_backend, o.model_base_path, o.limits.request_timeout
@@ -105,7 +110,7 @@ class ModelServer:
                 await self._start_grpc(self.inference)
             backend = rest_api.InProcessBackend(self.inference)
         if o.rest_port:
-            self._api = rest_api.RestApi(backend, o.limits)
+            self._api = rest_api.RestApi(backend, o.limits, self.request_log)
             self._http = rest_api.http_server(self._api)
             self._http.listen(o.rest_port, address=o.host, reuse_port=o.reuse_port)
         if on_ready:
@@ -132,6 +137,8 @@ class ModelServer:
             await self._grpc.stop(grace=min(grace, 5))
         if self.inference is not None:
             self.inference.stop()
+        if self.request_log is not None:
+            self.request_log.stop()
         if self.repository is not None:
             self.repository.stop()
         if isinstance(backend, rest_api.GrpcBackend):
@@ -187,6 +194,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="listen with SO_REUSEPORT, sharing the ports with the other workers of one server",
     )
+    add("--request_log_dir", help="log requests as PredictionLog TFRecords here (default: none)")
+    add("--request_log_sample_rate", type=float, default=1.0, help="share of requests logged")
+    add("--request_log_max_mb", type=float, default=1024.0, help="all log files together")
+    add("--request_log_file_mb", type=float, default=64.0, help="a file is closed at this size")
+    add("--request_log_file_seconds", type=float, default=3600.0, help="or at this age")
     add("--status_fd", type=int, help="a pipe to write READY and version news to (workers)")
     add("--max_enqueued_batches", type=int, default=batching.max_enqueued_batches)
     return parser
@@ -224,6 +236,15 @@ def flags(options: ServerOptions) -> list[str]:
         given.append(f"--model_version={o.version}")
     if o.grpc_backend:
         given.append(f"--grpc_backend={o.grpc_backend}")
+    if o.request_log.directory:
+        r = o.request_log
+        given += [
+            f"--request_log_dir={r.directory}",
+            f"--request_log_sample_rate={r.sample_rate}",
+            f"--request_log_max_mb={r.max_mb}",
+            f"--request_log_file_mb={r.file_mb}",
+            f"--request_log_file_seconds={r.file_seconds}",
+        ]
     return given
 
 
@@ -266,6 +287,13 @@ def main(argv: list[str] | None = None) -> None:
         poll_seconds=args.file_system_poll_wait_seconds,
         grpc_backend=args.grpc_backend,
         reuse_port=args.reuse_port,
+        request_log=RequestLogOptions(
+            directory=args.request_log_dir,
+            sample_rate=args.request_log_sample_rate,
+            max_mb=args.request_log_max_mb,
+            file_mb=args.request_log_file_mb,
+            file_seconds=args.request_log_file_seconds,
+        ),
         limits=rest_api.Limits(
             max_concurrent=args.max_concurrent,
             max_in_flight=args.max_in_flight,

@@ -59,6 +59,7 @@ from serving import tf_examples
 from serving.grpc_services import DirectContext, ModelService, PredictionService, ServingError
 from serving.inference import DEFAULT_SIGNATURE, Inference
 from serving.repository import ServedVersion, read_serving_features
+from serving.request_log import RequestDetails, RequestLogger, request_id_from
 
 log = logging.getLogger("serving")
 Code = grpc.StatusCode
@@ -472,9 +473,10 @@ def _metadata_json(response: get_model_metadata_pb2.GetModelMetadataResponse) ->
 class RestApi:
     """Answers REST requests from a backend, within the limits."""
 
-    def __init__(self, backend, limits: Limits):
+    def __init__(self, backend, limits: Limits, request_log: RequestLogger | None = None):
         self.backend = backend
         self.limits = limits
+        self.request_log = request_log
         self.in_flight = 0
         self.connections = 0  # open HTTP connections
         self._pool = futures.ThreadPoolExecutor(
@@ -521,12 +523,19 @@ class RestApi:
     def metadata(self, model: str, version: int | None) -> dict:
         return _metadata_json(self.backend.metadata(_metadata_request(model, version)))
 
-    async def predict(self, model: str, version: int | None, body: bytes, started: float) -> dict:
+    def _log(self, arrival: Arrival, log_type: str, request, response) -> None:
+        if self.request_log is not None:
+            self.request_log.log_message(arrival.details(), log_type, request, response)
+
+    async def predict(self, model: str, version: int | None, body: bytes, arrival: Arrival) -> dict:
         """:predict. In process, the request is read on the event loop (in a thread when the
         body is large) and waits for the model in the batcher, holding no thread; with a
         TF Serving backend it runs in a thread, since its gRPC call blocks."""
+        started = arrival.started
         if not self.backend.runs_in_process:
-            return await self.run(lambda: self._predict_by_grpc(model, version, body), started)
+            return await self.run(
+                lambda: self._predict_by_grpc(model, version, body, arrival), started
+            )
         self._admit()
         self.in_flight += 1
         try:
@@ -544,6 +553,10 @@ class RestApi:
                 outputs = self.backend.run_if_idle(signature, inputs)
             if outputs is None:
                 outputs = await self._by_deadline(self.backend.submit(signature, inputs), started)
+            if self.request_log is not None:
+                self.request_log.log_predict(
+                    arrival.details(), signature.version, signature.name, inputs, outputs
+                )
             return _outputs_json(outputs, row_format)
         finally:
             self.in_flight -= 1
@@ -564,7 +577,7 @@ class RestApi:
             inputs = _columnar_inputs(given["inputs"], signature)
         return signature, inputs, row_format
 
-    def _predict_by_grpc(self, model: str, version: int | None, body: bytes) -> dict:
+    def _predict_by_grpc(self, model: str, version: int | None, body: bytes, arrival) -> dict:
         signature, inputs, row_format = self._predict_inputs(model, version, body)
         # The version asked for, else whichever is the latest when the request runs: pinning the
         # one seen above could miss it if a newer one replaced it in between.
@@ -572,6 +585,7 @@ class RestApi:
         for name, array in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
         response = self.backend.predict(request)
+        self._log(arrival, "predict_log", request, response)
         return _outputs_json(
             {k: tf.make_ndarray(v) for k, v in response.outputs.items()}, row_format
         )
@@ -597,27 +611,53 @@ class RestApi:
             request.input.example_list.examples.add().ParseFromString(serialized)
         return request
 
-    def classify(self, model: str, version: int | None, body: bytes) -> dict:
+    def classify(self, model: str, version: int | None, body: bytes, arrival: Arrival) -> dict:
         request = self._examples_request(
             classification_pb2.ClassificationRequest(), model, version, body
         )
-        result = self.backend.classify(request).result
+        response = self.backend.classify(request)
+        self._log(arrival, "classify_log", request, response)
+        result = response.result
         return {
             "result": [[[c.label, c.score] for c in row.classes] for row in result.classifications]
         }
 
-    def regress(self, model: str, version: int | None, body: bytes) -> dict:
+    def regress(self, model: str, version: int | None, body: bytes, arrival: Arrival) -> dict:
         request = self._examples_request(regression_pb2.RegressionRequest(), model, version, body)
-        return {"result": [r.value for r in self.backend.regress(request).result.regressions]}
+        response = self.backend.regress(request)
+        self._log(arrival, "regress_log", request, response)
+        return {"result": [r.value for r in response.result.regressions]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Arrival:
+    """When a request arrived, and its id (the client's X-Request-Id, or a new one)."""
+
+    request_id: str
+    epoch: float  # time.time()
+    started: float  # time.monotonic(), for deadlines and latency
+
+    def details(self) -> RequestDetails:
+        return RequestDetails(
+            self.request_id,
+            int(self.epoch * 1_000_000),
+            (time.monotonic() - self.started) * 1000,
+        )
 
 
 class _JsonHandler(tornado.web.RequestHandler):
     def initialize(self, api: RestApi):
         self.api = api
         self.started = time.monotonic()
+        self.arrival = Arrival(
+            request_id_from(self.request.headers.get("X-Request-Id")), time.time(), self.started
+        )
+        self.set_header("X-Request-Id", self.arrival.request_id)
 
     def set_default_headers(self):
         self.set_header("Content-Type", "application/json")
+        if hasattr(self, "arrival"):  # headers cleared for an error answer: the id stays
+            self.set_header("X-Request-Id", self.arrival.request_id)
 
     def answer(self, status: int, content: dict) -> None:
         self.set_status(status)
@@ -714,10 +754,10 @@ class InferenceHandler(_JsonHandler):
             return
         body = b"".join(self._chunks)
         if verb == "predict":
-            await self.respond(self.api.predict(model, _version(version), body, self.started))
+            await self.respond(self.api.predict(model, _version(version), body, self.arrival))
             return
         method = {"classify": self.api.classify, "regress": self.api.regress}[verb]
-        await self.call(method, model, _version(version), body)
+        await self.call(method, model, _version(version), body, self.arrival)
 
 
 class NotFoundHandler(_JsonHandler):

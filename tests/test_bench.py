@@ -107,6 +107,7 @@ SERVING = [
     "Serving, 32 clients, 1 row",
     "Serving, 64 rows per request",
     "Serving, gRPC vs REST",
+    "Serving, request logging cost",
 ]
 
 
@@ -240,8 +241,8 @@ def test_render_shows_the_reference_and_the_comparison():
     assert "`data/labeled/span-1/taxi.csv` | 7,001 |" in markdown
     assert "| Transform | 30.0 | 40.0 | 0.75x |" in markdown
     assert "| rerun_unchanged | 11.0 s | 0.14x | 0.11x |" in markdown
-    # The serving load was not run in these results: its four targets are not measured.
-    assert "**Targets: 7 met, 0 MISSED, 4 not measured**" in markdown
+    # The serving load was not run in these results: its five targets are not measured.
+    assert "**Targets: 7 met, 0 MISSED, 5 not measured**" in markdown
 
 
 def test_render_only_rerenders_from_the_json(tmp_path):
@@ -419,7 +420,32 @@ def test_serving_targets_judge_each_goal_and_name_where_grpc_is_slower():
             _serving_point("gRPC", 64, 8, 1200),
         ],
     }
-    one, many, wide, grpc = serving_targets(load)
+    load["request_log"] = {
+        "logged_mb": 12.0,
+        "cost": [
+            {
+                "api": "REST",
+                "rows_per_request": 1,
+                "clients": 32,
+                "on": 2800,
+                "off": 3000,
+                "throughput_lost": 0.067,
+            },
+            {
+                "api": "gRPC",
+                "rows_per_request": 1,
+                "clients": 32,
+                "on": 1900,
+                "off": 2050,
+                "throughput_lost": 0.073,
+            },
+        ],
+    }
+    one, many, wide, grpc, logging = serving_targets(load)
+    assert (logging["status"], logging["measured"]) == (
+        MET,
+        "7.3% at most (gRPC, 1 row(s) x 32 clients: 1,900 vs 2,050 req/s)",
+    )
     assert (one["status"], one["measured"]) == (MET, "p50 1.43 ms")
     assert "0.47 ms for 1 row" in one["note"]
     assert many["status"] == MET

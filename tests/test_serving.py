@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -76,6 +77,8 @@ class Server:
 
     def __init__(self, model_dir: Path, *args: str, env: dict | None = None):
         self.rest_port, self.grpc_port = free_port(), free_port()
+        # Its own request log, never the checkout's outputs/.
+        self.request_log = Path(tempfile.mkdtemp(prefix="request-log-"))
         self.process = subprocess.Popen(
             [
                 sys.executable,
@@ -85,6 +88,7 @@ class Server:
                 f"--rest-port={self.rest_port}",
                 f"--grpc-port={self.grpc_port}",
                 "--poll-seconds=0.5",
+                f"--request-log-dir={self.request_log}",
                 *args,
             ],
             cwd=PROJECT_ROOT,
@@ -517,7 +521,9 @@ def test_a_worker_that_dies_is_started_again_while_the_others_answer(server, pus
     workers = _workers_of(server)
     assert len(workers) == WORKERS
     workers[0].kill()  # as the OOM killer would
-    # New connections go to the workers still listening.
+    psutil.wait_procs(workers[:1], timeout=10)
+    # Once it is gone (a connection queued on it in the instant it died is reset), new
+    # connections go to the workers still listening.
     for _ in range(10):
         assert server.post("predict", {"instances": pushed["rows"]}).status_code == 200
     deadline = time.time() + 120
@@ -531,11 +537,92 @@ def test_a_worker_that_dies_is_started_again_while_the_others_answer(server, pus
     assert {p.pid for p in _workers_of(server)} != {p.pid for p in workers}
 
 
+SENT_WITH_IDS: dict[str, dict] = {}  # request id -> what was sent, for the request-log test
+
+
+def test_every_answer_carries_a_request_id_the_clients_own_when_given(server, pushed):
+    import tensorflow as tf
+
+    rows = pushed["rows"][:3]
+    answer = httpx.post(
+        f"{server.url}:predict", json={"instances": rows}, headers={"X-Request-Id": "rest-7"}
+    )
+    assert answer.headers["X-Request-Id"] == "rest-7"
+    SENT_WITH_IDS["rest-7"] = {"kind": "predict_log", "rows": rows}
+    classified = httpx.post(
+        f"{server.url}:classify",
+        json={"signature_name": "classification", "examples": rows[:1]},
+        headers={"X-Request-Id": "rest-8"},
+    )
+    assert classified.status_code == 200 and classified.headers["X-Request-Id"] == "rest-8"
+    SENT_WITH_IDS["rest-8"] = {"kind": "classify_log", "rows": rows[:1]}
+    refused = server.post("predict", {"rows": []})  # errors carry one too, a new one
+    assert refused.status_code == 400 and len(refused.headers["X-Request-Id"]) == 32
+
+    stub = prediction_service_pb2_grpc.PredictionServiceStub(server.channel())
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = PIPELINE_NAME
+    serialized = [bytes.fromhex(e) for e in pushed["reference"]["serialized"][:2]]
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto(serialized))
+    _, call = stub.Predict.with_call(request, metadata=(("x-request-id", "grpc-9"),), timeout=30)
+    assert dict(call.initial_metadata())["x-request-id"] == "grpc-9"
+    SENT_WITH_IDS["grpc-9"] = {"kind": "predict_log", "serialized": serialized}
+
+
 def test_sigterm_stops_the_server_gracefully(server):
     code, out, err = server.stop(signal.SIGTERM)
     assert code == 0, err
     assert out.rstrip().endswith("Stopped."), out
     assert "Traceback" not in out + err
+
+
+def test_the_answered_requests_are_in_the_request_log_as_prediction_logs(server, pushed):
+    """After the server stopped (its files closed): every worker's log, TF Serving's
+    PredictionLogs, holds the requests sent with ids, as sent, with the version that answered;
+    nothing was dropped."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from serving import request_log
+
+    assert server.process.poll() is not None, "the SIGTERM test stops the server first"
+    assert not list(server.request_log.glob("*.open")), "a log file was left open"
+    found = {}
+    total = 0
+    for path in server.request_log.glob("requests-*.tfrecord"):
+        records, _ = request_log.read_records(str(path))  # the killed worker's may be cut short
+        for record in records:
+            total += 1
+            details = request_log.read_details(record)
+            assert details.latency_ms > 0 and details.time_micros > 1.7e15
+            found[details.request_id] = prediction_log_pb2.PredictionLog.FromString(record)
+    counts = [json.loads(p.read_text()) for p in server.request_log.glob(".counts-*.json")]
+    assert len(counts) >= WORKERS  # the killed worker's, its successor's and the other's
+    # Each worker's counts file says what it logged (the killed worker's, what it had when last
+    # written): the files hold at least that, and nothing was dropped.
+    assert sum(c["logged"] for c in counts) <= total and sum(c["dropped"] for c in counts) == 0
+    assert total >= 96 + len(SENT_WITH_IDS)  # the concurrent test's 96 requests, and these
+    for request_id, sent in SENT_WITH_IDS.items():
+        logged = found[request_id]
+        assert logged.WhichOneof("log_type") == sent["kind"], request_id
+        assert logged.log_metadata.model_spec.version.value == pushed["version"]
+        if sent["kind"] == "classify_log":
+            examples = logged.classify_log.request.input.example_list.examples
+            assert len(examples) == len(sent["rows"])
+            assert len(logged.classify_log.response.result.classifications) == len(sent["rows"])
+            continue
+        request = logged.predict_log.request
+        examples = [
+            tf.train.Example.FromString(e) for e in tf.make_ndarray(request.inputs["examples"])
+        ]
+        if "serialized" in sent:
+            assert examples == [tf.train.Example.FromString(e) for e in sent["serialized"]]
+        else:
+            assert len(examples) == len(sent["rows"])
+            fare = [e.features.feature["fare"].float_list.value[0] for e in examples]
+            assert fare == pytest.approx([r["fare"] for r in sent["rows"]])
+        scores = tf.make_ndarray(logged.predict_log.response.outputs["probabilities"])
+        assert scores.shape == (len(examples), 1)
 
 
 def test_serve_uses_a_tensorflow_model_server_on_path_with_the_same_answers(pushed, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import json
 import threading
 import time
 
@@ -368,3 +369,93 @@ def test_a_lone_request_runs_at_once_and_a_busy_batcher_declines():
     blocker.result(5)
     batcher.stop()
     assert calls == [1]
+
+
+# ---- the request log ---------------------------------------------------------------------------
+def _logged(directory) -> list[tuple]:
+    """(PredictionLog, RequestDetails) of every closed log file, oldest file first."""
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from serving import request_log
+
+    records = []
+    for path in sorted(directory.glob("requests-*.tfrecord"), key=lambda p: p.stat().st_mtime):
+        for record in tf.data.TFRecordDataset(str(path)).as_numpy_iterator():
+            records.append(
+                (
+                    prediction_log_pb2.PredictionLog.FromString(record),
+                    request_log.read_details(record),
+                )
+            )
+    return records
+
+
+def test_logged_requests_are_prediction_logs_with_their_id_time_and_latency(tmp_path):
+    from serving.request_log import RequestDetails, RequestLogger, RequestLogOptions
+
+    logger = RequestLogger(RequestLogOptions(directory=str(tmp_path)), "taxi")
+    inputs = {"examples": np.array([b"\x0a\x00", b""], dtype=object)}
+    outputs = {"probabilities": np.array([[0.25], [0.75]], dtype=np.float32)}
+    details = RequestDetails("req-1", 1_765_000_000_123_456, 1.5)
+    logger.log_predict(details, 7, "serving_default", inputs, outputs)
+    logger.stop()
+    ((log, read),) = _logged(tmp_path)
+    assert read == details
+    assert log.log_metadata.model_spec.version.value == 7
+    assert log.log_metadata.timestamp_secs == 1_765_000_000
+    request, response = log.predict_log.request, log.predict_log.response
+    assert request.model_spec.signature_name == "serving_default"
+    assert tf.make_ndarray(request.inputs["examples"]).tolist() == [b"\x0a\x00", b""]
+    assert tf.make_ndarray(response.outputs["probabilities"]).tolist() == [[0.25], [0.75]]
+    counts = json.loads(next(tmp_path.glob(".counts-*.json")).read_text())
+    assert (counts["logged"], counts["dropped"]) == (1, 0)
+
+
+def test_sampling_rotation_and_the_disk_cap(tmp_path):
+    from serving.request_log import RequestDetails, RequestLogger, RequestLogOptions
+
+    options = RequestLogOptions(directory=str(tmp_path), sample_rate=0.5, file_mb=0.01, max_mb=0.03)
+    logger = RequestLogger(options, "taxi", seed=3)
+    big = {"examples": np.array([b"x" * 2000], dtype=object)}
+    for i in range(200):
+        logger.log_predict(RequestDetails(f"r{i}", i, 0.1), 1, "s", big, {"y": np.zeros((1, 1))})
+    logger.stop()
+    assert logger.logged + logger.sampled_out == 200
+    assert 70 < logger.logged < 130  # about half
+    files = list(tmp_path.glob("requests-*.tfrecord"))
+    assert len(files) >= 2  # rotated by size, the oldest deleted for the cap
+    assert sum(f.stat().st_size for f in files) <= 0.03 * 1024 * 1024
+    kept = [d.request_id for _, d in _logged(tmp_path)]
+    assert kept and kept == sorted(kept, key=lambda r: int(r[1:]))  # the newest kept, in order
+    assert int(kept[0][1:]) > 0  # the first ones were deleted
+
+
+def test_a_full_queue_drops_and_counts_without_blocking_the_request(tmp_path, monkeypatch):
+    from serving import request_log
+    from serving.request_log import RequestDetails, RequestLogger, RequestLogOptions
+
+    release = threading.Event()
+    slow = request_log.RequestLogger._record
+
+    def held(self, entry):
+        release.wait(10)
+        return slow(self, entry)
+
+    monkeypatch.setattr(request_log.RequestLogger, "_record", held)
+    logger = RequestLogger(RequestLogOptions(directory=str(tmp_path), queue_size=5), "taxi")
+    started = time.monotonic()
+    for i in range(50):
+        logger.log_predict(RequestDetails(f"r{i}", i, 0.1), 1, "s", {"x": np.zeros(1)}, {})
+    assert time.monotonic() - started < 0.5  # the requests never waited for the writer
+    release.set()
+    logger.stop()
+    assert logger.dropped >= 44 and logger.logged + logger.dropped == 50
+
+
+def test_a_client_request_id_is_kept_when_usable():
+    from serving.request_log import request_id_from
+
+    assert request_id_from("order-42") == "order-42"
+    for unusable in (None, "", "x" * 129, "bad\nid", "é"):
+        made = request_id_from(unusable)
+        assert len(made) == 32 and made != unusable

@@ -1,0 +1,382 @@
+"""Request logging, as TF Serving's: each logged request and its answer as a `PredictionLog` in
+TFRecord files, the format TF Serving's request logging and TFX's BulkInferrer write.
+
+    <directory>/requests-<UTC time>-<pid>-<n>.tfrecord      closed files, oldest deleted first
+    <directory>/requests-<UTC time>-<pid>-<n>.tfrecord.open the file a worker is writing now
+    <directory>/.counts-<pid>.json                           what each worker logged and dropped
+
+Every worker of `serve` writes its own files (the pid is in the name) into one directory.
+
+- **Sampling**: each request is logged with probability `sample_rate`, as TF Serving's
+  SamplingConfig.
+- **Never in the request's way**: a request puts its entry on a bounded queue and goes on; a
+  writer thread turns entries into PredictionLogs and writes them. When the queue is full, the
+  entry is dropped and counted (the count is logged, and kept in `.counts-<pid>.json`).
+- **Rotation and a disk cap**: a file is closed at `file_mb` or after `file_seconds`; then the
+  oldest closed files of the directory (every worker's) are deleted until all files together are
+  under `max_mb`.
+
+What TF Serving's `LogMetadata` holds is filled in (model spec with the version and signature,
+sampling config, `timestamp_secs`). What it has no field for (the request id, the time to the
+microsecond, the latency) is field 1000 of the record, `RequestDetails` below, which readers of
+TF Serving's protos skip as an unknown field: `read_details` reads it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import queue
+import random
+import struct
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    logging_pb2,
+    model_pb2,
+    predict_pb2,
+    prediction_log_pb2,
+)
+from tensorflow_serving.config import logging_config_pb2
+
+log = logging.getLogger("serving")
+
+DETAILS_FIELD = 1000  # in the PredictionLog record: RequestDetails, as a length-delimited field
+OPEN_SUFFIX = ".open"
+_MB = 1024 * 1024
+MAX_REQUEST_ID = 128
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestLogOptions:
+    directory: str | None = None  # None: no request log
+    sample_rate: float = 1.0
+    max_mb: float = 1024.0  # every worker's files together
+    file_mb: float = 64.0
+    file_seconds: float = 3600.0
+    queue_size: int = 10_000
+
+    def check(self) -> None:
+        if not 0.0 <= self.sample_rate <= 1.0:
+            raise ValueError(f"--log-sample-rate must be between 0 and 1, got {self.sample_rate}")
+        if self.max_mb <= 0 or self.file_mb <= 0 or self.file_seconds <= 0:
+            raise ValueError("--log-max-mb, the file size and the file age must be above 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestDetails:
+    """What a logged request carries besides TF Serving's PredictionLog."""
+
+    request_id: str
+    time_micros: int  # when the request arrived, microseconds since the epoch (UTC)
+    latency_ms: float  # arrival to answer
+
+    def encoded(self) -> bytes:
+        request_id = self.request_id.encode()
+        body = (
+            b"\x0a"
+            + _varint(len(request_id))
+            + request_id  # 1: string
+            + b"\x10"
+            + _varint(self.time_micros)  # 2: int64
+            + b"\x19"
+            + struct.pack("<d", self.latency_ms)  # 3: double
+        )
+        return _varint(DETAILS_FIELD << 3 | 2) + _varint(len(body)) + body
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _read_varint(data: bytes, at: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, at
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int, object]]:
+    """The top-level fields of a serialized message: (number, wire type, value or bytes)."""
+    at = 0
+    while at < len(data):
+        key, at = _read_varint(data, at)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, at = _read_varint(data, at)
+        elif wire == 1:
+            value, at = data[at : at + 8], at + 8
+        elif wire == 2:
+            size, at = _read_varint(data, at)
+            value, at = data[at : at + size], at + size
+        elif wire == 5:
+            value, at = data[at : at + 4], at + 4
+        else:
+            raise ValueError(f"wire type {wire} is not readable here")
+        yield number, wire, value
+
+
+def read_details(record: bytes) -> RequestDetails | None:
+    """The RequestDetails of a logged record (None for a record written by TF Serving)."""
+    for number, wire, value in _fields(record):
+        if number == DETAILS_FIELD and wire == 2:
+            found = {n: v for n, _, v in _fields(value)}
+            return RequestDetails(
+                request_id=found.get(1, b"").decode(),
+                time_micros=found.get(2, 0),
+                latency_ms=struct.unpack("<d", found[3])[0] if 3 in found else 0.0,
+            )
+    return None
+
+
+def read_records(path: str) -> tuple[list[bytes], bool]:
+    """The records of one log file, and whether it ended in a record cut short (a worker
+    killed while writing): what came before it is returned."""
+    records = []
+    iterator = iter(tf.data.TFRecordDataset(path).as_numpy_iterator())
+    while True:
+        try:
+            records.append(next(iterator))
+        except StopIteration:
+            return records, False
+        except tf.errors.DataLossError:
+            return records, True
+
+
+def request_id_from(given: str | None) -> str:
+    """The client's request id when it is usable (printable ASCII, at most 128 characters),
+    else a new one."""
+    if given and len(given) <= MAX_REQUEST_ID and given.isascii() and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+def _model_spec(name: str, version: int, signature: str) -> model_pb2.ModelSpec:
+    spec = model_pb2.ModelSpec(name=name, signature_name=signature)
+    spec.version.value = version
+    return spec
+
+
+class RequestLogger:
+    """Logs requests of one worker; `log_*` never block and never raise."""
+
+    def __init__(self, options: RequestLogOptions, model_name: str, seed: int | None = None):
+        options.check()
+        self.options = options
+        self.model_name = model_name
+        self.directory = options.directory
+        os.makedirs(self.directory, exist_ok=True)
+        self.logged = self.dropped = self.sampled_out = self.failed = 0
+        self._random = random.Random(seed)
+        self._queue: queue.Queue = queue.Queue(options.queue_size)
+        self._writer: tf.io.TFRecordWriter | None = None
+        self._path: str | None = None
+        self._opened = 0.0
+        self._written = 0
+        self._files = 0
+        self._dropped_reported = 0
+        self._recover_orphans()
+        self._thread = threading.Thread(target=self._write_until_stopped, daemon=True)
+        self._thread.start()
+
+    def _recover_orphans(self) -> None:
+        """Closes the files of workers that died writing them (SIGKILL, the OOM killer): they
+        keep what was flushed, maybe a last record cut short, which readers skip."""
+        for name in os.listdir(self.directory):
+            if not (name.startswith("requests-") and name.endswith(OPEN_SUFFIX)):
+                continue
+            try:
+                pid = int(name.removesuffix(".tfrecord" + OPEN_SUFFIX).split("-")[2])
+                os.kill(pid, 0)
+                continue  # its writer is alive
+            except (ValueError, IndexError, ProcessLookupError):
+                pass
+            except PermissionError:  # alive, another user's
+                continue
+            path = os.path.join(self.directory, name)
+            try:
+                os.replace(path, path.removesuffix(OPEN_SUFFIX))
+                log.info("Request log: closed %s, left open by a worker that died", name)
+            except FileNotFoundError:  # another worker closed it first
+                pass
+
+    # -- on the request's path -----------------------------------------------------------------
+
+    def _enqueue(self, entry: tuple) -> None:
+        if self.options.sample_rate < 1.0 and self._random.random() >= self.options.sample_rate:
+            self.sampled_out += 1
+            return
+        try:
+            self._queue.put_nowait(entry)
+        except queue.Full:
+            self.dropped += 1
+
+    def log_predict(
+        self,
+        details: RequestDetails,
+        version: int,
+        signature: str,
+        inputs: dict[str, np.ndarray],
+        outputs: dict[str, np.ndarray],
+    ) -> None:
+        """A Predict answered from arrays (REST): the PredictRequest is built by the writer."""
+        self._enqueue(("arrays", details, version, signature, inputs, outputs))
+
+    def log_message(self, details: RequestDetails, kind: str, request, response) -> None:
+        """A request answered with protos (gRPC, classify, regress): kind is predict_log,
+        classify_log or regress_log."""
+        self._enqueue(("protos", details, kind, request, response))
+
+    # -- the writer thread ---------------------------------------------------------------------
+
+    def _record(self, entry: tuple) -> bytes:
+        if entry[0] == "arrays":
+            _, details, version, signature, inputs, outputs = entry
+            spec = _model_spec(self.model_name, version, signature)
+            request = predict_pb2.PredictRequest(model_spec=spec)
+            for name, array in inputs.items():
+                request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
+            response = predict_pb2.PredictResponse(model_spec=spec)
+            for name, array in outputs.items():
+                response.outputs[name].CopyFrom(tf.make_tensor_proto(array))
+            kind = "predict_log"
+        else:
+            _, details, kind, request, response = entry
+            spec = response.model_spec
+        record = prediction_log_pb2.PredictionLog(
+            log_metadata=logging_pb2.LogMetadata(
+                model_spec=spec,
+                sampling_config=logging_config_pb2.SamplingConfig(
+                    sampling_rate=self.options.sample_rate
+                ),
+                timestamp_secs=details.time_micros // 1_000_000,
+            )
+        )
+        getattr(record, kind).request.CopyFrom(request)
+        getattr(record, kind).response.CopyFrom(response)
+        return record.SerializeToString() + details.encoded()
+
+    def _open(self) -> None:
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        self._files += 1
+        final = os.path.join(
+            self.directory, f"requests-{stamp}-{os.getpid()}-{self._files}.tfrecord"
+        )
+        self._path = final + OPEN_SUFFIX
+        self._writer = tf.io.TFRecordWriter(self._path)
+        self._opened = time.monotonic()
+        self._written = 0
+
+    def _close(self) -> None:
+        if self._writer is None:
+            return
+        self._writer.close()
+        os.replace(self._path, self._path.removesuffix(OPEN_SUFFIX))
+        self._writer = None
+        self._enforce_cap()
+
+    def _enforce_cap(self) -> None:
+        """Deletes the oldest closed files until the directory's files fit in max_mb."""
+        files = []
+        for name in os.listdir(self.directory):
+            if name.startswith("requests-"):
+                path = os.path.join(self.directory, name)
+                try:
+                    stat = os.stat(path)
+                except FileNotFoundError:  # another worker deleted it
+                    continue
+                files.append((stat.st_mtime, name, path, stat.st_size))
+        total = sum(f[3] for f in files)
+        for _, name, path, size in sorted(files):
+            if total <= self.options.max_mb * _MB:
+                break
+            if name.endswith(OPEN_SUFFIX):
+                continue
+            try:
+                os.remove(path)
+                total -= size
+            except FileNotFoundError:
+                pass
+
+    def _write_counts(self) -> None:
+        counts = {
+            "pid": os.getpid(),
+            "logged": self.logged,
+            "dropped": self.dropped,
+            "sampled_out": self.sampled_out,
+            "failed": self.failed,
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        path = os.path.join(self.directory, f".counts-{os.getpid()}.json")
+        with open(path + ".tmp", "w") as f:
+            json.dump(counts, f)
+        os.replace(path + ".tmp", path)
+        if self.dropped > self._dropped_reported:
+            log.warning(
+                "Request log: %d requests dropped so far (the writer fell behind; the queue "
+                "holds %d)",
+                self.dropped,
+                self.options.queue_size,
+            )
+            self._dropped_reported = self.dropped
+
+    def _write_until_stopped(self) -> None:
+        last_counts = time.monotonic()
+        while True:
+            try:
+                entry = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                entry = None
+            if entry == "stop":
+                break
+            try:
+                if entry is not None:
+                    if self._writer is None:
+                        self._open()
+                    record = self._record(entry)
+                    self._writer.write(record)
+                    self._written += len(record)
+                    self.logged += 1
+                if self._writer is not None and (
+                    self._written >= self.options.file_mb * _MB
+                    or time.monotonic() - self._opened >= self.options.file_seconds
+                ):
+                    self._close()
+                if time.monotonic() - last_counts >= 5:
+                    self._write_counts()
+                    last_counts = time.monotonic()
+            except Exception:  # noqa: BLE001 - logging must not stop serving; said in the log
+                self.failed += 1
+                if self.failed == 1:  # the first with its traceback; the count at the end
+                    log.exception("Request log: writing an entry failed")
+        self._close()
+        self._write_counts()
+
+    def stop(self) -> None:
+        """Writes what is queued, closes the file, records the counts."""
+        self._queue.put("stop")
+        self._thread.join(timeout=30)
+        log.info(
+            "Request log: %d requests logged, %d dropped, %d not sampled, %d failed, in %s",
+            self.logged,
+            self.dropped,
+            self.sampled_out,
+            self.failed,
+            self.directory,
+        )
