@@ -40,8 +40,6 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import (
     logging_pb2,
-    model_pb2,
-    predict_pb2,
     prediction_log_pb2,
 )
 from tensorflow_serving.config import logging_config_pb2
@@ -167,10 +165,64 @@ def request_id_from(given: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def _model_spec(name: str, version: int, signature: str) -> model_pb2.ModelSpec:
-    spec = model_pb2.ModelSpec(name=name, signature_name=signature)
-    spec.version.value = version
-    return spec
+# -- a REST Predict's PredictionLog, written as bytes -------------------------------------------
+#
+# Building PredictRequest and PredictResponse messages from the arrays (tf.make_tensor_proto)
+# cost a third of REST's throughput under load, on the writer thread but under the same
+# interpreter lock. The messages are small and stable (tensorflow_serving/apis/
+# prediction_log.proto, logging.proto, predict.proto, model.proto; tensorflow's tensor.proto),
+# so they are written directly; tests/test_serving_units.py parses what this writes and compares
+# it with the messages protobuf builds.
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _model_spec_bytes(name: str, version: int, signature: str) -> bytes:
+    return (
+        _field(1, name.encode())
+        + _field(2, b"\x08" + _varint(version))  # google.protobuf.Int64Value
+        + _field(3, signature.encode())
+    )
+
+
+def _tensor_bytes(array: np.ndarray) -> bytes:
+    shape = _field(2, b"".join(_field(2, b"\x08" + _varint(d) if d else b"") for d in array.shape))
+    if array.dtype == object:  # strings: string_val (8)
+        values = (v if isinstance(v, bytes) else str(v).encode() for v in array.flat)
+        return b"\x08\x07" + shape + b"".join(_field(8, v) for v in values)
+    dtype = tf.as_dtype(array.dtype).as_datatype_enum
+    return b"\x08" + _varint(dtype) + shape + _field(4, np.ascontiguousarray(array).tobytes())
+
+
+def _tensor_map(number: int, tensors: dict[str, np.ndarray]) -> bytes:
+    return b"".join(
+        _field(number, _field(1, name.encode()) + _field(2, _tensor_bytes(array)))
+        for name, array in tensors.items()
+    )
+
+
+def predict_log_bytes(
+    model: str,
+    version: int,
+    signature: str,
+    inputs: dict[str, np.ndarray],
+    outputs: dict[str, np.ndarray],
+    sample_rate: float,
+    timestamp_secs: int,
+) -> bytes:
+    """A serialized PredictionLog of one Predict: its request, its answer, and the metadata."""
+    spec = _model_spec_bytes(model, version, signature)
+    metadata = (
+        _field(1, spec)
+        + _field(2, b"\x09" + struct.pack("<d", sample_rate))  # SamplingConfig.sampling_rate
+        + b"\x20"
+        + _varint(timestamp_secs)
+    )
+    request = _field(1, spec) + _tensor_map(2, inputs)
+    response = _tensor_map(1, outputs) + _field(2, spec)
+    return _field(1, metadata) + _field(6, _field(1, request) + _field(2, response))
 
 
 class RequestLogger:
@@ -246,22 +298,24 @@ class RequestLogger:
     # -- the writer thread ---------------------------------------------------------------------
 
     def _record(self, entry: tuple) -> bytes:
-        if entry[0] == "arrays":
+        if entry[0] == "arrays":  # REST's Predict: written as bytes (see predict_log_bytes)
             _, details, version, signature, inputs, outputs = entry
-            spec = _model_spec(self.model_name, version, signature)
-            request = predict_pb2.PredictRequest(model_spec=spec)
-            for name, array in inputs.items():
-                request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
-            response = predict_pb2.PredictResponse(model_spec=spec)
-            for name, array in outputs.items():
-                response.outputs[name].CopyFrom(tf.make_tensor_proto(array))
-            kind = "predict_log"
-        else:
-            _, details, kind, request, response = entry
-            spec = response.model_spec
+            return (
+                predict_log_bytes(
+                    self.model_name,
+                    version,
+                    signature,
+                    inputs,
+                    outputs,
+                    self.options.sample_rate,
+                    details.time_micros // 1_000_000,
+                )
+                + details.encoded()
+            )
+        _, details, kind, request, response = entry
         record = prediction_log_pb2.PredictionLog(
             log_metadata=logging_pb2.LogMetadata(
-                model_spec=spec,
+                model_spec=response.model_spec,
                 sampling_config=logging_config_pb2.SamplingConfig(
                     sampling_rate=self.options.sample_rate
                 ),

@@ -459,3 +459,46 @@ def test_a_client_request_id_is_kept_when_usable():
     for unusable in (None, "", "x" * 129, "bad\nid", "é"):
         made = request_id_from(unusable)
         assert len(made) == 32 and made != unusable
+
+
+def test_a_rest_predict_written_as_bytes_parses_to_the_messages_protobuf_builds():
+    from tensorflow_serving.apis import logging_pb2, predict_pb2, prediction_log_pb2
+    from tensorflow_serving.config import logging_config_pb2
+
+    from serving.request_log import predict_log_bytes
+
+    inputs = {"examples": np.array([b"\x0a\x00", b"", "é".encode()], dtype=object)}
+    outputs = {
+        "probabilities": np.array([[0.25], [0.5], [1e-30]], dtype=np.float32),
+        "classes": np.array([[0], [1], [2**40]], dtype=np.int64),
+        "empty": np.zeros((3, 0), dtype=np.float32),
+    }
+    written = prediction_log_pb2.PredictionLog.FromString(
+        predict_log_bytes("taxi", 1796573037, "serving_default", inputs, outputs, 0.25, 1765000000)
+    )
+    expected = prediction_log_pb2.PredictionLog()
+    spec = expected.log_metadata.model_spec
+    spec.name, spec.signature_name = "taxi", "serving_default"
+    spec.version.value = 1796573037
+    expected.log_metadata.sampling_config.CopyFrom(
+        logging_config_pb2.SamplingConfig(sampling_rate=0.25)
+    )
+    expected.log_metadata.timestamp_secs = 1765000000
+    request = predict_pb2.PredictRequest(model_spec=spec)
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto(inputs["examples"]))
+    response = predict_pb2.PredictResponse(model_spec=spec)
+    for name, array in outputs.items():
+        response.outputs[name].CopyFrom(tf.make_tensor_proto(array))
+    expected.predict_log.request.CopyFrom(request)
+    expected.predict_log.response.CopyFrom(response)
+    assert isinstance(expected.log_metadata, logging_pb2.LogMetadata)
+    # tf.make_tensor_proto writes numbers as tensor_content too: the same arrays either way.
+    for name, array in outputs.items():
+        got = tf.make_ndarray(written.predict_log.response.outputs[name])
+        assert got.dtype == array.dtype and got.tolist() == array.tolist()
+    got_inputs = tf.make_ndarray(written.predict_log.request.inputs["examples"]).tolist()
+    assert got_inputs == list(inputs["examples"])
+    assert written.log_metadata == expected.log_metadata
+    assert written.predict_log.request.model_spec == request.model_spec
+    assert written.predict_log.response.model_spec == response.model_spec
+    assert written.predict_log.request.inputs["examples"] == request.inputs["examples"]
