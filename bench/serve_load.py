@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -167,6 +168,11 @@ def _check_grpc(port: int, model_name: str, examples: list[bytes]) -> None:
     rows = {tf.make_ndarray(t).shape[0] for t in answer.outputs.values()}
     if rows != {len(examples)}:
         raise RuntimeError(f"gRPC Predict answered {rows} rows for {len(examples)} examples")
+
+
+def _check_grpc_sizes(port: int, model_name: str, examples: list[bytes]) -> None:
+    for rows in ROWS_PER_REQUEST:
+        _check_grpc(port, model_name, (examples * 64)[:rows])
 
 
 def measure_floor(model_dir: Path, examples: list[bytes], work: Path) -> dict:
@@ -354,12 +360,24 @@ ALL_POINTS = [
 LOGGING_POINTS = [("REST", 1, 32), ("REST", 64, 8), ("gRPC", 1, 32), ("gRPC", 64, 8)]
 
 
-def _points(
-    process, rest_port, grpc_port, model_name, which, bodies, frames, script, seconds, work
-):
+@dataclasses.dataclass(frozen=True)
+class _Load:
+    """What every point sends: the request files and the wrk script, for so many seconds."""
+
+    model_name: str
+    bodies: dict[int, Path]  # rows per request -> REST body
+    frames: dict[int, Path]  # rows per request -> gRPC frame
+    script: Path
+    seconds: float
+    work: Path
+
+
+def _points(load_spec: _Load, process, rest_port: int, grpc_port: int, which) -> list[dict]:
     """Each (API, rows per request, connections) point, after its warm-up, with the CPU used."""
+    bodies, frames, script = load_spec.bodies, load_spec.frames, load_spec.script
+    seconds, work = load_spec.seconds, load_spec.work
     server_pids = _process_tree(process.pid)
-    rest_url = f"http://127.0.0.1:{rest_port}/v1/models/{model_name}:predict"
+    rest_url = f"http://127.0.0.1:{rest_port}/v1/models/{load_spec.model_name}:predict"
     grpc_url = f"http://127.0.0.1:{grpc_port}{GRPC_PATH}"
     points = []
     for api, per_request, connections in which:
@@ -392,6 +410,21 @@ def _points(
     return points
 
 
+def _serve_and_load(
+    load_spec: _Load, model_dir: Path, log_path: Path, server_args: list[str], which, check=None
+) -> tuple[list[dict], int | None]:
+    """Starts `serve` with these arguments, measures the points, stops it: the points and its
+    exit code. `check(grpc_port)` runs before the load."""
+    process, rest_port, grpc_port = _start_server(model_dir, log_path, *server_args)
+    try:
+        if check:
+            check(grpc_port)
+        points = _points(load_spec, process, rest_port, grpc_port, which)
+    finally:
+        _stop(process)
+    return points, process.returncode
+
+
 def measure(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) -> dict:
     """The floor, then every (API, rows per request, connections) point against one `serve`."""
     missing = _missing_clients()
@@ -419,46 +452,25 @@ def measure(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) ->
             bodies[per_request].write_text(json.dumps({"instances": (rows * 64)[:per_request]}))
             frames[per_request] = work / f"grpc-{per_request}.bin"
             frames[per_request].write_bytes(_grpc_frame(model_name, (examples * 64)[:per_request]))
+        load_spec = _Load(model_name, bodies, frames, script, seconds, work)
         request_log = work / "request-log"
-        process, rest_port, grpc_port = _start_server(
-            model_dir, log_path, f"--request-log-dir={request_log}"
+        points, exit_code = _serve_and_load(
+            load_spec,
+            model_dir,
+            log_path,
+            [f"--request-log-dir={request_log}"],
+            ALL_POINTS,
+            check=lambda grpc_port: _check_grpc_sizes(grpc_port, model_name, examples),
         )
-        try:
-            for per_request in ROWS_PER_REQUEST:
-                _check_grpc(grpc_port, model_name, (examples * 64)[:per_request])
-            points = _points(
-                process,
-                rest_port,
-                grpc_port,
-                model_name,
-                ALL_POINTS,
-                bodies,
-                frames,
-                script,
-                seconds,
-                work,
-            )
-        finally:
-            _stop(process)
         logged_mb = sum(f.stat().st_size for f in request_log.glob("requests-*")) / 2**20
         # The same points that matter most, with request logging off: its cost.
-        off_log = log_path.with_name(log_path.stem + "-no-request-log.log")
-        quiet, rest_port, grpc_port = _start_server(model_dir, off_log, "--log-sample-rate=0")
-        try:
-            off_points = _points(
-                quiet,
-                rest_port,
-                grpc_port,
-                model_name,
-                LOGGING_POINTS,
-                bodies,
-                frames,
-                script,
-                seconds,
-                work,
-            )
-        finally:
-            _stop(quiet)
+        off_points, _ = _serve_and_load(
+            load_spec,
+            model_dir,
+            log_path.with_name(log_path.stem + "-no-request-log.log"),
+            ["--log-sample-rate=0"],
+            LOGGING_POINTS,
+        )
     workers = None
     for line in log_path.read_text().splitlines():
         if line.startswith("Serving with"):
@@ -491,7 +503,7 @@ def measure(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) ->
                 == (off["api"], off["rows_per_request"], off["clients"])
             ],
         },
-        "server_exit_code": process.returncode,
+        "server_exit_code": exit_code,
     }
 
 

@@ -14,6 +14,7 @@ runs it (gRPC and REST) for the pushed models.
 - `grpc_services`: TF Serving's ModelService and PredictionService (grpc.aio) over it.
 - `tf_examples`: JSON feature values, typed by the model's schema, written as serialized
   tf.Examples.
+- `wire_format`: protobuf's wire format, for what the server writes per request.
 - `rest_api`: TF Serving's REST API (tornado), beside the gRPC services or in front of a real
   `tensorflow_model_server`.
 - `model_server`: the entry point, with TF Serving's flags.

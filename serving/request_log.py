@@ -34,7 +34,6 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -43,6 +42,8 @@ from tensorflow_serving.apis import (
     prediction_log_pb2,
 )
 from tensorflow_serving.config import logging_config_pb2
+
+from serving.wire_format import field, fields, varint
 
 log = logging.getLogger("serving")
 
@@ -80,61 +81,21 @@ class RequestDetails:
         request_id = self.request_id.encode()
         body = (
             b"\x0a"
-            + _varint(len(request_id))
+            + varint(len(request_id))
             + request_id  # 1: string
             + b"\x10"
-            + _varint(self.time_micros)  # 2: int64
+            + varint(self.time_micros)  # 2: int64
             + b"\x19"
             + struct.pack("<d", self.latency_ms)  # 3: double
         )
-        return _varint(DETAILS_FIELD << 3 | 2) + _varint(len(body)) + body
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _read_varint(data: bytes, at: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[at]
-        at += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if byte < 0x80:
-            return value, at
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int, object]]:
-    """The top-level fields of a serialized message: (number, wire type, value or bytes)."""
-    at = 0
-    while at < len(data):
-        key, at = _read_varint(data, at)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, at = _read_varint(data, at)
-        elif wire == 1:
-            value, at = data[at : at + 8], at + 8
-        elif wire == 2:
-            size, at = _read_varint(data, at)
-            value, at = data[at : at + size], at + size
-        elif wire == 5:
-            value, at = data[at : at + 4], at + 4
-        else:
-            raise ValueError(f"wire type {wire} is not readable here")
-        yield number, wire, value
+        return field(DETAILS_FIELD, body)
 
 
 def read_details(record: bytes) -> RequestDetails | None:
     """The RequestDetails of a logged record (None for a record written by TF Serving)."""
-    for number, wire, value in _fields(record):
+    for number, wire, value in fields(record):
         if number == DETAILS_FIELD and wire == 2:
-            found = {n: v for n, _, v in _fields(value)}
+            found = {n: v for n, _, v in fields(value)}
             return RequestDetails(
                 request_id=found.get(1, b"").decode(),
                 time_micros=found.get(2, 0),
@@ -175,30 +136,26 @@ def request_id_from(given: str | None) -> str:
 # it with the messages protobuf builds.
 
 
-def _field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
-
 def _model_spec_bytes(name: str, version: int, signature: str) -> bytes:
     return (
-        _field(1, name.encode())
-        + _field(2, b"\x08" + _varint(version))  # google.protobuf.Int64Value
-        + _field(3, signature.encode())
+        field(1, name.encode())
+        + field(2, b"\x08" + varint(version))  # google.protobuf.Int64Value
+        + field(3, signature.encode())
     )
 
 
 def _tensor_bytes(array: np.ndarray) -> bytes:
-    shape = _field(2, b"".join(_field(2, b"\x08" + _varint(d) if d else b"") for d in array.shape))
+    shape = field(2, b"".join(field(2, b"\x08" + varint(d) if d else b"") for d in array.shape))
     if array.dtype == object:  # strings: string_val (8)
         values = (v if isinstance(v, bytes) else str(v).encode() for v in array.flat)
-        return b"\x08\x07" + shape + b"".join(_field(8, v) for v in values)
+        return b"\x08\x07" + shape + b"".join(field(8, v) for v in values)
     dtype = tf.as_dtype(array.dtype).as_datatype_enum
-    return b"\x08" + _varint(dtype) + shape + _field(4, np.ascontiguousarray(array).tobytes())
+    return b"\x08" + varint(dtype) + shape + field(4, np.ascontiguousarray(array).tobytes())
 
 
 def _tensor_map(number: int, tensors: dict[str, np.ndarray]) -> bytes:
     return b"".join(
-        _field(number, _field(1, name.encode()) + _field(2, _tensor_bytes(array)))
+        field(number, field(1, name.encode()) + field(2, _tensor_bytes(array)))
         for name, array in tensors.items()
     )
 
@@ -215,14 +172,14 @@ def predict_log_bytes(
     """A serialized PredictionLog of one Predict: its request, its answer, and the metadata."""
     spec = _model_spec_bytes(model, version, signature)
     metadata = (
-        _field(1, spec)
-        + _field(2, b"\x09" + struct.pack("<d", sample_rate))  # SamplingConfig.sampling_rate
+        field(1, spec)
+        + field(2, b"\x09" + struct.pack("<d", sample_rate))  # SamplingConfig.sampling_rate
         + b"\x20"
-        + _varint(timestamp_secs)
+        + varint(timestamp_secs)
     )
-    request = _field(1, spec) + _tensor_map(2, inputs)
-    response = _tensor_map(1, outputs) + _field(2, spec)
-    return _field(1, metadata) + _field(6, _field(1, request) + _field(2, response))
+    request = field(1, spec) + _tensor_map(2, inputs)
+    response = _tensor_map(1, outputs) + field(2, spec)
+    return field(1, metadata) + field(6, field(1, request) + field(2, response))
 
 
 class RequestLogger:

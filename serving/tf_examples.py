@@ -22,6 +22,8 @@ from collections.abc import Mapping
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
 
+from serving.wire_format import length_delimited, varint
+
 SERVING_ENVIRONMENT = "SERVING"
 _KINDS = {schema_pb2.INT: "int", schema_pb2.FLOAT: "float", schema_pb2.BYTES: "bytes"}
 _KIND_WORDS = {"int": "an integer", "float": "a number", "bytes": "a string"}
@@ -125,27 +127,11 @@ def _typed(value, spec: FeatureSpec, where: str):
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _pack_float = struct.Struct("<f").pack
-_SMALL_VARINTS = [bytes((n,)) for n in range(128)]
 _KIND_TAGS = {"bytes": b"\x0a", "float": b"\x12", "int": b"\x1a"}
 
 
-def _varint(n: int) -> bytes:
-    if n < 128:
-        return _SMALL_VARINTS[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _length_delimited(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload
-
-
 def _float_list(values: list[float]) -> bytes:
-    return _length_delimited(b"\x0a", b"".join([_one_float(v) for v in values])) if values else b""
+    return length_delimited(b"\x0a", b"".join([_one_float(v) for v in values])) if values else b""
 
 
 def _one_float(value: float) -> bytes:
@@ -158,12 +144,12 @@ def _one_float(value: float) -> bytes:
 def _int64_list(values: list[int]) -> bytes:
     if not values:
         return b""
-    packed = b"".join([_varint(v & 0xFFFFFFFFFFFFFFFF) for v in values])
-    return _length_delimited(b"\x0a", packed)
+    packed = b"".join([varint(v & 0xFFFFFFFFFFFFFFFF) for v in values])
+    return length_delimited(b"\x0a", packed)
 
 
 def _bytes_list(values: list[bytes]) -> bytes:
-    return b"".join([_length_delimited(b"\x0a", v) for v in values])
+    return b"".join([length_delimited(b"\x0a", v) for v in values])
 
 
 _LIST_WRITERS = {"bytes": _bytes_list, "float": _float_list, "int": _int64_list}
@@ -176,7 +162,7 @@ class _FeatureWriter:
     def __init__(self, spec: FeatureSpec):
         self.spec = spec
         key = spec.name.encode()
-        self._key = _length_delimited(b"\x0a", key)
+        self._key = length_delimited(b"\x0a", key)
         self._kind_tag = _KIND_TAGS[spec.kind]
         self._write_list = _LIST_WRITERS[spec.kind]
         self.empty = self._entry(b"")  # present with no value, as in the training data
@@ -188,8 +174,8 @@ class _FeatureWriter:
         ]
 
     def _entry(self, list_payload: bytes) -> bytes:
-        feature = _length_delimited(self._kind_tag, list_payload)
-        return _length_delimited(b"\x0a", self._key + _length_delimited(b"\x12", feature))
+        feature = length_delimited(self._kind_tag, list_payload)
+        return length_delimited(b"\x0a", self._key + length_delimited(b"\x12", feature))
 
     def entry(self, value, where: str) -> bytes:
         spec = self.spec
@@ -202,8 +188,8 @@ class _FeatureWriter:
             if kind == "float":
                 return self._one_float_prefix + _one_float(_typed(value, spec, where))
             if kind == "int":
-                varint = _varint(_typed(value, spec, where) & 0xFFFFFFFFFFFFFFFF)
-                return self._one_int_prefixes[len(varint)] + varint
+                encoded = varint(_typed(value, spec, where) & 0xFFFFFFFFFFFFFFFF)
+                return self._one_int_prefixes[len(encoded)] + encoded
             values = (value,)
         else:
             values = (value,)
@@ -254,7 +240,7 @@ class ExampleWriter:
                     f"{where}: missing feature {name!r}, which the model's schema says every "
                     "example has (give null for no value)"
                 )
-        return _length_delimited(b"\x0a", b"".join(entries)) if entries else b""
+        return length_delimited(b"\x0a", b"".join(entries)) if entries else b""
 
 
 def to_example(features, specs: Mapping[str, FeatureSpec], where: str) -> tf.train.Example:
