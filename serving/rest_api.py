@@ -107,8 +107,8 @@ class Signature:
     version: int
     name: str
     signature_def: meta_graph_pb2.SignatureDef
-    features: dict[str, tf_examples.FeatureSpec] | None  # None: the model has no schema
-    example_writer: tf_examples.ExampleWriter | None  # rows of those features as tf.Examples
+    # Rows of raw features as tf.Examples, typed by the model's schema; None: it has none.
+    example_writer: tf_examples.ExampleWriter | None
     served: ServedVersion | None = None  # the loaded version itself, for an in-process backend
 
 
@@ -138,9 +138,7 @@ class InProcessBackend:
     def signature(self, model: str, version: int | None, signature_name: str) -> Signature:
         served = self.inference.served(model, version)
         name, signature_def = self.inference.signature(served, signature_name)
-        return Signature(
-            served.version, name, signature_def, served.features, served.example_writer, served
-        )
+        return Signature(served.version, name, signature_def, served.example_writer, served)
 
     def run_if_idle(self, signature: Signature, inputs: dict[str, np.ndarray]):
         """The outputs, computed in this thread, when the batcher is idle; else None."""
@@ -165,7 +163,7 @@ class GrpcBackend:
         self._predictions = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._base_path = model_base_path
         self._timeout = timeout
-        self._features: dict[int, tuple] = {}  # version -> (features, example writer)
+        self._writers: dict[int, tf_examples.ExampleWriter | None] = {}  # by version
         self._lock = threading.Lock()
 
     def _call(self, method, request):
@@ -195,19 +193,19 @@ class GrpcBackend:
         response.metadata["signature_def"].Unpack(signature_map)
         served_version = response.model_spec.version.value
         with self._lock:
-            if served_version not in self._features:
+            if served_version not in self._writers:
                 path = f"{self._base_path.rstrip('/')}/{served_version}"
                 features = read_serving_features(path)
                 writer = tf_examples.ExampleWriter(features) if features is not None else None
-                self._features[served_version] = (features, writer)
-            features, writer = self._features[served_version]
+                self._writers[served_version] = writer
+            writer = self._writers[served_version]
         name = signature_name or DEFAULT_SIGNATURE
         if name not in signature_map.signature_def:
             raise bad_request(
                 f'Serving signature name: "{name}" not found in signature def; version '
                 f"{served_version} has {sorted(signature_map.signature_def)}"
             )
-        return Signature(served_version, name, signature_map.signature_def[name], features, writer)
+        return Signature(served_version, name, signature_map.signature_def[name], writer)
 
     def close(self) -> None:
         self._channel.close()
