@@ -112,6 +112,14 @@ from pipeline.metadata_location import MetadataLocation
     help="Calls to the model running at once, per worker (requests arriving meanwhile form the next batch).",
 )
 @click.option(
+    "--max-enqueued-batches",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Full batches' worth of rows that may wait for the model, per worker; a request "
+    "beyond that gets 503 (retry later), as in TF Serving.",
+)
+@click.option(
     "--max-concurrent",
     type=click.IntRange(min=1),
     default=max(1, os.cpu_count() or 1),
@@ -183,6 +191,7 @@ def serve_command(
     max_batch_size: int,
     batch_timeout_micros: int,
     num_batch_threads: int,
+    max_enqueued_batches: int,
     max_concurrent: int,
     max_in_flight: int,
     request_timeout: float,
@@ -234,6 +243,7 @@ def serve_command(
             max_batch_size=max_batch_size,
             batch_timeout_micros=batch_timeout_micros,
             num_batch_threads=num_batch_threads,
+            max_enqueued_batches=max_enqueued_batches,
         ),
         workers=workers or serving_workers.default_count(),
         request_log=RequestLogOptions(

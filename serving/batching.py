@@ -62,7 +62,7 @@ class BatchingOptions:
             )
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # removed from its queue by identity
 class _Task:
     inputs: dict[str, np.ndarray]
     rows: int
@@ -133,11 +133,28 @@ class Batcher:
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = _Queue(runner)
-            queue.tasks.append(_Task(inputs, rows or 1, future, time.monotonic()))
+            task = _Task(inputs, rows or 1, future, time.monotonic())
+            queue.tasks.append(task)
             queue.rows += rows or 1
             self._waiting += rows or 1
             self._condition.notify()
+        future.add_done_callback(lambda f: f.cancelled() and self._leave(key, queue, task))
         return future
+
+    def _leave(self, key, queue: _Queue, task: _Task) -> None:
+        """A request cancelled while it waits (it timed out) leaves its queue at once, and its
+        rows no longer count against max_enqueued_batches."""
+        with self._condition:
+            if self._queues.get(key) is not queue:
+                return  # its queue was emptied into a batch, or the batcher stopped
+            try:
+                queue.tasks.remove(task)
+            except ValueError:
+                return  # already taken into a batch
+            queue.rows -= task.rows
+            self._waiting -= task.rows
+            if not queue.tasks:
+                del self._queues[key]
 
     def run_if_idle(self, runner: Runner, inputs: dict[str, np.ndarray]) -> Outputs | None:
         """Runs the call at once, in the calling thread, when nothing waits and no call is under
@@ -166,11 +183,12 @@ class Batcher:
             )
         with self._condition:
             self._stopped = True
-            for queue in self._queues.values():
-                for task in queue.tasks:
-                    task.future.cancel()
+            waiting = [task for queue in self._queues.values() for task in queue.tasks]
             self._queues.clear()
+            self._waiting = 0
             self._condition.notify_all()
+        for task in waiting:
+            task.future.cancel()
         for thread in self._threads:
             thread.join(timeout=10)
 

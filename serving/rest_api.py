@@ -725,11 +725,16 @@ class InferenceHandler(_JsonHandler):
         if self._finished:
             return
         declared = self.request.headers.get("Content-Length")
-        if declared and declared.isdigit() and int(declared) > self.api.limits.max_body_bytes:
+        if declared and declared.isdigit() and int(declared) > _drained_up_to(self.api.limits):
+            # Far too large to read: refused now, and the connection closed. A smaller excess
+            # is read and dropped first (data_received), then refused by post(): closing a
+            # connection with the client's body still unread would reset it, and the client
+            # might never see the 413.
             self._too_large(int(declared))
 
     def _too_large(self, size: int) -> None:
-        self.set_header("Connection", "close")
+        if size > _drained_up_to(self.api.limits):
+            self.set_header("Connection", "close")
         self.answer(
             413,
             {
@@ -749,6 +754,16 @@ class InferenceHandler(_JsonHandler):
     async def post(self, model: str, version: str | None, verb: str):
         if self._size > self.api.limits.max_body_bytes:
             self._too_large(self._size)
+            return
+        if time.monotonic() - self.started > self.api.limits.request_timeout:
+            # The body itself took longer to arrive than the request may take.
+            self.answer(
+                504,
+                {
+                    "error": f"The request body took longer than {self.api.limits.request_timeout:g}"
+                    " s to arrive (serve --request-timeout)"
+                },
+            )
             return
         body = b"".join(self._chunks)
         if verb == "predict":
@@ -800,13 +815,24 @@ class _CountingHTTPServer(tornado.httpserver.HTTPServer):
         super().on_close(server_conn)
 
 
+def _drained_up_to(limits: Limits) -> int:
+    """The largest body the server reads to the end, to refuse it (413) on a connection that
+    stays open. Larger ones are refused unread and their connection closed."""
+    return 2 * limits.max_body_bytes
+
+
+# A client gets this long to send its request body (at least as long as --request-timeout): a
+# body that is slow to arrive, as under load, is answered 504 once read, not cut off unanswered.
+_BODY_TIMEOUT_SECONDS = 60.0
+
+
 def http_server(api: RestApi) -> tornado.httpserver.HTTPServer:
-    """The HTTP server: bodies beyond twice the limit are cut off by tornado itself (the handler
-    answers 413 up to there), idle connections closed after a minute."""
+    """The HTTP server: bodies beyond what the handler drains are cut off by tornado itself,
+    slow bodies after a minute, idle connections after a minute."""
     return _CountingHTTPServer(
         api,
         application(api),
-        max_body_size=2 * api.limits.max_body_bytes,
-        body_timeout=api.limits.request_timeout,
+        max_body_size=_drained_up_to(api.limits),
+        body_timeout=max(_BODY_TIMEOUT_SECONDS, api.limits.request_timeout),
         idle_connection_timeout=60,
     )

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import concurrent.futures
+import http.client
 import json
 import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -97,7 +99,8 @@ class Server:
             text=True,
             env=env,
         )
-        self.url = f"http://127.0.0.1:{self.rest_port}/v1/models/{PIPELINE_NAME}"
+        self.path = f"/v1/models/{PIPELINE_NAME}"
+        self.url = f"http://127.0.0.1:{self.rest_port}{self.path}"
         # The console, read as it comes: the server is ready once it says so (every worker
         # listens), which may be after the first worker answers.
         self.console: list[str] = []
@@ -676,16 +679,54 @@ def test_the_limits_hold_under_load_and_no_worker_outlives_a_killed_server(pushe
     try:
         with concurrent.futures.ThreadPoolExecutor(32) as pool:
             list(pool.map(client, range(32)))
-        assert set(codes) <= {200, 413, 429, 504}, sorted(set(codes))
+        # 503 is the batch queue full (more rows waiting than --max-enqueued-batches hold), the
+        # other answer to overload, as in TF Serving; every request gets an answer.
+        assert set(codes) <= {200, 413, 429, 503, 504}, sorted(set(codes))
         assert {413, 429, 504} <= set(codes), sorted(set(codes))
         after = server.post("predict", {"instances": pushed["rows"]})
         assert after.json() == {"predictions": pushed["reference"]["probabilities"]}
+        _an_oversized_body_is_refused_on_a_connection_that_stays_open(server, oversized)
+        _a_body_slower_than_the_timeout_gets_504(server, big)
         workers = _workers_of(server)
         assert len(workers) == WORKERS
     finally:
         server.stop(signal.SIGKILL)
     gone, alive = psutil.wait_procs(workers, timeout=30)
     assert alive == [], "a worker outlived the killed server"
+
+
+def _an_oversized_body_is_refused_on_a_connection_that_stays_open(server, oversized: str):
+    """Up to twice the limit, the server reads the body to the end before refusing it: closing
+    with the body unread would reset the connection, and the client might not see the 413."""
+    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=30)
+    try:
+        connection.request("POST", f"{server.path}:predict", oversized)
+        refused = connection.getresponse()
+        assert refused.status == 413 and b"serve --max-body-mb" in refused.read()
+        opened = connection.sock
+        connection.request("GET", server.path)
+        answer = connection.getresponse()
+        assert answer.status == 200 and json.loads(answer.read())
+        assert connection.sock is opened, "the connection was closed after the 413"
+    finally:
+        connection.close()
+
+
+def _a_body_slower_than_the_timeout_gets_504(server, body: str):
+    """A body that takes longer to arrive than --request-timeout is answered, not cut off."""
+    data = body.encode()
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+        sock.sendall(
+            f"POST {server.path}:predict HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+            f"Content-Length: {len(data)}\r\n\r\n".encode()
+            + data[:1000]
+        )
+        time.sleep(0.5)  # five times the server's --request-timeout
+        sock.sendall(data[1000:])
+        answer = sock.makefile("rb").read()
+    head, _, content = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 504"), answer[:300]
+    assert b"took longer than 0.1 s to arrive" in content, content
 
 
 def test_serve_refuses_a_folder_without_versions(tmp_path):

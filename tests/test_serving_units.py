@@ -264,23 +264,33 @@ def test_outputs_without_a_row_per_input_row_make_the_signature_run_unbatched():
     assert calls == [3, 1, 2, 1, 1]  # one try at a batch, then never again
 
 
-def test_a_cancelled_request_leaves_its_batch_and_a_full_queue_refuses_more():
+def test_a_cancelled_request_leaves_its_queue_at_once_and_a_full_queue_refuses_more():
     batcher = Batcher(BatchingOptions(max_batch_size=2, max_enqueued_batches=2))
     calls: list[int] = []
-    gate = threading.Event()
-    blocker = batcher.submit("b", lambda _: gate.wait(5) and {"y": np.zeros(1)}, {"x": np.zeros(1)})
+    started, gate = threading.Event(), threading.Event()
+
+    def blocking(_):
+        started.set()
+        gate.wait(5)
+        return {"y": np.zeros(1)}
+
+    blocker = batcher.submit("b", blocking, {"x": np.zeros(1)})
+    assert started.wait(5)  # the batch thread is busy: what comes next waits
     waiting = [
         batcher.submit("sig", _doubling(calls), {"x": np.array([float(i)])}) for i in range(3)
     ]
     with pytest.raises(QueueFull, match="rows are waiting"):
         batcher.submit("sig", _doubling(calls), {"x": np.array([9.0, 9.0])})
     assert waiting[1].cancel()  # as a request past its deadline does
+    # Its row no longer counts: the request refused a moment ago now fits.
+    fits = batcher.submit("sig", _doubling(calls), {"x": np.array([9.0, 9.0])})
     gate.set()
     blocker.result(5)
     assert waiting[0].result(5)["y"].tolist() == [0.0]
     assert waiting[2].result(5)["y"].tolist() == [4.0]
+    assert fits.result(5)["y"].tolist() == [18.0, 18.0]
     batcher.stop()
-    assert calls == [2]
+    assert calls == [2, 2]
 
 
 def test_with_batching_off_each_request_is_its_own_call():
