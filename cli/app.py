@@ -9,6 +9,7 @@ in a module of its own, read what ran:
     python run_local.py schema diff|accept                           cli/schema_commands.py
     python run_local.py run-spec PIPELINE_JOB                        cli/run_spec_command.py
     python run_local.py serve | models [rollback VERSION]            cli/serve_commands.py
+    python run_local.py monitor [--since 1h] [--labels FILE]         cli/monitor_command.py
     python run_local.py init --csv FILE --label COLUMN --out DIR     cli/init_command.py
 
 The settings a profile gives default to the profile's (--profile; the default profile is chosen in
@@ -29,6 +30,7 @@ from click.core import ParameterSource
 from cli import run_commands
 from cli.init_command import init
 from cli.inspect_commands import inspect
+from cli.monitor_command import monitor_command
 from cli.options import (
     CONTEXT_SETTINGS,
     METADATA_URI_HELP,
@@ -52,7 +54,7 @@ from pipeline.config import BEAM_MODES, PROFILE_SETTINGS
     invoke_without_command=True,
     context_settings=CONTEXT_SETTINGS,
     epilog="Exit codes: 0 success; 1 a component failed; 2 bad settings or inputs found before "
-    "the run (or another run on the same output directory); 3 the data gate refused the data; "
+    "the run (or another run on the same output directory); 3 the data gate refused the data; 4 `monitor` found a threshold crossed; "
     "130 stopped with Ctrl-C; 143 stopped with SIGTERM. "
     "`python run_local.py COMMAND --help` documents each command.",
 )
@@ -258,5 +260,14 @@ def _run(
 
 
 # ---- the commands, each in a module of its own --------------------------------------------------
-for _command in (inspect, report_command, schema, run_spec, serve_command, models, init):
+for _command in (
+    inspect,
+    report_command,
+    schema,
+    run_spec,
+    serve_command,
+    models,
+    monitor_command,
+    init,
+):
     main.add_command(_command)

@@ -11,6 +11,7 @@ OK = 0
 COMPONENT_FAILED = 1  # a component failed (or the Kubeflow compile or submit did)
 BAD_SETTINGS = 2  # bad settings or inputs found before anything ran
 DATA_REFUSED = 3  # the data gate refused the data
+MONITOR_ALERT = 4  # `monitor`: the served traffic crossed a threshold
 INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 

@@ -74,6 +74,22 @@ def inspect_show(artifact_id: str, location: MetadataLocation, as_json: bool) ->
     )
 
 
+@inspect.command("monitoring")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@store_options
+def inspect_monitoring(limit: int, location: MetadataLocation, as_json: bool) -> None:
+    """`monitor`'s checks of the served traffic, newest first: window, versions, verdict,
+    findings."""
+    from deployment import model_versions
+
+    index = open_store(location)
+    answer(
+        as_json,
+        lambda: model_versions.monitoring_checks(index)[:limit],
+        inspect_text.monitoring_text,
+    )
+
+
 @inspect.command("lineage")
 @click.argument("artifact_id")
 @store_options

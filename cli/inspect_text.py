@@ -273,3 +273,19 @@ def diff_text(d: dict) -> str:
     lines += [f"{kind} blessing: {v['a']} -> {v['b']}" for kind, v in d["blessing"].items()]
     lines.append(f"artifacts shared by both runs (cached): {len(d['same_artifacts'])}")
     return "\n".join(lines)
+
+
+def monitoring_text(checks: list[dict[str, Any]]) -> str:
+    if not checks:
+        return "No check of the served traffic is recorded. `monitor` makes one."
+    blocks = []
+    for check in checks:
+        since, until = check["window"]
+        versions = ", ".join(str(v) for v in check["versions"]) or "?"
+        head = (
+            f"#{check['execution_id']}  {check['checked_at']}  {check['model']} version "
+            f"{versions}  {since} to {until}: {check['requests']} requests, {check['rows']} rows  "
+            f"{(check['verdict'] or '?').upper()}"
+        )
+        blocks.append("\n".join([head, *(f"    {line}" for line in check["findings"])]))
+    return "\n".join(blocks)

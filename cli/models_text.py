@@ -36,6 +36,15 @@ def _yes_no(flag: bool) -> str:
     return "blessed" if flag else "NOT blessed"
 
 
+def _health(health: dict[str, Any] | None) -> str:
+    """The latest `monitor` verdict on the version's traffic, and when it was checked."""
+    if health is None:
+        return "not monitored"
+    verdict = {"ok": "OK", "alert": "ALERT"}.get(health["verdict"], health["verdict"])
+    findings = f" ({len(health['findings'])} findings)" if health["findings"] else ""
+    return f"{verdict}{findings} at {health['checked_at']}"
+
+
 def versions_text(records: list[dict[str, Any]]) -> str:
     if not records:
         return "No model has been pushed yet. `make run` trains, validates and pushes one."
@@ -48,12 +57,13 @@ def versions_text(records: list[dict[str, Any]]) -> str:
             _yes_no(r["evaluator_blessed"]),
             _yes_no(r["infra_blessed"]),
             _metrics(r["metrics"], r.get("task")),
+            _health(r.get("health")),
         ]
         for r in records
     ]
     table = tabulate(
         rows,
-        headers=["", "version", "pushed", "by", "Evaluator", "InfraValidator", "metrics"],
+        headers=["", "version", "pushed", "by", "Evaluator", "InfraValidator", "metrics", "health"],
         tablefmt="plain",
         disable_numparse=True,
     )

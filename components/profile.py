@@ -100,7 +100,7 @@ class Label(_Strict):
     @classmethod
     def _classes_as_strings(cls, value: Any) -> Any:
         if isinstance(value, list):
-            return [_class_text(v) for v in value]
+            return [class_text(v) for v in value]
         return value
 
     @model_validator(mode="after")
@@ -167,6 +167,32 @@ class DataChecks(_Strict):
     skew: dict[str, Annotated[float, Field(ge=0)]] | None = None
 
 
+class LiveQuality(_Strict):
+    """Live quality, from labels joined to logged answers, against the Evaluator's figure for
+    the served version on the headline metric."""
+
+    # Fewer labelled rows in the window: the figures are shown, not judged.
+    min_labels: Annotated[int, Field(ge=1)] = 50
+    # AUC or accuracy may drop by at most this (absolute); RMSE may grow by this fraction.
+    max_drop: Annotated[float, Field(ge=0)] = 0.05
+
+
+class Monitoring(_Strict):
+    """What `monitor` judges the served traffic by. The distance thresholds default to the data
+    checks' (skew: training data against live traffic; drift: the previous window against this
+    one), so that one contract holds from ingestion to live traffic."""
+
+    # Fewer rows in a window: its distributions are not compared (too few to tell a shift from
+    # chance); the schema is still checked.
+    min_rows: Annotated[int, Field(ge=1)] = 100
+    skew: dict[str, Annotated[float, Field(ge=0)]] | None = None
+    drift: dict[str, Annotated[float, Field(ge=0)]] | None = None
+    # Jensen-Shannon divergence (base 2) between the model's answers on the eval split and live,
+    # over ten bins at the eval answers' deciles (predicted classes for multiclass).
+    prediction_drift: Annotated[float, Field(ge=0, le=1)] = 0.1
+    quality: LiveQuality = LiveQuality()
+
+
 class Code(_Strict):
     """User code by importable dotted path; a module beside profile.yaml is importable too."""
 
@@ -195,6 +221,7 @@ class Profile(_Strict):
     model: ModelSize = ModelSize()
     training: Budgets = Budgets()
     blessing: Blessing = Blessing()
+    monitoring: Monitoring = Monitoring()
     code: Code = Code()
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -228,6 +255,13 @@ class Profile(_Strict):
                     raise ValueError(f"data_checks.{key}: {name!r} is not a column of the profile")
         if self.label.column in self.skew:
             raise ValueError("data_checks.skew: the batch to score has no label column")
+        for key in ("skew", "drift"):
+            for name in getattr(self.monitoring, key) or {}:
+                if name not in columns:
+                    raise ValueError(
+                        f"monitoring.{key}: {name!r} is not a feature of the profile (live "
+                        "traffic has no label column)"
+                    )
         allowed = METRICS[self.label.task]
         for key in ("at_least", "at_most"):
             for metric in getattr(self.blessing, key):
@@ -255,6 +289,22 @@ class Profile(_Strict):
     def skew(self) -> dict[str, float]:
         if self.data_checks.skew is not None:
             return dict(self.data_checks.skew)
+        return {k: v for k, v in self.data_checks.drift.items() if k != self.label.column}
+
+    @property
+    def monitoring_skew(self) -> dict[str, float]:
+        """Thresholds of live traffic against the training data: monitoring.skew, else the
+        data checks' skew thresholds."""
+        if self.monitoring.skew is not None:
+            return dict(self.monitoring.skew)
+        return self.skew
+
+    @property
+    def monitoring_drift(self) -> dict[str, float]:
+        """Thresholds of live traffic against the previous window: monitoring.drift, else the
+        data checks' drift thresholds without the label."""
+        if self.monitoring.drift is not None:
+            return dict(self.monitoring.drift)
         return {k: v for k, v in self.data_checks.drift.items() if k != self.label.column}
 
     def of_kind(self, kind: FeatureKind) -> list[str]:
@@ -292,7 +342,7 @@ def transformed_name(column: str) -> str:
     return f"{safe}_xf"
 
 
-def _class_text(value: Any) -> str:
+def class_text(value: Any) -> str:
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, float) and value.is_integer():

@@ -13,12 +13,14 @@ number on disk.
 from __future__ import annotations
 
 import functools
+import json
 import os
 from typing import Any
 
 from components import tfx_private
 from metadata import artifact_readers
 from metadata.store import (
+    INPUT_EVENTS,
     NotFound,
     StoreIndex,
     custom_property,
@@ -33,6 +35,9 @@ ROLLBACK_OF = "rollback_of"  # PushedModel custom property: the version a rollba
 # Pusher's input keys, which a rollback records too.
 MODEL_KEY, MODEL_BLESSING_KEY, INFRA_BLESSING_KEY = "model", "model_blessing", "infra_blessing"
 PUSHED_MODEL_KEY = "pushed_model"
+# `monitor`'s record of one check of the served traffic (monitoring/monitor.py), with the
+# PushedModel it judged as its input.
+MONITORING_EXECUTION_TYPE = "ModelMonitoring"
 # The Evaluator metrics a version's line shows, per task, in this order, when present.
 HEADLINE_METRICS: dict[str, tuple[str, ...]] = {
     "binary": ("auc", "binary_accuracy", "precision", "recall", "example_count"),
@@ -98,6 +103,7 @@ def _version_record(index: StoreIndex, pushed) -> dict[str, Any]:
         "metrics": {},
         "on_disk": os.path.isdir(path),
     }
+    record["health"] = _health(index, pushed.id)
     evaluation_uri = (
         index.sibling_outputs(model_blessing).get("evaluation") if model_blessing else None
     )
@@ -107,6 +113,62 @@ def _version_record(index: StoreIndex, pushed) -> dict[str, Any]:
         record["task"] = task
         record["metrics"] = {k: overall[k] for k in HEADLINE_METRICS.get(task, ()) if k in overall}
     return record
+
+
+def _check_record(index: StoreIndex, execution) -> dict[str, Any]:
+    props = properties(execution)
+    findings = json.loads(custom_property(execution, "findings") or "[]")
+    judged = [
+        e.artifact_id
+        for e in index.store.get_events_by_execution_ids([execution.id])
+        if e.type in INPUT_EVENTS and e.path.steps and e.path.steps[0].key == PUSHED_MODEL_KEY
+    ]
+    return {
+        "execution_id": execution.id,
+        "checked_at": iso_time(execution.create_time_since_epoch),
+        "model": props.get("model_name"),
+        "versions": sorted(
+            int(properties(a).get("pushed_version", 0))
+            for a in index.store.get_artifacts_by_id(judged)
+        ),
+        "window": [props.get("window_since"), props.get("window_until")],
+        "verdict": props.get("verdict"),
+        "requests": custom_property(execution, "requests"),
+        "rows": custom_property(execution, "rows"),
+        "findings": [
+            f"{f['check']}: {f['feature'] + ': ' if f['feature'] else ''}{f['message']}"
+            for f in findings
+        ],
+        "summary": custom_property(execution, "summary"),
+        "user": custom_property(execution, "user"),
+    }
+
+
+def monitoring_checks(index: StoreIndex) -> list[dict[str, Any]]:
+    """Every `monitor` check recorded, newest first."""
+    try:
+        executions = index.store.get_executions_by_type(MONITORING_EXECUTION_TYPE)
+    except Exception:  # noqa: BLE001 - ml_metadata's NotFoundError: no check was ever recorded
+        return []
+    return [_check_record(index, e) for e in sorted(executions, key=lambda e: -e.id)]
+
+
+def _health(index: StoreIndex, pushed_model_id: int) -> dict[str, Any] | None:
+    """The latest `monitor` verdict on the version's traffic: ok, alert (with its findings)."""
+    checks = [
+        e.execution_id
+        for e in index.store.get_events_by_artifact_ids([pushed_model_id])
+        if e.type in INPUT_EVENTS
+    ]
+    executions = [
+        e
+        for e in index.store.get_executions_by_id(checks)
+        if index.execution_type_name(e) == MONITORING_EXECUTION_TYPE
+    ]
+    if not executions:
+        return None
+    record = _check_record(index, max(executions, key=lambda e: e.id))
+    return {k: record[k] for k in ("verdict", "checked_at", "window", "findings", "execution_id")}
 
 
 def pushed_versions(index: StoreIndex) -> list[dict[str, Any]]:

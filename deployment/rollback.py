@@ -25,7 +25,7 @@ from typing import Any
 from ml_metadata.proto import metadata_store_pb2
 
 from deployment import model_versions
-from metadata.store import NotFound, StoreIndex, input_artifacts, open_store
+from metadata.store import NotFound, StoreIndex, input_artifacts, keyed_event, open_store
 from pipeline.metadata_location import MetadataLocation
 
 Artifact = metadata_store_pb2.Artifact
@@ -58,15 +58,6 @@ def _execution_type_id(store) -> int:
     execution_type = metadata_store_pb2.ExecutionType(name=model_versions.ROLLBACK_EXECUTION_TYPE)
     execution_type.properties["rollback_of"] = metadata_store_pb2.INT
     return store.put_execution_type(execution_type, can_add_fields=True)
-
-
-def _event(kind: int, key: str, artifact_id: int | None = None) -> Event:
-    event = Event(type=kind)
-    if artifact_id is not None:
-        event.artifact_id = artifact_id
-    event.path.steps.add().key = key
-    event.path.steps.add().index = 0
-    return event
 
 
 def rollback(location: MetadataLocation, version: int) -> dict[str, Any]:
@@ -107,14 +98,14 @@ def rollback(location: MetadataLocation, version: int) -> dict[str, Any]:
     pushed.custom_properties[model_versions.ROLLBACK_OF].int_value = version
     producer = index.producing_execution[record["pushed_model_id"]]
     inputs = [
-        (a, _event(Event.INPUT, key))
+        (a, keyed_event(Event.INPUT, key))
         for key, artifacts in _pusher_inputs(index, producer).items()
         for a in artifacts
     ]
     contexts = model_versions.pusher_contexts(index, record["pushed_model_id"])
     execution_id, artifact_ids, _ = store.put_execution(
         execution,
-        [*inputs, (pushed, _event(Event.OUTPUT, model_versions.PUSHED_MODEL_KEY))],
+        [*inputs, (pushed, keyed_event(Event.OUTPUT, model_versions.PUSHED_MODEL_KEY))],
         contexts,
         reuse_context_if_already_exist=True,
     )

@@ -388,6 +388,13 @@ class StoreIndex:
     def type_name(self, artifact: Artifact) -> str:
         return self.type_names.get(artifact.type_id, artifact.type)
 
+    @functools.cached_property
+    def _execution_type_names(self) -> dict[int, str]:
+        return {t.id: t.name for t in self.store.get_execution_types()}
+
+    def execution_type_name(self, execution: Execution) -> str:
+        return self._execution_type_names.get(execution.type_id, execution.type)
+
     def node_execution(self, execution: Execution) -> NodeExecution:
         return NodeExecution(self.node_of_execution.get(execution.id, "?"), execution)
 
@@ -404,3 +411,13 @@ class StoreIndex:
             return {}
         outputs = output_artifacts(self.store, execution_id)
         return {key: artifacts[0].uri for key, artifacts in outputs.items() if artifacts}
+
+
+def keyed_event(kind: int, key: str, artifact_id: int | None = None) -> Event:
+    """An event of `kind` (INPUT, OUTPUT) under `key`, as TFX records them (key, index 0)."""
+    event = Event(type=kind)
+    if artifact_id is not None:
+        event.artifact_id = artifact_id
+    event.path.steps.add().key = key
+    event.path.steps.add().index = 0
+    return event

@@ -4,6 +4,7 @@ TFRecord files, the format TF Serving's request logging and TFX's BulkInferrer w
     <directory>/requests-<UTC time>-<pid>-<n>.tfrecord      closed files, oldest deleted first
     <directory>/requests-<UTC time>-<pid>-<n>.tfrecord.open the file a worker is writing now
     <directory>/.counts-<pid>.json                           what each worker logged and dropped
+    <directory>/feedback-<UTC time>-<pid>-<n>.jsonl          labels sent to POST .../feedback
 
 Every worker of `serve` writes its own files (the pid is in the name) into one directory.
 
@@ -13,8 +14,12 @@ Every worker of `serve` writes its own files (the pid is in the name) into one d
   writer thread turns entries into PredictionLogs and writes them. When the queue is full, the
   entry is dropped and counted (the count is logged, and kept in `.counts-<pid>.json`).
 - **Rotation and a disk cap**: a file is closed at `file_mb` or after `file_seconds`; then the
-  oldest closed files of the directory (every worker's) are deleted until all files together are
-  under `max_mb`.
+  oldest closed files of the directory (every worker's, feedback files too) are deleted until all
+  files together are under `max_mb`.
+- **Feedback**: labels that arrive later (`POST /v1/models/NAME/feedback`) go through the same
+  queue and writer, one JSON line each (`{"request_id", "label", "row", "time_micros"}`), for
+  `monitor` to join to the logged answers. A full queue refuses them (the client retries) rather
+  than dropping a label silently.
 
 What TF Serving's `LogMetadata` holds is filled in (model spec with the version and signature,
 sampling config, `timestamp_secs`). What it has no field for (the request id, the time to the
@@ -49,6 +54,7 @@ log = logging.getLogger("serving")
 
 DETAILS_FIELD = 1000  # in the PredictionLog record: RequestDetails, as a length-delimited field
 OPEN_SUFFIX = ".open"
+FLUSH_SECONDS = 1.0  # the open file is flushed this often under load, and whenever idle
 _MB = 1024 * 1024
 MAX_REQUEST_ID = 128
 
@@ -200,6 +206,10 @@ class RequestLogger:
         self._written = 0
         self._files = 0
         self._dropped_reported = 0
+        self._unflushed, self._flushed = False, time.monotonic()
+        self.feedback = 0  # labels written
+        self._feedback_file = None
+        self._feedback_opened = 0.0
         self._recover_orphans()
         self._thread = threading.Thread(target=self._write_until_stopped, daemon=True)
         self._thread.start()
@@ -252,7 +262,37 @@ class RequestLogger:
         classify_log or regress_log."""
         self._enqueue(("protos", details, kind, request, response))
 
+    def log_feedback(self, labels: list[dict]) -> bool:
+        """Labels for logged requests ({"request_id", "label", "row"}); False when the queue is
+        full and nothing was taken (the caller answers 503)."""
+        try:
+            self._queue.put_nowait(("feedback", labels))
+            return True
+        except queue.Full:
+            return False
+
     # -- the writer thread ---------------------------------------------------------------------
+
+    def _write_feedback(self, labels: list[dict]) -> None:
+        if self._feedback_file is not None and (
+            time.monotonic() - self._feedback_opened >= self.options.file_seconds
+        ):
+            self._feedback_file.close()
+            self._feedback_file = None
+            self._enforce_cap()
+        if self._feedback_file is None:
+            stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+            self._files += 1
+            path = os.path.join(
+                self.directory, f"feedback-{stamp}-{os.getpid()}-{self._files}.jsonl"
+            )
+            self._feedback_file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - kept open
+            self._feedback_opened = time.monotonic()
+        now = int(time.time() * 1_000_000)
+        for label in labels:
+            self._feedback_file.write(json.dumps({**label, "time_micros": now}) + "\n")
+        self._feedback_file.flush()  # readable by `monitor` at once
+        self.feedback += len(labels)
 
     def _record(self, entry: tuple) -> bytes:
         if entry[0] == "arrays":  # REST's Predict: written as bytes (see predict_log_bytes)
@@ -298,6 +338,7 @@ class RequestLogger:
         if self._writer is None:
             return
         self._writer.close()
+        self._unflushed = False
         os.replace(self._path, self._path.removesuffix(OPEN_SUFFIX))
         self._writer = None
         self._enforce_cap()
@@ -306,7 +347,7 @@ class RequestLogger:
         """Deletes the oldest closed files until the directory's files fit in max_mb."""
         files = []
         for name in os.listdir(self.directory):
-            if name.startswith("requests-"):
+            if name.startswith(("requests-", "feedback-")):
                 path = os.path.join(self.directory, name)
                 try:
                     stat = os.stat(path)
@@ -332,6 +373,7 @@ class RequestLogger:
             "dropped": self.dropped,
             "sampled_out": self.sampled_out,
             "failed": self.failed,
+            "feedback": self.feedback,
             "updated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         path = os.path.join(self.directory, f".counts-{os.getpid()}.json")
@@ -357,13 +399,22 @@ class RequestLogger:
             if entry == "stop":
                 break
             try:
-                if entry is not None:
+                if entry is not None and entry[0] == "feedback":
+                    self._write_feedback(entry[1])
+                elif entry is not None:
                     if self._writer is None:
                         self._open()
                     record = self._record(entry)
                     self._writer.write(record)
                     self._written += len(record)
+                    self._unflushed = True
                     self.logged += 1
+                if self._unflushed and (
+                    entry is None or time.monotonic() - self._flushed >= FLUSH_SECONDS
+                ):
+                    # What is logged is readable in the open file within about a second.
+                    self._writer.flush()
+                    self._unflushed, self._flushed = False, time.monotonic()
                 if self._writer is not None and (
                     self._written >= self.options.file_mb * _MB
                     or time.monotonic() - self._opened >= self.options.file_seconds
@@ -377,6 +428,8 @@ class RequestLogger:
                 if self.failed == 1:  # the first with its traceback; the count at the end
                     log.exception("Request log: writing an entry failed")
         self._close()
+        if self._feedback_file is not None:
+            self._feedback_file.close()
         self._write_counts()
 
     def stop(self) -> None:

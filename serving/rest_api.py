@@ -356,14 +356,19 @@ def _columnar_inputs(given, signature: Signature) -> dict[str, np.ndarray]:
     }
 
 
-def _body_object(body: bytes) -> dict:
-    """The request body's JSON object. orjson reads it (several times faster than the standard
+def _json_value(body: bytes):
+    """The request body's JSON. orjson reads it (several times faster than the standard
     library on rows of features); what it refuses is read again by the standard library, which
     also takes NaN and Infinity as TF Serving does, and says where the JSON is malformed."""
     try:
-        parsed = orjson.loads(body)
+        return orjson.loads(body)
     except orjson.JSONDecodeError:
-        parsed = _body_json_strictly(body)
+        return _body_json_strictly(body)
+
+
+def _body_object(body: bytes) -> dict:
+    """The request body's JSON object."""
+    parsed = _json_value(body)
     if not isinstance(parsed, dict):
         raise bad_request(f"The request body must be a JSON object, got {type(parsed).__name__}")
     return parsed
@@ -626,6 +631,53 @@ class RestApi:
         self._log(arrival, "regress_log", request, response)
         return {"result": [r.value for r in response.result.regressions]}
 
+    def feedback(self, model: str, body: bytes) -> dict:
+        """POST /v1/models/NAME/feedback: ground truth for logged requests, one object
+        {"request_id", "label"[, "row"]} or a list of them, kept beside the request log for
+        `monitor` to join ("row": which row of a request of several, 0 by default)."""
+        if self.request_log is None:
+            raise ServingError(
+                Code.FAILED_PRECONDITION,
+                "This server logs no requests (serve --request-log-dir): feedback has nothing "
+                "to be joined to",
+            )
+        self.backend.signature(model, None, DEFAULT_SIGNATURE)  # NOT_FOUND for another model
+        given = _json_value(body)
+        entries = given if isinstance(given, list) else [given]
+        if not entries:
+            raise bad_request("The feedback list is empty")
+        labels = [
+            _feedback_entry(entry, f"[{i}]" if isinstance(given, list) else "")
+            for i, entry in enumerate(entries)
+        ]
+        if not self.request_log.log_feedback(labels):
+            raise ServingError(
+                Code.UNAVAILABLE,
+                "The request log's queue is full: the feedback was not recorded; retry later",
+            )
+        return {"recorded": len(labels)}
+
+
+def _feedback_entry(entry, where: str) -> dict:
+    prefix = f"feedback{where}: " if where else ""
+    if not isinstance(entry, dict):
+        raise bad_request(f'{prefix}must be an object {{"request_id": ..., "label": ...}}')
+    _refuse_unknown_keys(entry, {"request_id", "label", "row"})
+    request_id, label, row = entry.get("request_id"), entry.get("label"), entry.get("row", 0)
+    if not isinstance(request_id, str) or request_id_from(request_id) != request_id:
+        raise bad_request(
+            f'{prefix}"request_id" must be the X-Request-Id the answer carried (printable '
+            "ASCII, at most 128 characters)"
+        )
+    if isinstance(label, (dict, list)) or label is None:
+        raise bad_request(
+            f'{prefix}"label" must be the label column\'s value (a number or a string), got '
+            f"{json.dumps(label)}"
+        )
+    if isinstance(row, bool) or not isinstance(row, int) or row < 0:
+        raise bad_request(f'{prefix}"row" must be the row\'s index in its request (0 or more)')
+    return {"request_id": request_id, "label": label, "row": row}
+
 
 @dataclasses.dataclass(frozen=True)
 class Arrival:
@@ -773,6 +825,11 @@ class InferenceHandler(_JsonHandler):
         await self.call(method, model, _version(version), body, self.arrival)
 
 
+class FeedbackHandler(_JsonHandler):
+    async def post(self, model: str):
+        await self.call(self.api.feedback, model, self.request.body)
+
+
 class NotFoundHandler(_JsonHandler):
     def prepare(self):
         self.answer(
@@ -793,6 +850,7 @@ def application(api: RestApi) -> tornado.web.Application:
         (_MODEL + r"/?", StatusHandler, {"api": api}),
         (_MODEL + r"/metadata", MetadataHandler, {"api": api}),
         (_MODEL + r":(predict|classify|regress)", InferenceHandler, {"api": api}),
+        (r"/v1/models/([^/:]+)/feedback", FeedbackHandler, {"api": api}),
     ]
     return tornado.web.Application(
         handlers, default_handler_class=NotFoundHandler, default_handler_args={"api": api}

@@ -48,6 +48,7 @@ CODE_FOLDERS = (
     "profiling",
     "orchestration",
     "deployment",
+    "monitoring",
     "cli",
 )
 DATA_DIR = PROJECT_ROOT / "data"

@@ -20,12 +20,10 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-import grpc
 import httpx
 import psutil
 import pytest
@@ -51,7 +49,7 @@ from tests.conftest import (
     read_rows,
     run_cli,
 )
-from tests.db_servers import free_port
+from tests.serving_helpers import Server
 
 pytestmark = pytest.mark.e2e
 
@@ -72,70 +70,6 @@ def no_server_left_running():
     while _servers_running() and time.time() < deadline:
         time.sleep(0.2)
     assert _servers_running() == [], "a model server was left running"
-
-
-class Server:
-    """A `run_local.py serve` process, and how to reach it."""
-
-    def __init__(self, model_dir: Path, *args: str, env: dict | None = None):
-        self.rest_port, self.grpc_port = free_port(), free_port()
-        # Its own request log, never the checkout's outputs/.
-        self.request_log = Path(tempfile.mkdtemp(prefix="request-log-"))
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "run_local.py",
-                "serve",
-                f"--model-dir={model_dir}",
-                f"--rest-port={self.rest_port}",
-                f"--grpc-port={self.grpc_port}",
-                "--poll-seconds=0.5",
-                f"--request-log-dir={self.request_log}",
-                *args,
-            ],
-            cwd=PROJECT_ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self.path = f"/v1/models/{PIPELINE_NAME}"
-        self.url = f"http://127.0.0.1:{self.rest_port}{self.path}"
-        # The console, read as it comes: the server is ready once it says so (every worker
-        # listens), which may be after the first worker answers.
-        self.console: list[str] = []
-        self._reader = threading.Thread(target=self._read_console, daemon=True)
-        self._reader.start()
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            assert self.process.poll() is None, self.stop()
-            if any("Ctrl-C stops." in line for line in self.console):
-                assert httpx.get(self.url, timeout=2).status_code == 200
-                return
-            time.sleep(0.3)
-        self.stop(signal.SIGKILL)
-        raise AssertionError("the server did not say it was ready in 120 s")
-
-    def _read_console(self) -> None:
-        for line in self.process.stdout:
-            self.console.append(line)
-
-    def post(self, verb: str, body, version: int | None = None) -> httpx.Response:
-        url = self.url + (f"/versions/{version}" if version else "") + f":{verb}"
-        content = body if isinstance(body, (bytes, str)) else json.dumps(body)
-        return httpx.post(url, content=content, timeout=60)
-
-    def channel(self) -> grpc.Channel:
-        return grpc.insecure_channel(f"127.0.0.1:{self.grpc_port}")
-
-    def stop(self, sig=signal.SIGTERM) -> tuple[int, str, str]:
-        """Stops the server; its exit code, console and standard error."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        err = self.process.stderr.read()
-        self.process.wait(timeout=60)
-        self._reader.join(timeout=10)
-        return self.process.returncode, "".join(self.console), err
 
 
 # ---- the model a run pushed, and its answers computed with nothing but TensorFlow ----------------
