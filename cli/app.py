@@ -10,6 +10,7 @@ in a module of its own, read what ran:
     python run_local.py run-spec PIPELINE_JOB                        cli/run_spec_command.py
     python run_local.py serve | models [rollback VERSION]            cli/serve_commands.py
     python run_local.py monitor [--since 1h] [--labels FILE]         cli/monitor_command.py
+    python run_local.py watch [--monitor 15m] [-- RUN OPTIONS]       cli/watch_command.py
     python run_local.py init --csv FILE --label COLUMN --out DIR     cli/init_command.py
 
 The settings a profile gives default to the profile's (--profile; the default profile is chosen in
@@ -46,6 +47,7 @@ from cli.run_spec_command import run_spec
 from cli.schema_commands import schema
 from cli.serve_commands import models, serve_command
 from cli.user_errors import UserError
+from cli.watch_command import watch_command
 from orchestration import beam_mode, kubeflow_locations
 from pipeline.config import BEAM_MODES, PROFILE_SETTINGS
 
@@ -268,6 +270,7 @@ for _command in (
     serve_command,
     models,
     monitor_command,
+    watch_command,
     init,
 ):
     main.add_command(_command)

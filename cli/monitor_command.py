@@ -12,8 +12,14 @@ from typing import Any
 
 import click
 
-from cli import exit_codes
-from cli.options import CONTEXT_SETTINGS, load_config, profile_option, store_options
+from cli import exit_codes, monitoring_report
+from cli.options import (
+    CONTEXT_SETTINGS,
+    load_config,
+    open_store,
+    profile_option,
+    store_options,
+)
 from cli.user_errors import UserError, quiet_libraries
 from metadata.store import NotFound, UnusableStore
 from pipeline.config import DEFAULT_OUTPUT_DIR
@@ -108,6 +114,13 @@ def monitor_command(
         result = monitor.monitor(settings)
     except (monitor.MonitorError, traffic.TrafficError, NotFound, UnusableStore) as e:
         raise UserError(str(e)) from e
+    if result.get("checks_folder"):
+        from deployment import model_versions
+
+        checks = model_versions.monitoring_checks(open_store(location))
+        result["report"] = monitoring_report.write(
+            result, monitoring_report.quality_history(checks, name)
+        )
     click.echo(json.dumps(result, indent=2, default=str) if as_json else summary_text(result))
     if result["verdict"] != "alert":
         return
@@ -140,7 +153,7 @@ def _distances_text(part: dict[str, Any]) -> str:
         if crossed
         else (f"{len(distances)} features within their thresholds")
     )
-    return f"{state}; closest: {name} {figure['measure']} {figure['distance']:.3f} (threshold {figure['threshold']:g})"
+    return f"{state}; nearest its threshold: {name} {figure['measure']} {figure['distance']:.3f} (threshold {figure['threshold']:g})"
 
 
 def summary_text(result: dict[str, Any]) -> str:
@@ -228,4 +241,5 @@ def summary_text(result: dict[str, Any]) -> str:
         f"Recorded in ML Metadata (execution {result['execution_id']}); statistics and summary in "
         f"{result['checks_folder']}"
     )
+    lines.append(f"Report: {result['report']}")
     return "\n".join(lines)

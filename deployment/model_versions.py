@@ -139,6 +139,7 @@ def _check_record(index: StoreIndex, execution) -> dict[str, Any]:
             f"{f['check']}: {f['feature'] + ': ' if f['feature'] else ''}{f['message']}"
             for f in findings
         ],
+        "quality": json.loads(custom_property(execution, "quality") or "{}"),
         "summary": custom_property(execution, "summary"),
         "user": custom_property(execution, "user"),
     }

@@ -51,15 +51,99 @@ class Finding:
 # ---- statistics ---------------------------------------------------------------------------------
 
 
+def decode(examples: list[bytes]):
+    """Serialized tf.Examples as one Arrow record batch (a column per feature, as TFDV reads)."""
+    from tfx_bsl.coders import example_coder
+
+    return example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(examples)
+
+
 def statistics_of(examples: list[bytes]) -> statistics_pb2.DatasetFeatureStatisticsList:
     """TFDV's statistics of serialized tf.Examples, computed in this process with the generators
     StatisticsGen uses (components/statistics_gen/executor.py)."""
+    return statistics_of_batch(decode(examples))
+
+
+def statistics_of_batch(batch) -> statistics_pb2.DatasetFeatureStatisticsList:
     import tensorflow_data_validation as tfdv
     from tensorflow_data_validation.statistics import stats_impl
-    from tfx_bsl.coders import example_coder
 
-    batch = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(examples)
     return stats_impl.generate_statistics_in_memory(batch, tfdv.StatsOptions())
+
+
+# Values of a categorical feature a distribution shows: the training data's most frequent, then
+# live values the training data never had.
+TOP_VALUES = 12
+NEW_VALUES = 4
+
+
+def _live_values(batch, name: str) -> list:
+    if name not in batch.schema.names:
+        return []
+    return [v for v in batch.column(name).flatten().to_pylist() if v is not None]
+
+
+def distributions(
+    batch, training: statistics_pb2.DatasetFeatureStatisticsList, schema: schema_pb2.Schema
+) -> dict[str, dict[str, Any]]:
+    """Per feature of the serving schema, the training split's distribution and the window's on
+    the same bins: the training histogram's buckets for numbers (with the live values below and
+    above its range), the training data's top values for categories (and new live values)."""
+    by_name = {".".join(f.path.step) or f.name: f for f in training.datasets[0].features}
+    serving = [f.name for f in schema.feature if "SERVING" not in f.not_in_environment]
+    found = {}
+    for name in sorted(serving):
+        stats = by_name.get(name)
+        values = _live_values(batch, name)
+        if stats is None:
+            continue
+        if stats.WhichOneof("stats") == "string_stats":
+            buckets = stats.string_stats.rank_histogram.buckets
+            total = sum(b.sample_count for b in buckets) or 1
+            live = [
+                v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in values
+            ]
+            counts: dict[str, int] = {}
+            for v in live:
+                counts[v] = counts.get(v, 0) + 1
+            top = [b.label for b in buckets[:TOP_VALUES]]
+            known = {b.label for b in buckets}
+            new = sorted((v for v in counts if v not in known), key=lambda v: -counts[v])
+            labels = top + new[:NEW_VALUES]
+            training_share = {b.label: b.sample_count / total for b in buckets}
+            found[name] = {
+                "kind": "categorical",
+                "labels": labels,
+                "new": new[:NEW_VALUES],
+                "training": [round(training_share.get(v, 0.0), 4) for v in labels],
+                "live": [round(counts.get(v, 0) / max(len(live), 1), 4) for v in labels],
+                "live_values": len(live),
+            }
+            continue
+        histograms = [
+            h
+            for h in stats.num_stats.histograms
+            if h.type == statistics_pb2.Histogram.STANDARD and h.buckets
+        ]
+        if not histograms:
+            continue
+        buckets = histograms[0].buckets
+        edges = [buckets[0].low_value] + [b.high_value for b in buckets]
+        total = sum(b.sample_count for b in buckets) or 1
+        live = np.asarray(values, np.float64)
+        inside = np.histogram(live, edges)[0] if len(live) else np.zeros(len(buckets))
+        found[name] = {
+            "kind": "numeric",
+            "edges": [round(e, 6) for e in edges],
+            "training": [round(b.sample_count / total, 4) for b in buckets],
+            "live": [round(float(c) / max(len(live), 1), 4) for c in inside],
+            "live_below": round(float(np.sum(live < edges[0])) / max(len(live), 1), 4),
+            "live_above": round(float(np.sum(live > edges[-1])) / max(len(live), 1), 4),
+            "training_mean": round(stats.num_stats.mean, 4),
+            "live_mean": round(float(live.mean()), 4) if len(live) else None,
+            "live_values": int(len(live)),
+        }
+    return found
 
 
 def read_statistics(path: str) -> statistics_pb2.DatasetFeatureStatisticsList:

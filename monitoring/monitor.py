@@ -169,11 +169,14 @@ def _check_version(
     profile = settings.profile
     min_rows = profile.monitoring.min_rows
     enough = rows.count >= min_rows
-    statistics = checks.statistics_of(rows.examples)
+    batch = checks.decode(rows.examples)
+    statistics = checks.statistics_of_batch(batch)
+    schema = checks.read_schema(ref.schema_path)
+    training = checks.read_statistics(ref.training_statistics_path)
     validated = checks.validate(
         statistics,
-        checks.read_schema(ref.schema_path),
-        checks.read_statistics(ref.training_statistics_path) if enough else None,
+        schema,
+        training if enough else None,
         previous_statistics if enough else None,
         profile.monitoring_skew,
         profile.monitoring_drift,
@@ -226,6 +229,7 @@ def _check_version(
     else:
         checked["prediction_drift"] = {"judged": False, "reason": not_judged}
     checked["quality"] = _quality(rows, joined, profile, ref)
+    checked["distributions"] = checks.distributions(batch, training, schema)
     findings += checked["quality"].pop("finding_objects", [])
     checked["findings"] = _findings_json(findings)
     return checked, statistics
@@ -311,6 +315,17 @@ def _record(
     custom["rows"].int_value = result["rows"]
     custom["findings"].string_value = json.dumps(result["findings"])
     custom["summary"].string_value = os.path.join(folder, SUMMARY_FILE)
+    custom["quality"].string_value = json.dumps(
+        {
+            str(v["version"]): {
+                "headline": v["quality"].get("headline"),
+                "value": v["quality"].get("metrics", {}).get(v["quality"].get("headline")),
+                "evaluator": v["quality"].get("evaluator"),
+                "labelled_rows": v["quality"].get("labelled_rows", 0),
+            }
+            for v in result["versions"]
+        }
+    )
     custom["user"].string_value = f"{getpass.getuser()}@{socket.gethostname()}"
 
     by_id = {}

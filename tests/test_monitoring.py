@@ -26,11 +26,13 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from metadata.store import StoreIndex, sqlite_connection_config
-from tests.conftest import PIPELINE_NAME, invoke, read_rows, run_cli
+from tests.browser import visit
+from tests.conftest import PIPELINE_NAME, PROJECT_ROOT, invoke, read_rows, run_cli
 from tests.serving_helpers import Server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("taxi-sample")]
 
+ARTIFACTS_DIR = PROJECT_ROOT / "test-artifacts"
 ROWS_PER_REQUEST = 8
 CLEAN_ROWS = 240  # more than monitoring.min_rows (100), so every distribution is compared
 UNKNOWN_IDS = ["no-such-request-1", "no-such-request-2", "no-such-request-3"]
@@ -281,6 +283,24 @@ def test_drifted_traffic_alerts_naming_the_features_and_runs_the_alert_command(m
     # The previous window is the clean traffic: the unseen company drifted from it too.
     assert any(line.strip().startswith("drift: company:") for line in lines), out
     assert marker.read_text().strip().endswith("summary.json")
+    # The report: self-contained, and it shows what the console said.
+    report = Path(next(line for line in lines if line.startswith("Report:")).split(": ", 1)[1])
+    html = report.read_text()
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    visited = visit(report.as_uri(), ARTIFACTS_DIR / "monitoring-report.png")
+    assert visited.console_errors == [] and visited.requests == []
+    text = " ".join(visited.text.split())
+    assert "Verdict ALERT" in text
+    assert "new live values: Brand New Cab Co" in text
+    assert "of live values outside the training range" in text  # pickup_latitude
+    assert "Live quality over time" in text
+    # models shows the version's health; inspect lists both checks.
+    models = invoke("models", f"--metadata-uri={monitored['store']}", "--json")
+    (record,) = [r for r in json.loads(models.stdout) if r["version"] == monitored["version"]]
+    assert record["health"]["verdict"] == "alert"
+    assert any(f.startswith("skew: company: ") for f in record["health"]["findings"])
+    listed = invoke("inspect", "monitoring", f"--metadata-uri={monitored['store']}")
+    assert listed.exit_code == 0 and "ALERT" in listed.output and "OK" in listed.output
 
 
 def test_a_window_without_requests_is_said_so(monitored):
