@@ -22,6 +22,7 @@ COPY components/ components/
 COPY profiling/ profiling/
 COPY orchestration/ orchestration/
 COPY deployment/ deployment/
+COPY monitoring/ monitoring/
 COPY metadata/ metadata/
 COPY cli/ cli/
 COPY schema/ schema/

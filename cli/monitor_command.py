@@ -153,7 +153,7 @@ def _distances_text(part: dict[str, Any]) -> str:
         if crossed
         else (f"{len(distances)} features within their thresholds")
     )
-    return f"{state}; nearest its threshold: {name} {figure['measure']} {figure['distance']:.3f} (threshold {figure['threshold']:g})"
+    return f"{state}; largest against its threshold: {name} {figure['measure']} {figure['distance']:.3f} (threshold {figure['threshold']:g})"
 
 
 def summary_text(result: dict[str, Any]) -> str:
@@ -183,7 +183,11 @@ def summary_text(result: dict[str, Any]) -> str:
         schema = version["schema"]["findings"]
         lines.append(
             "    schema:       "
-            + (f"{len(schema)} anomalies" if schema else "OK (curated schema, SERVING environment)")
+            + (
+                f"{len(schema)} {'anomaly' if len(schema) == 1 else 'anomalies'}"
+                if schema
+                else "OK (curated schema, SERVING environment)"
+            )
         )
         lines.append(f"    skew:         {_distances_text(version['skew'])}")
         lines.append(f"    drift:        {_distances_text(version['drift'])}")

@@ -18,6 +18,7 @@ import csv
 import json
 import random
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -98,7 +99,18 @@ def main() -> int:
                     instance[column] += delta
             instance.update({c: _typed(v, types.get(c)) for c, v in fixed.items()})
             instances.append(instance)
-        _, request_id = _post(f"{args.url}:predict", {"instances": instances})
+        try:
+            _, request_id = _post(f"{args.url}:predict", {"instances": instances})
+        except urllib.error.HTTPError as e:
+            print(
+                f"error: {args.url}:predict answered {e.code}: {e.read().decode()}", file=sys.stderr
+            )
+            return 1
+        except urllib.error.URLError as e:
+            print(
+                f"error: cannot reach {args.url} ({e.reason}): is `serve` running?", file=sys.stderr
+            )
+            return 1
         sent += 1
         labels += [(request_id, i, row.get(args.label, "")) for i, row in enumerate(chunk)]
     if args.labels_out:
