@@ -76,6 +76,9 @@ def check_model_dir(model_dir: Path, version: int | None) -> dict[int, str]:
 
 def _port_free(host: str, port: int, option: str) -> None:
     with socket.socket() as s:
+        # As the servers bind: a port whose last connections are still in TIME_WAIT (a server
+        # stopped a moment ago) is free to listen on again.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as e:

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import concurrent.futures
 import json
+import socket
 import threading
 import time
 
@@ -512,3 +513,22 @@ def test_a_rest_predict_written_as_bytes_parses_to_the_messages_protobuf_builds(
     assert written.predict_log.request.model_spec == request.model_spec
     assert written.predict_log.response.model_spec == response.model_spec
     assert written.predict_log.request.inputs["examples"] == request.inputs["examples"]
+
+
+def test_a_port_a_server_just_left_is_free_at_once():
+    """Connections a stopped server closed stay in TIME_WAIT for a minute; `serve` started again
+    on its ports must not take that for another server listening (servers bind with
+    SO_REUSEADDR, and so does the check)."""
+    from deployment import serve
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    accepted.close()  # the server closes first: its side of the connection is in TIME_WAIT
+    client.recv(1)
+    client.close()
+    with pytest.raises(serve.ServeError, match=f"cannot listen on 127.0.0.1:{port}"):
+        serve._port_free("127.0.0.1", port, "--rest-port")  # still listening: taken
+    listener.close()
+    serve._port_free("127.0.0.1", port, "--rest-port")
