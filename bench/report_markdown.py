@@ -736,8 +736,9 @@ def _serving_section(load: dict | None) -> list[str]:
     if costs:
         lines += [
             "**Request logging** (every request and answer as a PredictionLog, the default) against "
-            "a second server with `--log-sample-rate 0`, same run; the logged server wrote "
-            f"{load['request_log']['logged_mb']:,.1f} MB of logs:",
+            "`--log-sample-rate 0`, same run: servers with logging off and on alternated "
+            f"{costs[0].get('rounds', 1)} times, the median of each side; the logged server of the "
+            f"table above wrote {load['request_log']['logged_mb']:,.1f} MB of logs:",
             "",
         ]
         lines += _table(

@@ -356,8 +356,11 @@ ALL_POINTS = [
     for rows in ROWS_PER_REQUEST
     for clients in CONNECTIONS
 ]
-# Measured again with request logging off (serve --log-sample-rate 0).
+# The request log's cost: these points against servers with logging off (--log-sample-rate 0)
+# and on, alternated LOGGING_ROUNDS times so that a drift of the machine's speed during the run
+# falls on both alike; each side's figure is the median of its rounds.
 LOGGING_POINTS = [("REST", 1, 32), ("REST", 64, 8), ("gRPC", 1, 32), ("gRPC", 64, 8)]
+LOGGING_ROUNDS = 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -425,17 +428,84 @@ def _serve_and_load(
     return points, process.returncode
 
 
-def measure(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) -> dict:
-    """The floor, then every (API, rows per request, connections) point against one `serve`."""
+def _logging_cost(load_spec: _Load, model_dir: Path, log_path: Path) -> dict:
+    """LOGGING_POINTS with request logging off and on, alternated: each point's median
+    requests/s either way, and the share of throughput logging cost."""
+    rounds: dict[str, list[list[dict]]] = {"off": [], "on": []}
+    for number in range(1, LOGGING_ROUNDS + 1):
+        for side, args in (
+            ("off", ["--log-sample-rate=0"]),
+            ("on", [f"--request-log-dir={load_spec.work / f'request-log-{number}'}"]),
+        ):
+            print(f"[serve-load] request logging {side}, round {number}", flush=True)
+            points, _ = _serve_and_load(
+                load_spec,
+                model_dir,
+                log_path.with_name(f"{log_path.stem}-logging-{side}-{number}.log"),
+                args,
+                LOGGING_POINTS,
+            )
+            rounds[side].append(points)
+    cost = []
+    for i, (api, per_request, connections) in enumerate(LOGGING_POINTS):
+        on = statistics.median(r[i]["requests_per_second"] for r in rounds["on"])
+        off = statistics.median(r[i]["requests_per_second"] for r in rounds["off"])
+        cost.append(
+            {
+                "api": api,
+                "rows_per_request": per_request,
+                "clients": connections,
+                "on": round(on, 1),
+                "off": round(off, 1),
+                "rounds": LOGGING_ROUNDS,
+                "throughput_lost": round(1 - on / off, 3),
+            }
+        )
+    return {"cost": cost, "off_points": rounds["off"][0]}
+
+
+def _load_spec(model_name: str, rows: list, examples: list, seconds: float, work: Path) -> _Load:
+    """The request files every point sends, written into `work`."""
+    script = work / "post.lua"
+    script.write_text(WRK_SCRIPT)
+    bodies, frames = {}, {}
+    for per_request in ROWS_PER_REQUEST:
+        bodies[per_request] = work / f"rest-{per_request}.json"
+        bodies[per_request].write_text(json.dumps({"instances": (rows * 64)[:per_request]}))
+        frames[per_request] = work / f"grpc-{per_request}.bin"
+        frames[per_request].write_bytes(_grpc_frame(model_name, (examples * 64)[:per_request]))
+    return _Load(model_name, bodies, frames, script, seconds, work)
+
+
+def _inputs(model_dir: Path, rows_file: Path) -> tuple[list, list]:
+    """The rows as JSON values and as serialized tf.Examples, once the clients are found."""
     missing = _missing_clients()
     if missing:
         raise RuntimeError(
             f"{' and '.join(missing)} not found: `make bench` installs them (Debian's wrk and "
             "nghttp2-client), or `apt-get install wrk nghttp2-client`"
         )
-    model_name = model_dir.name
     rows = typed_rows(rows_file, _schema_kinds(model_dir))
-    examples = _serialized_examples(model_dir, rows)
+    return rows, _serialized_examples(model_dir, rows)
+
+
+def measure_logging_cost(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) -> dict:
+    """Only the request log's cost (serve_load.py --logging-cost-only)."""
+    rows, examples = _inputs(model_dir, rows_file)
+    with tempfile.TemporaryDirectory(prefix="serve-load-") as work_dir:
+        work = Path(work_dir)
+        load_spec = _load_spec(model_dir.name, rows, examples, seconds, work)
+        return {
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "seconds_per_point": seconds,
+            "request_log": _logging_cost(load_spec, model_dir, log_path),
+        }
+
+
+def measure(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) -> dict:
+    """The floor, then every (API, rows per request, connections) point against one `serve`."""
+    model_name = model_dir.name
+    rows, examples = _inputs(model_dir, rows_file)
     with tempfile.TemporaryDirectory(prefix="serve-load-") as work_dir:
         work = Path(work_dir)
         floor = measure_floor(model_dir, examples, work)
@@ -444,15 +514,7 @@ def measure(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) ->
             f"64 rows p50 {floor['64']['p50_ms']} ms",
             flush=True,
         )
-        script = work / "post.lua"
-        script.write_text(WRK_SCRIPT)
-        bodies, frames = {}, {}
-        for per_request in ROWS_PER_REQUEST:
-            bodies[per_request] = work / f"rest-{per_request}.json"
-            bodies[per_request].write_text(json.dumps({"instances": (rows * 64)[:per_request]}))
-            frames[per_request] = work / f"grpc-{per_request}.bin"
-            frames[per_request].write_bytes(_grpc_frame(model_name, (examples * 64)[:per_request]))
-        load_spec = _Load(model_name, bodies, frames, script, seconds, work)
+        load_spec = _load_spec(model_name, rows, examples, seconds, work)
         request_log = work / "request-log"
         points, exit_code = _serve_and_load(
             load_spec,
@@ -463,14 +525,7 @@ def measure(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) ->
             check=lambda grpc_port: _check_grpc_sizes(grpc_port, model_name, examples),
         )
         logged_mb = sum(f.stat().st_size for f in request_log.glob("requests-*")) / 2**20
-        # The same points that matter most, with request logging off: its cost.
-        off_points, _ = _serve_and_load(
-            load_spec,
-            model_dir,
-            log_path.with_name(log_path.stem + "-no-request-log.log"),
-            ["--log-sample-rate=0"],
-            LOGGING_POINTS,
-        )
+        logging_cost = _logging_cost(load_spec, model_dir, log_path)
     workers = None
     for line in log_path.read_text().splitlines():
         if line.startswith("Serving with"):
@@ -485,24 +540,7 @@ def measure(model_dir: Path, rows_file: Path, seconds: float, log_path: Path) ->
         "warmup_seconds": WARMUP_SECONDS,
         "floor": floor,
         "points": points,
-        "request_log": {
-            "logged_mb": round(logged_mb, 1),
-            "off_points": off_points,
-            "cost": [
-                {
-                    **{k: off[k] for k in ("api", "rows_per_request", "clients")},
-                    "on": on["requests_per_second"],
-                    "off": off["requests_per_second"],
-                    "throughput_lost": round(
-                        1 - on["requests_per_second"] / off["requests_per_second"], 3
-                    ),
-                }
-                for off in off_points
-                for on in points
-                if (on["api"], on["rows_per_request"], on["clients"])
-                == (off["api"], off["rows_per_request"], off["clients"])
-            ],
-        },
+        "request_log": {"logged_mb": round(logged_mb, 1), **logging_cost},
         "server_exit_code": exit_code,
     }
 
@@ -514,8 +552,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="per point (default 10)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--log", type=Path, default=Path("serve-load.log"))
+    parser.add_argument(
+        "--logging-cost-only",
+        action="store_true",
+        help="only the request log's cost (its points with logging off and on, alternated)",
+    )
     args = parser.parse_args(argv)
-    results = measure(args.model_dir.resolve(), args.rows_file, args.seconds, args.log)
+    if args.logging_cost_only:
+        results = measure_logging_cost(
+            args.model_dir.resolve(), args.rows_file, args.seconds, args.log
+        )
+    else:
+        results = measure(args.model_dir.resolve(), args.rows_file, args.seconds, args.log)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

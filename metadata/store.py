@@ -160,9 +160,10 @@ _SCHEMA_RACE = re.compile(
 
 
 @contextlib.contextmanager
-def _native_stderr_captured() -> Iterator[list[str]]:
-    """Captures what ML Metadata's C++ code writes to file descriptor 2 (its client libraries'
-    reasons for a failed login, which its exception leaves out) instead of the terminal."""
+def native_stderr_captured() -> Iterator[list[str]]:
+    """Captures what native code writes to file descriptor 2 instead of the terminal: ML
+    Metadata's client libraries' reasons for a failed login (its exception leaves them out),
+    TFDV's validation warnings."""
     captured: list[str] = []
     with tempfile.TemporaryFile(mode="w+") as sink:
         saved = os.dup(2)
@@ -198,7 +199,7 @@ def connect_server(location: MetadataLocation) -> metadata_store.MetadataStore:
             "that port? Check --metadata-uri (or MLMD_URI)."
         ) from None
     for attempt in range(1, CONNECT_ATTEMPTS + 1):
-        with _native_stderr_captured() as native:
+        with native_stderr_captured() as native:
             try:
                 return metadata_store.MetadataStore(location.connection_config())
             except Exception as e:  # noqa: BLE001 - MLMD raises RuntimeError or its own errors

@@ -21,6 +21,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 
 from components import profile as profiles
 from components.profile import Profile
+from metadata.store import native_stderr_captured
 
 CATEGORICAL_DISTANCE = "L-infinity"
 NUMERIC_DISTANCE = "Jensen-Shannon"
@@ -246,9 +247,10 @@ def validate(
     import tensorflow_data_validation as tfdv
 
     drift_schema = _with_comparators(schema, drift_thresholds, "drift_comparator")
-    serving = tfdv.validate_statistics(
-        live, drift_schema, environment="SERVING", previous_statistics=previous
-    )
+    with native_stderr_captured() as native:  # TFDV's C++ warnings: kept, not on the console
+        serving = tfdv.validate_statistics(
+            live, drift_schema, environment="SERVING", previous_statistics=previous
+        )
     schema_findings, drift_findings = _split_findings(serving, "drift")
     result: dict[str, Any] = {
         "schema": schema_findings,
@@ -263,14 +265,22 @@ def validate(
     if training is not None:
         # TFDV compares `serving_statistics` with `statistics`, validated in its own environment.
         skew_schema = _with_comparators(schema, skew_thresholds, "skew_comparator")
-        skewed = tfdv.validate_statistics(
-            training, skew_schema, environment="TRAINING", serving_statistics=live
-        )
+        with native_stderr_captured() as more:
+            skewed = tfdv.validate_statistics(
+                training, skew_schema, environment="TRAINING", serving_statistics=live
+            )
+        native += more
         _, skew_findings = _split_findings(skewed, "skew")
         result["skew"] = {
             "distances": _distances(skewed, "skew_measurements"),
             "findings": skew_findings,
         }
+    result["tfdv_warnings"] = [
+        line.split("] ", 1)[-1]
+        for text in native
+        for line in text.splitlines()
+        if line.startswith(("W", "E")) and "] " in line
+    ]
     return result
 
 

@@ -193,6 +193,7 @@ def _check_version(
         "rows": rows.count,
         "latency_ms": _latency(rows.latencies_ms),
         "schema": {"findings": _findings_json(validated["schema"])},
+        "tfdv_warnings": validated["tfdv_warnings"],
     }
     for check in ("skew", "drift"):
         part = validated[check]

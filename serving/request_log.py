@@ -10,9 +10,12 @@ Every worker of `serve` writes its own files (the pid is in the name) into one d
 
 - **Sampling**: each request is logged with probability `sample_rate`, as TF Serving's
   SamplingConfig.
-- **Never in the request's way**: a request puts its entry on a bounded queue and goes on; a
-  writer thread turns entries into PredictionLogs and writes them. When the queue is full, the
-  entry is dropped and counted (the count is logged, and kept in `.counts-<pid>.json`).
+- **Never in the request's way**: a request appends its entry to a bounded queue and goes on; a
+  writer thread wakes every `DRAIN_SECONDS`, turns what has queued into PredictionLogs and
+  writes them. The request does not wake it: a wake-up per request (a condition variable, as
+  `queue.Queue` signals one) costs the serving process a thread switch per request. When the
+  queue is full, the entry is dropped and counted (the count is logged, and kept in
+  `.counts-<pid>.json`).
 - **Rotation and a disk cap**: a file is closed at `file_mb` or after `file_seconds`; then the
   oldest closed files of the directory (every worker's, feedback files too) are deleted until all
   files together are under `max_mb`.
@@ -29,11 +32,11 @@ TF Serving's protos skip as an unknown field: `read_details` reads it.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import logging
 import os
-import queue
 import random
 import struct
 import threading
@@ -55,6 +58,7 @@ log = logging.getLogger("serving")
 DETAILS_FIELD = 1000  # in the PredictionLog record: RequestDetails, as a length-delimited field
 OPEN_SUFFIX = ".open"
 FLUSH_SECONDS = 1.0  # the open file is flushed this often under load, and whenever idle
+DRAIN_SECONDS = 0.05  # how often the writer takes what has queued
 _MB = 1024 * 1024
 MAX_REQUEST_ID = 128
 
@@ -199,7 +203,10 @@ class RequestLogger:
         os.makedirs(self.directory, exist_ok=True)
         self.logged = self.dropped = self.sampled_out = self.failed = 0
         self._random = random.Random(seed)
-        self._queue: queue.Queue = queue.Queue(options.queue_size)
+        # Appends and pops of a deque are atomic: the requests' threads and the writer share
+        # it without a lock.
+        self._queue: collections.deque = collections.deque()
+        self._stopping = threading.Event()
         self._writer: tf.io.TFRecordWriter | None = None
         self._path: str | None = None
         self._opened = 0.0
@@ -241,10 +248,10 @@ class RequestLogger:
         if self.options.sample_rate < 1.0 and self._random.random() >= self.options.sample_rate:
             self.sampled_out += 1
             return
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
+        if len(self._queue) >= self.options.queue_size:
             self.dropped += 1
+            return
+        self._queue.append(entry)
 
     def log_predict(
         self,
@@ -265,11 +272,10 @@ class RequestLogger:
     def log_feedback(self, labels: list[dict]) -> bool:
         """Labels for logged requests ({"request_id", "label", "row"}); False when the queue is
         full and nothing was taken (the caller answers 503)."""
-        try:
-            self._queue.put_nowait(("feedback", labels))
-            return True
-        except queue.Full:
+        if len(self._queue) >= self.options.queue_size:
             return False
+        self._queue.append(("feedback", labels))
+        return True
 
     # -- the writer thread ---------------------------------------------------------------------
 
@@ -392,49 +398,67 @@ class RequestLogger:
     def _write_until_stopped(self) -> None:
         last_counts = time.monotonic()
         while True:
+            stopping = self._stopping.wait(DRAIN_SECONDS)
+            taken = 0
+            while True:
+                try:
+                    entry = self._queue.popleft()
+                except IndexError:
+                    break
+                taken += 1
+                self._write_entry(entry)
             try:
-                entry = self._queue.get(timeout=1.0)
-            except queue.Empty:
-                entry = None
-            if entry == "stop":
-                break
-            try:
-                if entry is not None and entry[0] == "feedback":
-                    self._write_feedback(entry[1])
-                elif entry is not None:
-                    if self._writer is None:
-                        self._open()
-                    record = self._record(entry)
-                    self._writer.write(record)
-                    self._written += len(record)
-                    self._unflushed = True
-                    self.logged += 1
                 if self._unflushed and (
-                    entry is None or time.monotonic() - self._flushed >= FLUSH_SECONDS
+                    not taken or time.monotonic() - self._flushed >= FLUSH_SECONDS
                 ):
                     # What is logged is readable in the open file within about a second.
                     self._writer.flush()
                     self._unflushed, self._flushed = False, time.monotonic()
-                if self._writer is not None and (
-                    self._written >= self.options.file_mb * _MB
-                    or time.monotonic() - self._opened >= self.options.file_seconds
-                ):
-                    self._close()
+                self._rotate_if_due()
                 if time.monotonic() - last_counts >= 5:
                     self._write_counts()
                     last_counts = time.monotonic()
             except Exception:  # noqa: BLE001 - logging must not stop serving; said in the log
-                self.failed += 1
-                if self.failed == 1:  # the first with its traceback; the count at the end
-                    log.exception("Request log: writing an entry failed")
+                self._count_failure()
+            if stopping:
+                break
         self._close()
         if self._feedback_file is not None:
             self._feedback_file.close()
         self._write_counts()
 
+    def _write_entry(self, entry: tuple) -> None:
+        try:
+            if entry[0] == "feedback":
+                self._write_feedback(entry[1])
+                return
+            if self._writer is None:
+                self._open()
+            record = self._record(entry)
+            self._writer.write(record)
+            self._written += len(record)
+            self._unflushed = True
+            self.logged += 1
+            self._rotate_if_due()
+        except Exception:  # noqa: BLE001 - logging must not stop serving; said in the log
+            self._count_failure()
+
+    def _rotate_if_due(self) -> None:
+        """Closes the open file at its size or age (a closed file counts toward the cap)."""
+        if self._writer is not None and (
+            self._written >= self.options.file_mb * _MB
+            or time.monotonic() - self._opened >= self.options.file_seconds
+        ):
+            self._close()
+
+    def _count_failure(self) -> None:
+        self.failed += 1
+        if self.failed == 1:  # the first with its traceback; the count at the end
+            log.exception("Request log: writing an entry failed")
+
     def stop(self) -> None:
         """Writes what is queued, closes the file, records the counts."""
-        self._queue.put("stop")
+        self._stopping.set()
         self._thread.join(timeout=30)
         log.info(
             "Request log: %d requests logged, %d dropped, %d not sampled, %d failed, in %s",
