@@ -736,13 +736,25 @@ def _serving_section(load: dict | None) -> list[str]:
     if costs:
         lines += [
             "**Request logging** (every request and answer as a PredictionLog, the default) against "
-            "`--log-sample-rate 0`, same run: servers with logging off and on alternated "
-            f"{costs[0].get('rounds', 1)} times, the median of each side; the logged server of the "
+            "`--log-sample-rate 0`, same run: servers with logging off and on in the order off, "
+            f"on, on, off ({costs[0].get('rounds', 1)} rounds), the median of each side; the "
+            "logged server of the "
             f"table above wrote {load['request_log']['logged_mb']:,.1f} MB of logs:",
             "",
         ]
         lines += _table(
-            ["API", "Rows/request", "Clients", "Logging on, req/s", "Off, req/s", "Lost"],
+            [
+                "API",
+                "Rows/request",
+                "Clients",
+                "Logging on, req/s",
+                "Off, req/s",
+                "Lost",
+                "Rounds apart",
+                "Server CPU/request",
+                "Logger CPU/request",
+                "Logger share",
+            ],
             [
                 [
                     c["api"],
@@ -751,10 +763,22 @@ def _serving_section(load: dict | None) -> list[str]:
                     f"{c['on']:,.1f}",
                     f"{c['off']:,.1f}",
                     f"{c['throughput_lost']:.1%}",
+                    f"{c['spread']:.0%}" if "spread" in c else "",
+                    f"{c['server_cpu_us_per_request']:,.0f} µs" if "spread" in c else "",
+                    f"{c['logger_cpu_us_per_request']:,.0f} µs" if "spread" in c else "",
+                    f"{c['logger_cpu_share']:.1%}" if "spread" in c else "",
                 ]
                 for c in costs
             ],
         )
+        lines += [
+            "",
+            "*Rounds apart*: how far two rounds of the same server were from each other, the noise "
+            "the comparison carries. *Logger CPU*: the request log's own work per request (the "
+            "record built and written), timed alone in a process of its own; its share is of the "
+            "server's CPU per request with logging off plus it.",
+            "",
+        ]
     return lines + [f"Reference: {TF_SERVING_REFERENCE}", ""]
 
 

@@ -175,6 +175,58 @@ def _check_grpc_sizes(port: int, model_name: str, examples: list[bytes]) -> None
         _check_grpc(port, model_name, (examples * 64)[:rows])
 
 
+# The request log's own work per request (serving/request_log.py: the record built and written,
+# as its writer thread does), in a process of its own: CPU microseconds per logged request, for
+# REST (arrays written as bytes) and gRPC (the request and answer messages copied).
+LOGGER_SCRIPT = r"""
+import json, sys, tempfile, time
+import numpy as np, tensorflow as tf
+from tensorflow_serving.apis import predict_pb2
+from serving.request_log import RequestDetails, RequestLogger, RequestLogOptions
+examples = [bytes.fromhex(h) for h in json.load(open(sys.argv[1]))]
+logger = RequestLogger(RequestLogOptions(directory=tempfile.mkdtemp()), "model")
+logger.stop()
+logger._open()
+details = RequestDetails("0" * 32, int(time.time() * 1e6), 1.0)
+def entry(api, n):
+    rows = (examples * 64)[:n]
+    answers = np.random.rand(n, 1).astype(np.float32)
+    if api == "REST":
+        return ("arrays", details, 1, "serving_default",
+                {"examples": np.array(rows, dtype=object)}, {"probabilities": answers})
+    request, response = predict_pb2.PredictRequest(), predict_pb2.PredictResponse()
+    request.model_spec.name = response.model_spec.name = "model"
+    request.inputs["examples"].CopyFrom(tf.make_tensor_proto(rows))
+    response.outputs["probabilities"].CopyFrom(tf.make_tensor_proto(answers))
+    return ("protos", details, "predict_log", request, response)
+result = {}
+for api in ("REST", "gRPC"):
+    for n in (1, 64):
+        made, calls = entry(api, n), 4000 if n == 1 else 1000
+        started = time.process_time()
+        for _ in range(calls):
+            logger._writer.write(logger._record(made))
+        result[f"{api} {n}"] = round((time.process_time() - started) / calls * 1e6, 1)
+print(json.dumps(result))
+"""
+
+
+def measure_logger_floor(examples: list[bytes], work: Path) -> dict:
+    """The request log's CPU microseconds per logged request, by API and rows per request."""
+    examples_file = work / "logger-examples.json"
+    examples_file.write_text(json.dumps([e.hex() for e in examples]))
+    result = subprocess.run(
+        [sys.executable, "-c", LOGGER_SCRIPT, str(examples_file)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=PROJECT_ROOT,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"the request log's floor failed: {result.stderr[-2000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 def measure_floor(model_dir: Path, examples: list[bytes], work: Path) -> dict:
     examples_file = work / "floor-examples.json"
     examples_file.write_text(json.dumps([e.hex() for e in examples]))
@@ -357,8 +409,9 @@ ALL_POINTS = [
     for clients in CONNECTIONS
 ]
 # The request log's cost: these points against servers with logging off (--log-sample-rate 0)
-# and on, alternated LOGGING_ROUNDS times so that a drift of the machine's speed during the run
-# falls on both alike; each side's figure is the median of its rounds.
+# and on, in the order off, on, on, off (LOGGING_ROUNDS rounds), so that a drift of the
+# machine's speed during the run falls on both alike; each side's figure is the median of its
+# rounds (with two, their mean).
 LOGGING_POINTS = [("REST", 1, 32), ("REST", 64, 8), ("gRPC", 1, 32), ("gRPC", 64, 8)]
 LOGGING_ROUNDS = 2
 
@@ -368,6 +421,7 @@ class _Load:
     """What every point sends: the request files and the wrk script, for so many seconds."""
 
     model_name: str
+    examples: list[bytes]  # serialized tf.Examples of the rows
     bodies: dict[int, Path]  # rows per request -> REST body
     frames: dict[int, Path]  # rows per request -> gRPC frame
     script: Path
@@ -433,10 +487,13 @@ def _logging_cost(load_spec: _Load, model_dir: Path, log_path: Path) -> dict:
     requests/s either way, and the share of throughput logging cost."""
     rounds: dict[str, list[list[dict]]] = {"off": [], "on": []}
     for number in range(1, LOGGING_ROUNDS + 1):
-        for side, args in (
+        sides = [
             ("off", ["--log-sample-rate=0"]),
             ("on", [f"--request-log-dir={load_spec.work / f'request-log-{number}'}"]),
-        ):
+        ]
+        # off, on, then on, off: a machine that slows (or speeds up) steadily during the run
+        # weighs on both sides alike.
+        for side, args in sides if number % 2 else sides[::-1]:
             print(f"[serve-load] request logging {side}, round {number}", flush=True)
             points, _ = _serve_and_load(
                 load_spec,
@@ -446,10 +503,16 @@ def _logging_cost(load_spec: _Load, model_dir: Path, log_path: Path) -> dict:
                 LOGGING_POINTS,
             )
             rounds[side].append(points)
+    logger_us = measure_logger_floor(load_spec.examples, load_spec.work)
     cost = []
     for i, (api, per_request, connections) in enumerate(LOGGING_POINTS):
         on = statistics.median(r[i]["requests_per_second"] for r in rounds["on"])
         off = statistics.median(r[i]["requests_per_second"] for r in rounds["off"])
+        # The server's CPU per request with logging off, and the logger's share on top of it.
+        request_us = statistics.median(
+            r[i]["server_cpu"] / r[i]["requests_per_second"] * 1e6 for r in rounds["off"]
+        )
+        logger = logger_us[f"{api} {per_request}"]
         cost.append(
             {
                 "api": api,
@@ -459,9 +522,23 @@ def _logging_cost(load_spec: _Load, model_dir: Path, log_path: Path) -> dict:
                 "off": round(off, 1),
                 "rounds": LOGGING_ROUNDS,
                 "throughput_lost": round(1 - on / off, 3),
+                "spread": _spread(rounds, i),
+                "server_cpu_us_per_request": round(request_us, 1),
+                "logger_cpu_us_per_request": logger,
+                "logger_cpu_share": round(logger / (request_us + logger), 3),
             }
         )
-    return {"cost": cost, "off_points": rounds["off"][0]}
+    return {"cost": cost, "off_points": rounds["off"][0], "logger_floor_us": logger_us}
+
+
+def _spread(rounds: dict, i: int) -> float:
+    """How far apart the rounds of one side were (the largest relative gap): the noise the
+    throughput comparison carries."""
+    gaps = []
+    for side in ("on", "off"):
+        values = [r[i]["requests_per_second"] for r in rounds[side]]
+        gaps.append((max(values) - min(values)) / max(values))
+    return round(max(gaps), 3)
 
 
 def _load_spec(model_name: str, rows: list, examples: list, seconds: float, work: Path) -> _Load:
@@ -474,7 +551,7 @@ def _load_spec(model_name: str, rows: list, examples: list, seconds: float, work
         bodies[per_request].write_text(json.dumps({"instances": (rows * 64)[:per_request]}))
         frames[per_request] = work / f"grpc-{per_request}.bin"
         frames[per_request].write_bytes(_grpc_frame(model_name, (examples * 64)[:per_request]))
-    return _Load(model_name, bodies, frames, script, seconds, work)
+    return _Load(model_name, examples, bodies, frames, script, seconds, work)
 
 
 def _inputs(model_dir: Path, rows_file: Path) -> tuple[list, list]:

@@ -84,12 +84,19 @@ def latest_span_read(location: MetadataLocation) -> int | None:
 
 
 class Watcher:
-    def __init__(self, settings: WatchSettings, say: Callable[[str], None]):
+    def __init__(
+        self,
+        settings: WatchSettings,
+        say: Callable[[str], None],
+        program: tuple[str, ...] = (sys.executable, str(PROJECT_ROOT / "run_local.py")),
+    ):
         self.settings = settings
         self.say = say
+        self.program = program  # what runs and monitors are started with
         self.stop_signal: int | None = None
         self.child: subprocess.Popen | None = None
         self.runs = 0
+        self._failed_attempt: tuple[int | None, float | None] | None = None
 
     def _stop(self, signal_number: int, frame) -> None:
         self.stop_signal = signal_number
@@ -97,7 +104,7 @@ class Watcher:
             self.child.send_signal(signal_number)
 
     def _command(self, *args: str) -> list[str]:
-        return [sys.executable, str(PROJECT_ROOT / "run_local.py"), *args]
+        return [*self.program, *args]
 
     def _start_run(self, reason: str) -> int | None:
         holder = run_lock.running_run(self.settings.output_dir)
@@ -160,13 +167,23 @@ class Watcher:
                 ready = ready_spans(s.labeled_dir, s.span_pattern, s.settle_seconds)
                 newest = max(ready, default=None)
                 taken = latest_span_read(s.metadata)
+                attempt = (newest, ready.get(newest))
                 if newest is not None and (taken is None or newest > taken):
-                    why = (
-                        f"span {newest} landed in {s.labeled_dir}"
-                        if taken is not None
-                        else f"no run has read the data yet (latest span {newest})"
-                    )
-                    self._start_run(why)
+                    if attempt != self._failed_attempt:
+                        why = (
+                            f"span {newest} landed in {s.labeled_dir}"
+                            if taken is not None
+                            else f"no run has read the data yet (latest span {newest})"
+                        )
+                        code = self._start_run(why)
+                        if code not in (None, 0, 130, 143):
+                            # Not run again on the same files: a run that stops before
+                            # reading them (bad settings, exit 2) would otherwise loop.
+                            self._failed_attempt = attempt
+                            self.say(
+                                f"span {newest} is not run again until its files change or a "
+                                "newer span lands"
+                            )
                 elif s.monitor_args is not None and time.monotonic() >= next_check:
                     next_check = time.monotonic() + s.monitor_every_seconds
                     if self._monitor() and self.stop_signal is None:

@@ -446,6 +446,18 @@ def test_serving_targets_judge_each_goal_and_name_where_grpc_is_slower():
         MET,
         "7.3% at most (gRPC, 1 row(s) x 32 clients: 1,900 vs 2,050 req/s)",
     )
+    # Rounds of one server further apart than the effect looked for: not decided either way.
+    for cost, share in zip(load["request_log"]["cost"], (0.04, 0.025), strict=True):
+        cost.update(spread=0.17, logger_cpu_share=share)
+    noisy = serving_targets(load)[4]
+    assert noisy["status"] == NOT_MEASURED
+    assert noisy["note"].startswith(
+        "too noisy to tell: the rounds of one server differed by up to 17%"
+    )
+    assert "the logger's own CPU is 2.5% to 4.0% of a request's" in noisy["note"]
+    for cost in load["request_log"]["cost"]:
+        cost["spread"] = 0.05
+    assert serving_targets(load)[4]["status"] == MET
     assert (one["status"], one["measured"]) == (MET, "p50 1.43 ms")
     assert "0.47 ms for 1 row" in one["note"]
     assert many["status"] == MET
