@@ -19,14 +19,14 @@ from cli.options import (
 from cli.user_errors import UserError
 from pipeline.config import DEFAULT_OUTPUT_DIR
 
-_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
 
 def _duration(text: str, option: str) -> float:
-    number, unit = text[:-1], text[-1:]
-    if unit not in _SECONDS or not number.replace(".", "", 1).isdigit() or float(number) <= 0:
+    from monitoring.monitor import duration_seconds
+
+    seconds = duration_seconds(text)
+    if not seconds:
         raise UserError(f"{option}: {text!r} is not a duration such as 90s, 15m or 1h")
-    return float(number) * _SECONDS[unit]
+    return seconds
 
 
 @click.command("watch", context_settings={**CONTEXT_SETTINGS, "ignore_unknown_options": True})

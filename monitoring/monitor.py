@@ -40,11 +40,17 @@ class MonitorError(Exception):
     """Input `monitor` cannot use; the message names it and says what to do."""
 
 
+def duration_seconds(text: str) -> float | None:
+    """Seconds in a duration such as 90s, 30m, 2h or 1d; None when `text` is not one."""
+    match = _DURATION.match(text.strip())
+    return float(match[1]) * _SECONDS[match[2]] if match else None
+
+
 def parse_time(text: str, now: datetime.datetime, option: str) -> datetime.datetime:
     """An ISO time (UTC unless it carries an offset) or a duration before `now` (30m, 2h, 1d)."""
-    match = _DURATION.match(text.strip())
-    if match:
-        return now - datetime.timedelta(seconds=float(match[1]) * _SECONDS[match[2]])
+    seconds = duration_seconds(text)
+    if seconds is not None:
+        return now - datetime.timedelta(seconds=seconds)
     try:
         moment = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
