@@ -82,7 +82,7 @@ SHARED_RUN_GROUPS = {
 # the other worker busy): a worker that started one of these last would finish long after the
 # other. Groups not listed (unit-test modules, a few seconds each) fill the gaps.
 LONGEST_GROUPS_FIRST = (
-    "taxi-sample",  # 85 + monitoring 90 + watch 45: two runs, a server, monitor, a third run
+    "taxi-sample",  # 85 + monitoring 60 + watch 20: two runs, a server, monitor, a refused run
     "test_serving",  # 185: two runs, servers, rollback under load
     "test_kubeflow",  # 160: run-spec, every compiled task in a process of its own
     "shared-mariadb",  # 105
