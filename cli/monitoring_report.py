@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from cli.report import _ENVIRONMENT, number
+from cli.report import TEMPLATE_ENVIRONMENT, number
 
 REPORT_FILE = "report.html"
 TRAINING_COLOR, LIVE_COLOR = "#9aa3b2", "#5b8def"
@@ -82,7 +82,7 @@ def quality_history(checks: list[dict[str, Any]], model: str) -> list[dict[str, 
 
 
 def render(result: dict[str, Any], history: list[dict[str, Any]]) -> str:
-    template = _ENVIRONMENT.get_template("monitoring.html.j2")
+    template = TEMPLATE_ENVIRONMENT.get_template("monitoring.html.j2")
     return template.render(
         result=result,
         quality=quality_points(history, 600, 120),

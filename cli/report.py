@@ -19,7 +19,7 @@ from metadata.store import StoreIndex
 from pipeline import node_ids
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-_ENVIRONMENT = jinja2.Environment(
+TEMPLATE_ENVIRONMENT = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
     autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
     undefined=jinja2.StrictUndefined,
@@ -195,7 +195,7 @@ def render(index: StoreIndex, run: dict[str, Any]) -> str:
         splits = statistics["splits"]
         statistics_split = "train" if "train" in splits else next(iter(splits))
     trivial = (evaluation or {}).get("trivial_baseline")
-    template = _ENVIRONMENT.get_template("report.html.j2")
+    template = TEMPLATE_ENVIRONMENT.get_template("report.html.j2")
     return template.render(
         run=run,
         task=task,

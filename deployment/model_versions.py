@@ -172,13 +172,34 @@ def _health(index: StoreIndex, pushed_model_id: int) -> dict[str, Any] | None:
     return {k: record[k] for k in ("verdict", "checked_at", "window", "findings", "execution_id")}
 
 
-def pushed_versions(index: StoreIndex) -> list[dict[str, Any]]:
-    """Every pushed version, newest first, each saying whether it is the one served now."""
-    records = [
-        _version_record(index, a)
+def _pushes(index: StoreIndex) -> list:
+    """The PushedModel artifacts of versions that were pushed."""
+    return [
+        a
         for a in index.store.get_artifacts_by_type(PUSHED_MODEL)
         if properties(a).get("pushed") == 1 and a.state == a.LIVE
     ]
+
+
+def version_record(index: StoreIndex, version: int) -> dict[str, Any]:
+    """One pushed version's record (without `serving`), read alone: NotFound when none was
+    recorded."""
+    for pushed in _pushes(index):
+        if int(properties(pushed)["pushed_version"]) == version:
+            return _version_record(index, pushed)
+    raise _not_recorded(version, index)
+
+
+def _not_recorded(version: int, index: StoreIndex) -> NotFound:
+    return NotFound(
+        f"no pushed model version {version} is recorded in ML Metadata at {index.location}; "
+        "`models` lists the versions"
+    )
+
+
+def pushed_versions(index: StoreIndex) -> list[dict[str, Any]]:
+    """Every pushed version, newest first, each saying whether it is the one served now."""
+    records = [_version_record(index, a) for a in _pushes(index)]
     served = {}
     for record in records:
         base = os.path.dirname(record["path"].rstrip("/"))
@@ -193,10 +214,7 @@ def find_version(records: list[dict[str, Any]], version: int, index: StoreIndex)
     for record in records:
         if record["version"] == version:
             return record
-    raise NotFound(
-        f"no pushed model version {version} is recorded in ML Metadata at {index.location}; "
-        "`models` lists the versions"
-    )
+    raise _not_recorded(version, index)
 
 
 def pusher_contexts(index: StoreIndex, pushed_model_id: int) -> list:

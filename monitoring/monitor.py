@@ -93,8 +93,13 @@ def monitor(settings: MonitorSettings) -> dict[str, Any]:
         )
     labels = traffic.feedback_labels(settings.log_dir)
     file_labels = traffic.labels_file(settings.labels_file) if settings.labels_file else []
+    # The window, and the one of the same length before it (drift is judged against it).
     window = traffic.read_window(
-        settings.log_dir, settings.model_name, settings.since, settings.until
+        settings.log_dir,
+        settings.model_name,
+        settings.since,
+        settings.until,
+        previous_since=settings.since - (settings.until - settings.since),
     )
     counts = traffic.logger_counts(settings.log_dir)
     result: dict[str, Any] = {
@@ -116,7 +121,7 @@ def monitor(settings: MonitorSettings) -> dict[str, Any]:
         return result
 
     joined, unmatched = traffic.join_labels(window, labels + file_labels)
-    unmatched_from_file = [label for label in unmatched if label in set(file_labels)]
+    unmatched_from_file = [label for label in unmatched if label.source == settings.labels_file]
     result["labels"] = {
         "received": len(labels) + len(file_labels),
         "joined": sum(len(j.rows) for j in joined.values()),
@@ -124,11 +129,7 @@ def monitor(settings: MonitorSettings) -> dict[str, Any]:
         "unmatched_from_file": len(unmatched_from_file),
         "unmatched_examples": sorted({label.request_id for label in unmatched_from_file})[:5],
     }
-    span = settings.until - settings.since
-    previous_window = traffic.read_window(
-        settings.log_dir, settings.model_name, settings.since - span, settings.since
-    )
-    previous_rows = [e for rows in previous_window.by_version.values() for e in rows.examples]
+    previous_rows = window.previous_examples
     min_rows = settings.profile.monitoring.min_rows
     previous_statistics = (
         checks.statistics_of(previous_rows) if len(previous_rows) >= min_rows else None

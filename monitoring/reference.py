@@ -70,7 +70,7 @@ def _consumers(index: StoreIndex, artifact_id: int) -> list[int]:
 def find(index: StoreIndex, version: int) -> Reference:
     """The served version's training statistics, schema, eval split and metrics, by lineage."""
     try:
-        record = model_versions.find_version(model_versions.pushed_versions(index), version, index)
+        record = model_versions.version_record(index, version)
     except NotFound as e:
         raise NoRecord(
             f"model version {version} has no push recorded in ML Metadata at {index.location} "

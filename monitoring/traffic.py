@@ -71,6 +71,8 @@ class Traffic:
     truncated_files: list[str]  # files that ended in a record cut short (the rest was read)
     unreadable_records: int  # records that are not PredictionLogs of a known kind
     other_models: int  # records of another model in the same folder
+    # The rows of the window before this one (read_window's `previous_since`), all versions.
+    previous_examples: list[bytes] = dataclasses.field(default_factory=list)
 
     @property
     def requests(self) -> int:
@@ -103,16 +105,23 @@ def _file_may_hold(path: str, since: datetime.datetime, until: datetime.datetime
 
 
 def read_window(
-    directory: str, model_name: str, since: datetime.datetime, until: datetime.datetime
+    directory: str,
+    model_name: str,
+    since: datetime.datetime,
+    until: datetime.datetime,
+    previous_since: datetime.datetime | None = None,
 ) -> Traffic:
-    """Every logged request of `model_name` that arrived in [since, until)."""
+    """Every logged request of `model_name` that arrived in [since, until); with
+    `previous_since`, the examples of [previous_since, since) too, in the same pass over the
+    files."""
     from tensorflow_serving.apis import prediction_log_pb2
 
     start, end = _micros(since), _micros(until)
+    previous_start = _micros(previous_since) if previous_since else start
     by_version: dict[int, Rows] = {}
     traffic = Traffic(since, until, by_version, 0, [], 0, 0)
     for path in sorted(glob.glob(os.path.join(directory, RECORDS_GLOB))):
-        if not _file_may_hold(path, since, until):
+        if not _file_may_hold(path, previous_since or since, until):
             continue
         try:
             records, truncated = request_log.read_records(path)
@@ -132,7 +141,7 @@ def read_window(
             time_micros = (
                 details.time_micros if details else log.log_metadata.timestamp_secs * 1_000_000
             )
-            if not start <= time_micros < end:
+            if not previous_start <= time_micros < end:
                 continue
             spec = log.log_metadata.model_spec
             if spec.name and spec.name != model_name:
@@ -141,6 +150,9 @@ def read_window(
             rows = _rows_of(log)
             if rows is None:
                 traffic.unreadable_records += 1
+                continue
+            if time_micros < start:
+                traffic.previous_examples.extend(rows[0])
                 continue
             version = spec.version.value
             by_version.setdefault(version, Rows(version)).add(

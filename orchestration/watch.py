@@ -166,7 +166,10 @@ class Watcher:
             while self.stop_signal is None:
                 ready = ready_spans(s.labeled_dir, s.span_pattern, s.settle_seconds)
                 newest = max(ready, default=None)
-                taken = latest_span_read(s.metadata)
+                if newest is not None and (taken is None or newest > taken):
+                    # ML Metadata is read again only when a span looks new: a run (this
+                    # watch's or another's) may have read it since.
+                    taken = latest_span_read(s.metadata)
                 attempt = (newest, ready.get(newest))
                 if newest is not None and (taken is None or newest > taken):
                     if attempt != self._failed_attempt:

@@ -248,10 +248,8 @@ class RequestLogger:
         if self.options.sample_rate < 1.0 and self._random.random() >= self.options.sample_rate:
             self.sampled_out += 1
             return
-        if len(self._queue) >= self.options.queue_size:
+        if not self._offer(entry):
             self.dropped += 1
-            return
-        self._queue.append(entry)
 
     def log_predict(
         self,
@@ -272,9 +270,13 @@ class RequestLogger:
     def log_feedback(self, labels: list[dict]) -> bool:
         """Labels for logged requests ({"request_id", "label", "row"}); False when the queue is
         full and nothing was taken (the caller answers 503)."""
+        return self._offer(("feedback", labels))
+
+    def _offer(self, entry: tuple) -> bool:
+        """Queues the entry unless the queue is full."""
         if len(self._queue) >= self.options.queue_size:
             return False
-        self._queue.append(("feedback", labels))
+        self._queue.append(entry)
         return True
 
     # -- the writer thread ---------------------------------------------------------------------
