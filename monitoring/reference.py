@@ -11,7 +11,6 @@ per version with the served SavedModel and kept beside the request log.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Any
 
@@ -161,7 +160,3 @@ def describe(reference: Reference) -> dict[str, Any]:
         "evaluator_metrics": reference.evaluator_metrics,
         "task": reference.record["task"],
     }
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, indent=2, default=str)
