@@ -23,6 +23,7 @@ COPY profiling/ profiling/
 COPY orchestration/ orchestration/
 COPY deployment/ deployment/
 COPY monitoring/ monitoring/
+COPY release/ release/
 COPY metadata/ metadata/
 COPY cli/ cli/
 COPY schema/ schema/

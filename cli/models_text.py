@@ -45,6 +45,25 @@ def _health(health: dict[str, Any] | None) -> str:
     return f"{verdict}{findings} at {health['checked_at']}"
 
 
+def _release(release: dict[str, Any] | None) -> str:
+    """The version's release state, its share of the requests, and who approved it."""
+    if not release:
+        return ""
+    state = release["state"].replace("_", " ")
+    share = release.get("share")
+    if release["state"] == "shadow":
+        text = "shadow (copies)"
+    elif share is not None:
+        text = f"{state} {share:g}%"
+    else:
+        text = state
+    if release["approvals"]:
+        text += " (approved by " + ", ".join(a["by"] for a in release["approvals"]) + ")"
+    elif release["state"] in ("rejected", "rolled_back") and release["history"]:
+        text += f" by {release['history'][-1]['by']}"
+    return text
+
+
 def versions_text(records: list[dict[str, Any]]) -> str:
     if not records:
         return "No model has been pushed yet. `make run` trains, validates and pushes one."
@@ -56,6 +75,7 @@ def versions_text(records: list[dict[str, Any]]) -> str:
             _pushed_by(r),
             _yes_no(r["evaluator_blessed"]),
             _yes_no(r["infra_blessed"]),
+            _release(r.get("release")),
             _metrics(r["metrics"], r.get("task")),
             _health(r.get("health")),
         ]
@@ -63,16 +83,49 @@ def versions_text(records: list[dict[str, Any]]) -> str:
     ]
     table = tabulate(
         rows,
-        headers=["", "version", "pushed", "by", "Evaluator", "InfraValidator", "metrics", "health"],
+        headers=[
+            "",
+            "version",
+            "pushed",
+            "by",
+            "Evaluator",
+            "InfraValidator",
+            "release",
+            "metrics",
+            "health",
+        ],
         tablefmt="plain",
         disable_numparse=True,
     )
     serving = next((r for r in records if r["serving"]), None)
-    footer = (
-        f"* serving: version {serving['version']}, the highest in {serving['path'].rsplit('/', 1)[0]}"
-        if serving
-        else "No recorded version is on disk to serve."
-    )
+    released = [r for r in records if (r.get("release") or {}).get("history")]
+    if released:
+        stable = next((r for r in records if r["release"]["state"] == "stable"), None)
+        candidate = next(
+            (r for r in records if r["release"]["state"] in ("canary", "shadow")), None
+        )
+        footer = (
+            f"* serving: stable version {stable['version']}" if stable else "No stable version."
+        )
+        if candidate:
+            footer += (
+                f"; version {candidate['version']} in {candidate['release']['state']}: "
+                + candidate["release"]["history"][-1]["reason"]
+            )
+        waiting = [
+            str(r["version"]) for r in records if r["release"]["state"] == "awaiting_approval"
+        ]
+        if waiting:
+            footer += (
+                f"\nAwaiting approval: {', '.join(waiting)} (`models approve VERSION --by NAME`)."
+            )
+    else:
+        footer = (
+            f"* serving: version {serving['version']}, the highest in "
+            f"{serving['path'].rsplit('/', 1)[0]}"
+            if serving
+            else "No recorded version is on disk to serve."
+        )
     gone = [str(r["version"]) for r in records if not r["on_disk"]]
     if gone:
         footer += f"\nNo longer on disk: {', '.join(gone)}."
@@ -86,4 +139,19 @@ def rollback_text(record: dict[str, Any]) -> str:
         f"rollback_of={record['rollback_of']}).\n"
         "A running `serve` or TF Serving picks it up at its next check of the folder; the newer "
         "versions stay on disk and in the record."
+    )
+
+
+def decision_text(version: int, change) -> str:
+    what = {"approved": "approved", "rejected": "rejected"}[change.state]
+    then = (
+        "A running `serve` releases it at its next turn, as the profile's release policy says."
+        if change.state == "approved"
+        else "It is never served under a release; a canary or shadow of it stops at `serve`'s "
+        "next turn."
+    )
+    return (
+        f"Version {version} {what} by {change.by}"
+        + (f" ({change.reason})" if change.reason and change.reason != "approved" else "")
+        + f", recorded in ML Metadata (execution {change.execution_id}).\n{then}"
     )

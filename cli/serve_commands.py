@@ -175,7 +175,13 @@ from pipeline.metadata_location import MetadataLocation
     default=None,
     metavar="PATH",
     help="A tensorflow_model_server to serve with [default: one on PATH, else the project's "
-    "server].",
+    "server]. Not with a release (it cannot split traffic).",
+)
+@functools.partial(
+    metadata_uri_options,
+    help=METADATA_URI_HELP + " Versions are released by the profile's `release:` policy, "
+    "recorded here [default: <output dir>/metadata.db when it exists; without a store, the "
+    "latest version is served].",
 )
 def serve_command(
     profile_dir: Path,
@@ -200,6 +206,8 @@ def serve_command(
     log_max_mb: float,
     request_log_dir: Path | None,
     model_server_bin: str | None,
+    metadata_uri: str | None,
+    metadata_password_file: Path | None,
 ) -> None:
     """Serve the pushed model with TensorFlow Serving's REST and gRPC APIs.
 
@@ -209,6 +217,11 @@ def serve_command(
     ("signature_name": "classification" / "regression"). New versions are picked up while
     serving. Concurrent requests are batched; several worker processes share the ports.
     SIGTERM or Ctrl-C stops it after answering the requests in flight.
+
+    With the model's ML Metadata store, each pushed version goes out as the profile's `release:`
+    says (approval, all at once, canary or shadow, the guard), its state recorded there; the
+    stable and candidate versions are also at .../NAME/labels/stable and .../labels/canary, and
+    a client that sends an X-Routing-Key header always gets the same one of the two.
     """
     if rest_port == grpc_port:
         raise UserError(f"--rest-port and --grpc-port are both {rest_port}; give two ports.")
@@ -219,11 +232,13 @@ def serve_command(
     from serving.request_log import RequestLogOptions
     from serving.rest_api import Limits
 
+    config = load_config(profile_dir)
     if model_dir is None:
-        model_dir = load_config(profile_dir).serving_model_dir  # under the default output dir
+        model_dir = config.serving_model_dir  # under the default output dir
     model_dir = model_dir.resolve()
     name = model_name or model_dir.name
     output_dir = serve.output_dir_of(model_dir, DEFAULT_OUTPUT_DIR)
+    request_log = (request_log_dir or output_dir / "monitoring" / name).resolve()
     settings = serve.ServeSettings(
         model_dir=model_dir,
         model_name=name,
@@ -247,16 +262,39 @@ def serve_command(
         ),
         workers=workers or serving_workers.default_count(),
         request_log=RequestLogOptions(
-            directory=str((request_log_dir or output_dir / "monitoring" / name).resolve()),
+            directory=str(request_log),
             sample_rate=log_sample_rate,
             max_mb=log_max_mb,
         ),
         binary=model_server_bin,
         log_path=serve.default_log_path(model_dir, DEFAULT_OUTPUT_DIR),
     )
+    location = metadata_location_of(
+        metadata_uri, metadata_password_file, output_dir / "metadata.db"
+    )
+    controller = None
+    if version is None and (not location.is_sqlite or location.path.is_file()):
+        from release.controller import ControllerSettings, ReleaseController
+
+        controller = ReleaseController(
+            ControllerSettings(
+                model_dir=model_dir,
+                model_name=name,
+                location=location,
+                profile=config.profile,
+                state_dir=output_dir / "release" / name,
+                request_log_dir=str(request_log) if log_sample_rate > 0 else None,
+                poll_seconds=poll_seconds,
+            )
+        )
+    elif metadata_uri is not None:
+        raise UserError(
+            "--metadata-uri: a release cannot run with --version, which pins one version; "
+            "leave one of them out."
+        )
     try:
-        serve.serve(settings, click.get_text_stream("stdout"))
-    except (serve.ServeError, FileNotFoundError) as e:
+        serve.serve(settings, click.get_text_stream("stdout"), controller)
+    except (serve.ServeError, FileNotFoundError, NotFound, UnusableStore) as e:
         raise UserError(str(e)) from e
 
 
@@ -266,18 +304,88 @@ def serve_command(
 @store_location
 @click.pass_context
 def models(ctx: click.Context, location: MetadataLocation, as_json: bool) -> None:
-    """Every pushed model version, from ML Metadata: when, by which run, its metrics and blessings.
+    """Every pushed model version, from ML Metadata: when, by which run, its metrics and
+    blessings, its release state and share of traffic, and its approvals.
 
-    `*` marks the version served: the highest on disk, which TF Serving (and `serve`) serves.
-    `models rollback VERSION` serves an earlier blessed version again.
+    `*` marks the versions served: under a release, the stable one and a canary; else the
+    highest on disk, which TF Serving (and `serve`) serves. `models approve` and `models reject`
+    decide on a version awaiting approval; `models rollback VERSION` serves an earlier blessed
+    version again.
     """
     ctx.obj = location
     if ctx.invoked_subcommand is not None:
         return
     from deployment import model_versions  # reads TFMA's evaluation files
+    from release import states
 
     index = open_store(location)
-    answer(as_json, lambda: model_versions.pushed_versions(index), models_text.versions_text)
+    answer(
+        as_json,
+        lambda: states.annotate(index.store, model_versions.pushed_versions(index)),
+        models_text.versions_text,
+    )
+
+
+def _writable_store(location: MetadataLocation):
+    """The store, opened to record a decision; a missing or unusable one is the user's."""
+    from metadata.store import open_store as open_metadata
+
+    if location.is_sqlite and not location.path.is_file():
+        raise UserError(f"no ML Metadata store at {location.path} (run the pipeline first)")
+    quiet_libraries()
+    try:
+        return open_metadata(location, writable=True)
+    except (NotFound, UnusableStore) as e:
+        raise UserError(str(e)) from e
+
+
+@models.command("approve")
+@click.argument("version", type=int)
+@click.option("--by", required=True, help="Who approves (recorded in ML Metadata).")
+@click.option("--note", default="", help="Why, or what was checked.")
+@click.pass_obj
+def models_approve(location: MetadataLocation, version: int, by: str, note: str) -> None:
+    """Approve VERSION (awaiting approval under `release.approval: manual`): `serve` then
+    releases it, as a canary, a shadow or at once, as the profile's release policy says."""
+    from deployment import model_versions
+    from metadata.store import StoreIndex
+    from release import states
+
+    if not by.strip():
+        raise UserError("--by: give who approves (a name, recorded in ML Metadata).")
+    store = _writable_store(location)
+    try:
+        change = states.approve(
+            store,
+            str(location),
+            lambda v: model_versions.version_record(StoreIndex(store, location), v),
+            version,
+            by.strip(),
+            note,
+        )
+    except (states.ReleaseRefused, NotFound) as e:
+        raise UserError(str(e)) from e
+    click.echo(models_text.decision_text(version, change))
+
+
+@models.command("reject")
+@click.argument("version", type=int)
+@click.option("--by", required=True, help="Who rejects (recorded in ML Metadata).")
+@click.option("--note", required=True, help="Why (recorded in ML Metadata).")
+@click.pass_obj
+def models_reject(location: MetadataLocation, version: int, by: str, note: str) -> None:
+    """Reject VERSION: it is never served under a release; a canary or shadow of it stops at
+    `serve`'s next turn."""
+    from release import states
+
+    if not by.strip() or not note.strip():
+        raise UserError("--by and --note: give who rejects and why (both recorded).")
+    store = _writable_store(location)
+    try:
+        change = states.reject(store, str(location), version, by.strip(), note)
+    except states.ReleaseRefused as e:
+        raise UserError(str(e)) from e
+    click.echo(models_text.decision_text(version, change))
 
 
 @models.command("rollback")

@@ -193,6 +193,43 @@ class Monitoring(_Strict):
     quality: LiveQuality = LiveQuality()
 
 
+class ReleaseGuards(_Strict):
+    """What a candidate must hold against the stable version, on the requests split between
+    them (canary) or copied to it (shadow), to be promoted. Breaching any one rolls it back."""
+
+    # Server errors (the model's call failing, not a client's bad request) per request.
+    max_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
+    # The candidate's p99 latency may be at most this many times the stable version's ...
+    max_p99_ratio: Annotated[float, Field(ge=1)] = 2.0
+    # ... unless it is within this many milliseconds of it (a ratio of two small figures
+    # measures noise).
+    p99_slack_ms: Annotated[float, Field(ge=0)] = 10.0
+    # Jensen-Shannon divergence (base 2) between the two versions' answers, over ten bins at
+    # the stable version's deciles (predicted classes for multiclass).
+    max_answer_distance: Annotated[float, Field(ge=0, le=1)] = 0.1
+    # With labels (the feedback endpoint): the candidate's live headline metric may be at most
+    # this below the stable version's (RMSE: this fraction above), once each has min_labels.
+    quality_max_drop: Annotated[float, Field(ge=0)] = 0.05
+    min_labels: Annotated[int, Field(ge=1)] = 50
+
+
+class Release(_Strict):
+    """How `serve` releases a newly pushed version (release/)."""
+
+    # manual: a pushed version is served only after `models approve VERSION --by NAME`.
+    approval: Literal["auto", "manual"] = "auto"
+    # all_at_once: the new version takes all traffic; canary: canary_percent of it, then all
+    # if the guards hold; shadow: copies of the requests, answered by the stable version.
+    strategy: Literal["all_at_once", "canary", "shadow"] = "all_at_once"
+    canary_percent: Annotated[float, Field(gt=0, lt=100)] = 10.0
+    # The candidate is judged once it has answered this many requests ...
+    min_requests: Annotated[int, Field(ge=1)] = 200
+    # ... or this long after its release began, whichever comes first; fewer requests by then
+    # than min_requests is not enough evidence, and the candidate is rolled back.
+    max_minutes: Annotated[float, Field(gt=0)] = 60.0
+    guards: ReleaseGuards = ReleaseGuards()
+
+
 class Code(_Strict):
     """User code by importable dotted path; a module beside profile.yaml is importable too."""
 
@@ -222,6 +259,7 @@ class Profile(_Strict):
     training: Budgets = Budgets()
     blessing: Blessing = Blessing()
     monitoring: Monitoring = Monitoring()
+    release: Release = Release()
     code: Code = Code()
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -60,8 +60,9 @@ def _execution_type_id(store) -> int:
     return store.put_execution_type(execution_type, can_add_fields=True)
 
 
-def rollback(location: MetadataLocation, version: int) -> dict[str, Any]:
-    """Re-pushes blessed `version` as the newest; returns the new version's record."""
+def rollback(location: MetadataLocation, version: int, user: str | None = None) -> dict[str, Any]:
+    """Re-pushes blessed `version` as the newest; returns the new version's record. `user` is
+    who asked (default: the user at this host)."""
     if location.is_sqlite and not location.path.is_file():
         # Opened writable, a missing SQLite file would be created empty; a foreign or newer one
         # is refused by open_store itself.
@@ -86,7 +87,9 @@ def rollback(location: MetadataLocation, version: int) -> dict[str, Any]:
     store = index.store
     execution = Execution(type_id=_execution_type_id(store), last_known_state=Execution.RUNNING)
     execution.properties["rollback_of"].int_value = version
-    execution.custom_properties["user"].string_value = f"{getpass.getuser()}@{socket.gethostname()}"
+    execution.custom_properties["user"].string_value = (
+        user or f"{getpass.getuser()}@{socket.gethostname()}"
+    )
     pushed = Artifact(
         type_id=store.get_artifact_type(model_versions.PUSHED_MODEL).id,
         uri=new_path,

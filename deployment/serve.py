@@ -6,8 +6,13 @@ front of its gRPC port, so that REST requests with raw feature values work the s
 Without one, the project's server (serving/model_server.py) does both: in this process with
 `--workers 1`, else in that many worker processes sharing the ports (serving/workers.py).
 
-The console gets one line per event (a version loaded or unloaded, the server stopped); the full
-log, with one access line per request, goes to the log file.
+With a release controller (release/controller.py, given by the command line when the model's
+ML Metadata store is there), the servers follow its routing file: the versions the release
+policy lets out, the `stable` and `canary` labels, the canary's share or the shadow's copies. The
+controller needs the project's server: it routes inside it, which TF Serving cannot.
+
+The console gets one line per event (a version loaded or unloaded, a release decision, the server
+stopped); the full log, with one access line per request, goes to the log file.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from components.infra_validator.runner import find_model_server_binary
 from orchestration.console import output_to_log_file
@@ -34,6 +39,19 @@ _BINARY_START_SECONDS = 120
 
 class ServeError(Exception):
     """A setting `serve` cannot work with; the message names it and what to do."""
+
+
+class Controller(Protocol):
+    """What `serve` needs of a release controller: its first decision written before the
+    servers start (`start`), the routing file they follow, and `stop`."""
+
+    routing_file: Path
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def describe(self) -> str: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,24 +163,45 @@ def _stop_binary(process: subprocess.Popen) -> None:
             process.wait()
 
 
-def serve(settings: ServeSettings, console: TextIO) -> None:
+def serve(settings: ServeSettings, console: TextIO, controller: Controller | None = None) -> None:
     """Serves until SIGTERM or Ctrl-C; the console gets what people need to know."""
     versions = check_model_dir(settings.model_dir, settings.version)
     _port_free(settings.host, settings.rest_port, "--rest-port")
     _port_free(settings.host, settings.grpc_port, "--grpc-port")
     binary = find_model_server_binary(settings.binary)
-    chosen = settings.version if settings.version is not None else max(versions)
+    if binary and controller is not None:
+        if settings.binary:
+            raise ServeError(
+                f"--model-server-bin: {binary} cannot follow a release (TF Serving has no "
+                "traffic split or shadow); serve with the project's server (leave "
+                "--model-server-bin out), or pin a version with --version."
+            )
+        console.write(
+            f"Not using {binary}: releases route inside the project's server, which serves "
+            "instead.\n"
+        )
+        binary = None
     base = f"http://{settings.host}:{settings.rest_port}/v1/models/{settings.model_name}"
-    console.write(
-        f"Model {settings.model_name}: version {chosen} of {len(versions)} in {settings.model_dir}"
-        + (" (pinned by --version)\n" if settings.version is not None else " (the latest)\n")
-    )
+    if controller is None:
+        chosen = settings.version if settings.version is not None else max(versions)
+        console.write(
+            f"Model {settings.model_name}: version {chosen} of {len(versions)} in "
+            f"{settings.model_dir}"
+            + (" (pinned by --version)\n" if settings.version is not None else " (the latest)\n")
+        )
+    else:
+        console.write(
+            f"Model {settings.model_name}: {len(versions)} versions in {settings.model_dir}, "
+            f"released by {controller.describe()}\n"
+        )
     with output_to_log_file(settings.log_path) as terminal:
         logging.getLogger("tornado.access").propagate = True
         lines = _ConsoleLines(terminal)
         logging.getLogger("serving").addHandler(lines)
         process = None
         try:
+            if controller is not None:
+                controller.start()
             with tempfile.TemporaryDirectory(prefix="serve-") as config_dir:
                 if binary:
                     process = _start_binary(binary, settings, Path(config_dir))
@@ -178,6 +217,7 @@ def serve(settings: ServeSettings, console: TextIO) -> None:
                     limits=settings.limits,
                     batching=settings.batching,
                     request_log=settings.request_log,
+                    routing_file=str(controller.routing_file) if controller else None,
                 )
 
                 def ready() -> None:
@@ -198,14 +238,26 @@ def serve(settings: ServeSettings, console: TextIO) -> None:
                         if settings.batching.enabled
                         else "no batching"
                     )
+                    labels = (
+                        f"  Labels {base}/labels/stable, {base}/labels/canary\n"
+                        if controller
+                        else ""
+                    )
                     terminal.write(
                         f"Serving with {server}, {workers_text}, {batching}\n"
                         f"  REST  {base}  (:predict, :classify, :regress, /metadata)\n"
+                        f"{labels}"
                         f"  gRPC  {settings.host}:{settings.grpc_port}\n"
                         f"  Log   {settings.log_path}\n"
                         f"{logged}\n"
-                        f"New versions pushed to {settings.model_dir} are picked up within "
-                        f"{settings.poll_seconds:g} s. Ctrl-C stops.\n"
+                        + (
+                            f"New versions pushed to {settings.model_dir} are released as "
+                            "the release policy says (`models` shows their states)."
+                            if controller
+                            else f"New versions pushed to {settings.model_dir} are picked up "
+                            f"within {settings.poll_seconds:g} s."
+                        )
+                        + " Ctrl-C stops.\n"
                     )
 
                 workers_text = (
@@ -221,6 +273,8 @@ def serve(settings: ServeSettings, console: TextIO) -> None:
                 else:
                     model_server.serve(options, on_ready=ready)
         finally:
+            if controller is not None:
+                controller.stop()
             if process is not None:
                 _stop_binary(process)
             logging.getLogger("serving").removeHandler(lines)

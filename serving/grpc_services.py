@@ -35,10 +35,12 @@ from serving.inference import (
     DEFAULT_SIGNATURE,
     REGRESS_METHOD,
     Inference,
+    Route,
     ServingError,
 )
 from serving.repository import ModelRepository, NotServed, ServedVersion, State
 from serving.request_log import RequestDetails, RequestLogger, request_id_from
+from serving.routing import REQUEST_KEY, ROUTING_KEY_METADATA
 
 REQUEST_ID_KEY = "x-request-id"  # gRPC metadata, as the REST header X-Request-Id
 CLASSIFY_INPUTS = "inputs"  # TF Serving's fixed input and output names for these signatures
@@ -66,8 +68,9 @@ def _aborting_on_errors(method):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, repository: ModelRepository):
+    def __init__(self, repository: ModelRepository, inference: Inference | None = None):
         self._repository = repository
+        self._inference = inference  # resolves version labels
 
     def GetModelStatus(self, request, context):  # noqa: N802 - gRPC method name
         spec = request.model_spec
@@ -76,6 +79,10 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
                 grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {spec.name}"
             )
         version = spec.version.value if spec.HasField("version") else None
+        if spec.WhichOneof("version_choice") == "version_label":
+            if self._inference is None:
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Version labels are not served")
+            version = self._inference.served(spec.name, None, spec.version_label).version
         try:
             served = self._repository.statuses(version)
         except NotServed as e:
@@ -89,14 +96,14 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         return response
 
 
-def _served(inference: Inference, model_spec) -> ServedVersion:
+def _route(inference: Inference, model_spec) -> Route:
     label = (
         model_spec.version_label
         if model_spec.WhichOneof("version_choice") == "version_label"
         else None
     )
     version = model_spec.version.value if model_spec.HasField("version") else None
-    return inference.served(model_spec.name, version, label)
+    return inference.route(model_spec.name, version, label)
 
 
 def _serialized_examples(request_input) -> np.ndarray:
@@ -133,6 +140,7 @@ class _Call:
     signature: str
     inputs: dict[str, np.ndarray]
     respond: Callable[[Outputs], object]
+    route: Route | None = None
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -143,7 +151,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         self.inference = inference
 
     def _run(self, call: _Call):
-        return call.respond(self.inference.run(call.served, call.signature, call.inputs))
+        return call.respond(
+            self.inference.run(call.served, call.signature, call.inputs, call.route)
+        )
 
     @_aborting_on_errors
     def Predict(self, request, context):  # noqa: N802 - gRPC method name
@@ -158,7 +168,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return self._run(self.regress_call(request))
 
     def predict_call(self, request) -> _Call:
-        served = _served(self.inference, request.model_spec)
+        route = _route(self.inference, request.model_spec)
+        served = route.served
         name, _ = self.inference.signature(served, request.model_spec.signature_name)
         inputs = {k: tf.make_ndarray(v) for k, v in request.inputs.items()}
 
@@ -176,10 +187,11 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 response.outputs[key].CopyFrom(tf.make_tensor_proto(outputs[key]))
             return response
 
-        return _Call(served, name, inputs, respond)
+        return _Call(served, name, inputs, respond, route)
 
     def _examples_call(self, request, method: str, respond) -> _Call:
-        served = _served(self.inference, request.model_spec)
+        route = _route(self.inference, request.model_spec)
+        served = route.served
         name, signature_def = self.inference.signature(
             served, request.model_spec.signature_name, method
         )
@@ -194,7 +206,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 grpc.StatusCode.INVALID_ARGUMENT, "Input is empty: no examples given"
             )
         spec = _response_spec(request.model_spec, served, name)
-        return _Call(served, name, {CLASSIFY_INPUTS: examples}, lambda out: respond(out, spec))
+        return _Call(
+            served, name, {CLASSIFY_INPUTS: examples}, lambda out: respond(out, spec), route
+        )
 
     def classify_call(self, request) -> _Call:
         def respond(outputs: Outputs, spec):
@@ -228,7 +242,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 "GetModelMetadataRequest must ask for metadata_field ['signature_def'], the "
                 f"one field served; got {list(request.metadata_field)}",
             )
-        served = _served(self.inference, request.model_spec)
+        served = _route(self.inference, request.model_spec).served
         response = get_model_metadata_pb2.GetModelMetadataResponse(
             model_spec=_response_spec(request.model_spec, served, "")
         )
@@ -273,8 +287,8 @@ def regressions(outputs: Outputs) -> list[float]:
 class AsyncModelService(model_service_pb2_grpc.ModelServiceServicer):
     """ModelService for grpc.aio: its answers come from the repository at once."""
 
-    def __init__(self, repository: ModelRepository):
-        self._service = ModelService(repository)
+    def __init__(self, repository: ModelRepository, inference: Inference | None = None):
+        self._service = ModelService(repository, inference)
 
     async def GetModelStatus(self, request, context):  # noqa: N802
         try:
@@ -294,15 +308,20 @@ class AsyncPredictionService(prediction_service_pb2_grpc.PredictionServiceServic
 
     async def _run(self, make_call, log_type: str, request, context):
         epoch, started = time.time(), time.monotonic()
-        given = dict(context.invocation_metadata()).get(REQUEST_ID_KEY)
+        metadata = dict(context.invocation_metadata())
+        given = metadata.get(REQUEST_ID_KEY)
         request_id = request_id_from(given if isinstance(given, str) else None)
         await context.send_initial_metadata(((REQUEST_ID_KEY, request_id),))
+        key = metadata.get(ROUTING_KEY_METADATA)
+        token = REQUEST_KEY.set(key if isinstance(key, str) and key else request_id)
         try:
             call = make_call(request)
-            future = self._inference.submit(call.served, call.signature, call.inputs)
+            future = self._inference.submit(call.served, call.signature, call.inputs, call.route)
             response = call.respond(await asyncio.wrap_future(future))
         except ServingError as e:
             await context.abort(e.code, e.message)
+        finally:
+            REQUEST_KEY.reset(token)
         if self._request_log is not None:
             latency_ms = (time.monotonic() - started) * 1000
             details = RequestDetails(request_id, int(epoch * 1_000_000), latency_ms)
@@ -330,7 +349,7 @@ def add_services(
 ) -> None:
     """TF Serving's two services, on a grpc.aio server."""
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        AsyncModelService(inference.repository), server
+        AsyncModelService(inference.repository, inference), server
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         AsyncPredictionService(inference, request_log), server

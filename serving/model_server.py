@@ -33,6 +33,7 @@ from serving.batching import BatchingOptions
 from serving.inference import Inference
 from serving.repository import ModelRepository
 from serving.request_log import RequestLogger, RequestLogOptions
+from serving.routing import Router
 from serving.workers import READY
 
 log = logging.getLogger("serving")
@@ -52,6 +53,8 @@ class ServerOptions:
     batching: BatchingOptions = BatchingOptions()
     request_log: RequestLogOptions = RequestLogOptions()  # directory None: no request log
     reuse_port: bool = False  # share the ports with other processes (the workers of `serve`)
+    # A release's routing file (serving/routing.py): the versions to load, labels, the split.
+    routing_file: str | None = None
 
 
 class ModelServer:
@@ -60,6 +63,7 @@ class ModelServer:
     def __init__(self, options: ServerOptions):
         self.options = options
         self.repository: ModelRepository | None = None
+        self.router: Router | None = None
         self.inference: Inference | None = None
         self.request_log: RequestLogger | None = None
         self._grpc: grpc.aio.Server | None = None
@@ -94,11 +98,15 @@ class ModelServer:
                 o.grpc_backend, o.model_base_path, o.limits.request_timeout
             )
         else:
+            if o.routing_file:
+                self.router = Router(o.routing_file)
+                self.router.start()
             self.repository = ModelRepository(
                 o.model_name,
                 o.model_base_path,
                 versions=(o.version,) if o.version is not None else (),
                 poll_seconds=o.poll_seconds,
+                router=self.router,
             )
             # The first load, before listening, as TF Serving does: two scans, since a version
             # is loaded once its folder is the same on two of them.
@@ -141,6 +149,8 @@ class ModelServer:
             self.request_log.stop()
         if self.repository is not None:
             self.repository.stop()
+        if self.router is not None:
+            self.router.stop()  # its last counts written
         if isinstance(backend, rest_api.GrpcBackend):
             backend.close()
 
@@ -201,6 +211,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--request_log_file_seconds", type=float, default=3600.0, help="or at this age")
     add("--status_fd", type=int, help="a pipe to write READY and version news to (workers)")
     add("--max_enqueued_batches", type=int, default=batching.max_enqueued_batches)
+    add("--routing_file", help="follow a release's routing file (versions, labels, split)")
     return parser
 
 
@@ -236,6 +247,8 @@ def flags(options: ServerOptions) -> list[str]:
         given.append(f"--model_version={o.version}")
     if o.grpc_backend:
         given.append(f"--grpc_backend={o.grpc_backend}")
+    if o.routing_file:
+        given.append(f"--routing_file={o.routing_file}")
     if o.request_log.directory:
         r = o.request_log
         given += [
@@ -287,6 +300,7 @@ def main(argv: list[str] | None = None) -> None:
         poll_seconds=args.file_system_poll_wait_seconds,
         grpc_backend=args.grpc_backend,
         reuse_port=args.reuse_port,
+        routing_file=args.routing_file,
         request_log=RequestLogOptions(
             directory=args.request_log_dir,
             sample_rate=args.request_log_sample_rate,

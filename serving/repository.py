@@ -30,6 +30,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_serving.apis import get_model_status_pb2
 
 from serving import tf_examples, warmup
+from serving.routing import Router
 
 State = get_model_status_pb2.ModelVersionStatus.State
 SCHEMA_ASSET = os.path.join("assets.extra", "schema.pbtxt")
@@ -132,10 +133,12 @@ class ModelRepository:
         *,
         versions: tuple[int, ...] = (),
         poll_seconds: float = 1.0,
+        router: Router | None = None,
     ):
         self.name = name
         self.base_path = base_path
         self.specific_versions = tuple(versions)  # empty: serve the latest
+        self.router = router  # given: load the versions a release's routing file names
         self.poll_seconds = poll_seconds
         self._versions: dict[int, ServedVersion] = {}
         self._seen: dict[int, tuple] = {}  # version -> folder fingerprint at the last scan
@@ -163,13 +166,18 @@ class ModelRepository:
             self._stopped.wait(self.poll_seconds)
 
     def _wanted(self, on_disk: dict[int, str]) -> set[int]:
+        if self.router is not None:
+            self.router.refresh()
+            return self.router.wanted() & set(on_disk)
         if self.specific_versions:
             return set(self.specific_versions) & set(on_disk)
         return {max(on_disk)} if on_disk else set()
 
     def scan(self) -> None:
         """One scan: load the versions the policy wants once their folder is complete, then
-        unload the ones it no longer wants (only after a replacement is AVAILABLE)."""
+        unload the ones it no longer wants, once every wanted version is AVAILABLE (or failed
+        to load) and one is: a request always finds a version (TF Serving's
+        availability-preserving transition)."""
         on_disk = version_folders(self.base_path)
         wanted = self._wanted(on_disk)
         for version in sorted(wanted, reverse=True):
@@ -187,9 +195,11 @@ class ModelRepository:
                 )
             ):
                 self._load(version, on_disk[version], fingerprint)
-        wanted_available = any(
-            v.state == State.AVAILABLE and v.version in wanted for v in self._versions.values()
+        wanted_states = [self._versions[v] for v in wanted if v in self._versions]
+        settled = len(wanted_states) == len(wanted) and all(
+            v.state == State.AVAILABLE or (v.state == State.END and v.error) for v in wanted_states
         )
+        wanted_available = settled and any(v.state == State.AVAILABLE for v in wanted_states)
         for version, served in list(self._versions.items()):
             gone = version not in on_disk
             replaced = version not in wanted and wanted_available
@@ -255,12 +265,14 @@ class ModelRepository:
             raise NotServed(f"Could not find version {version} of model {self.name}")
         return found
 
+    def available(self) -> dict[int, ServedVersion]:
+        with self._lock:
+            return {v.version: v for v in self._versions.values() if v.state == State.AVAILABLE}
+
     def get(self, version: int | None = None) -> ServedVersion:
         """The AVAILABLE version asked for, or the highest AVAILABLE one."""
+        available = self.available()
         with self._lock:
-            available = {
-                v.version: v for v in self._versions.values() if v.state == State.AVAILABLE
-            }
             loading = any(v.state in (State.START, State.LOADING) for v in self._versions.values())
         if version is None:
             if available:

@@ -5,6 +5,10 @@
     POST /v1/models/NAME[/versions/V]:predict     {"instances": [...]} or {"inputs": ...}
     POST /v1/models/NAME[/versions/V]:classify    {"examples": [...], "context": {...}}
     POST /v1/models/NAME[/versions/V]:regress     the same
+    POST /v1/models/NAME/feedback                 labels for logged requests (monitoring)
+
+Wherever `/versions/V` goes, `/labels/LABEL` may go instead: a release's `stable` and `canary`
+versions (serving/routing.py), as TF Serving's version labels.
 
 The request and answer shapes are TF Serving's (https://www.tensorflow.org/tfx/serving/api_rest),
 errors too: `{"error": "..."}` with TF Serving's HTTP code for the gRPC status. One addition: a
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextvars
 import dataclasses
 import json
 import logging
@@ -57,9 +62,10 @@ from tensorflow_serving.apis import (
 
 from serving import tf_examples
 from serving.grpc_services import DirectContext, ModelService, PredictionService, ServingError
-from serving.inference import DEFAULT_SIGNATURE, Inference
+from serving.inference import DEFAULT_SIGNATURE, Inference, Route
 from serving.repository import ServedVersion, read_serving_features
 from serving.request_log import RequestDetails, RequestLogger, request_id_from
+from serving.routing import KEY_HEADER, REQUEST_KEY
 
 log = logging.getLogger("serving")
 Code = grpc.StatusCode
@@ -110,6 +116,7 @@ class Signature:
     # Rows of raw features as tf.Examples, typed by the model's schema; None: it has none.
     example_writer: tf_examples.ExampleWriter | None
     served: ServedVersion | None = None  # the loaded version itself, for an in-process backend
+    route: Route | None = None  # how an in-process backend routed the request (a release's)
 
 
 class InProcessBackend:
@@ -119,7 +126,7 @@ class InProcessBackend:
 
     def __init__(self, inference: Inference):
         self.inference = inference
-        self._models = ModelService(inference.repository)
+        self._models = ModelService(inference.repository, inference)
         self._predictions = PredictionService(inference)
         self._context = DirectContext()
 
@@ -135,19 +142,22 @@ class InProcessBackend:
     def regress(self, request):
         return self._predictions.Regress(request, self._context)
 
-    def signature(self, model: str, version: int | None, signature_name: str) -> Signature:
-        served = self.inference.served(model, version)
+    def signature(
+        self, model: str, version: int | None, signature_name: str, label: str | None = None
+    ) -> Signature:
+        route = self.inference.route(model, version, label)
+        served = route.served
         name, signature_def = self.inference.signature(served, signature_name)
-        return Signature(served.version, name, signature_def, served.example_writer, served)
+        return Signature(served.version, name, signature_def, served.example_writer, served, route)
 
     def run_if_idle(self, signature: Signature, inputs: dict[str, np.ndarray]):
         """The outputs, computed in this thread, when the batcher is idle; else None."""
-        return self.inference.run_if_idle(signature.served, signature.name, inputs)
+        return self.inference.run_if_idle(signature.served, signature.name, inputs, signature.route)
 
     def submit(self, signature: Signature, inputs: dict[str, np.ndarray]):
         """Queues the call on the version the signature was read from (which finishes the
         request even if a newer version replaces it meanwhile); a future of the outputs."""
-        return self.inference.submit(signature.served, signature.name, inputs)
+        return self.inference.submit(signature.served, signature.name, inputs, signature.route)
 
 
 class GrpcBackend:
@@ -187,8 +197,10 @@ class GrpcBackend:
     def regress(self, request):
         return self._call(self._predictions.Regress, request)
 
-    def signature(self, model: str, version: int | None, signature_name: str) -> Signature:
-        response = self.metadata(_metadata_request(model, version))
+    def signature(
+        self, model: str, version: int | None, signature_name: str, label: str | None = None
+    ) -> Signature:
+        response = self.metadata(_metadata_request(model, version, label))
         signature_map = get_model_metadata_pb2.SignatureDefMap()
         response.metadata["signature_def"].Unpack(signature_map)
         served_version = response.model_spec.version.value
@@ -211,17 +223,21 @@ class GrpcBackend:
         self._channel.close()
 
 
-def _model_spec(message, model: str, version: int | None, signature_name: str = ""):
+def _model_spec(
+    message, model: str, version: int | None, signature_name: str = "", label: str | None = None
+):
     message.model_spec.name = model
     if version is not None:
         message.model_spec.version.value = version
+    elif label is not None:
+        message.model_spec.version_label = label
     message.model_spec.signature_name = signature_name
     return message
 
 
-def _metadata_request(model: str, version: int | None):
+def _metadata_request(model: str, version: int | None, label: str | None = None):
     request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
-    return _model_spec(request, model, version)
+    return _model_spec(request, model, version, label=label)
 
 
 # -- JSON to requests --------------------------------------------------------------------------
@@ -512,41 +528,53 @@ class RestApi:
         self._admit()
         self.in_flight += 1
         try:
-            return await self._by_deadline(self._pool.submit(work), started)
+            context = contextvars.copy_context()  # the request's routing key, in the thread
+            return await self._by_deadline(self._pool.submit(context.run, work), started)
         finally:
             self.in_flight -= 1
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    def status(self, model: str, version: int | None) -> dict:
-        request = _model_spec(get_model_status_pb2.GetModelStatusRequest(), model, version)
+    def status(self, model: str, version: int | None, label: str | None = None) -> dict:
+        request = _model_spec(
+            get_model_status_pb2.GetModelStatusRequest(), model, version, label=label
+        )
         return _status_json(self.backend.status(request))
 
-    def metadata(self, model: str, version: int | None) -> dict:
-        return _metadata_json(self.backend.metadata(_metadata_request(model, version)))
+    def metadata(self, model: str, version: int | None, label: str | None = None) -> dict:
+        return _metadata_json(self.backend.metadata(_metadata_request(model, version, label)))
 
     def _log(self, arrival: Arrival, log_type: str, request, response) -> None:
         if self.request_log is not None:
             self.request_log.log_message(arrival.details(), log_type, request, response)
 
-    async def predict(self, model: str, version: int | None, body: bytes, arrival: Arrival) -> dict:
+    async def predict(
+        self, model: str, version: int | None, body: bytes, arrival: Arrival, label=None
+    ) -> dict:
         """:predict. In process, the request is read on the event loop (in a thread when the
         body is large) and waits for the model in the batcher, holding no thread; with a
         TF Serving backend it runs in a thread, since its gRPC call blocks."""
         started = arrival.started
         if not self.backend.runs_in_process:
             return await self.run(
-                lambda: self._predict_by_grpc(model, version, body, arrival), started
+                lambda: self._predict_by_grpc(model, version, body, arrival, label), started
             )
         self._admit()
         self.in_flight += 1
         try:
             if len(body) > _READ_IN_A_THREAD_BYTES:
-                read = self._pool.submit(self._predict_inputs, model, version, body)
+                read = self._pool.submit(
+                    contextvars.copy_context().run,
+                    self._predict_inputs,
+                    model,
+                    version,
+                    body,
+                    label,
+                )
                 signature, inputs, row_format = await self._by_deadline(read, started)
             else:
-                signature, inputs, row_format = self._predict_inputs(model, version, body)
+                signature, inputs, row_format = self._predict_inputs(model, version, body, label)
             outputs = None
             if self.in_flight == 1 and self.connections <= 1:
                 # A lone client: the model at once, on this thread. Handing the request to a
@@ -564,7 +592,7 @@ class RestApi:
         finally:
             self.in_flight -= 1
 
-    def _predict_inputs(self, model: str, version: int | None, body: bytes):
+    def _predict_inputs(self, model: str, version: int | None, body: bytes, label=None):
         given = _body_object(body)
         _refuse_unknown_keys(given, {"signature_name", "instances", "inputs"})
         if ("instances" in given) == ("inputs" in given):
@@ -572,7 +600,7 @@ class RestApi:
                 'The request must have either "instances" (row format) or "inputs" (columnar '
                 "format)" + (", not both" if "inputs" in given else "")
             )
-        signature = self.backend.signature(model, version, _signature_name(given))
+        signature = self.backend.signature(model, version, _signature_name(given), label)
         row_format = "instances" in given
         if row_format:
             inputs = _row_inputs(given["instances"], signature)
@@ -580,11 +608,13 @@ class RestApi:
             inputs = _columnar_inputs(given["inputs"], signature)
         return signature, inputs, row_format
 
-    def _predict_by_grpc(self, model: str, version: int | None, body: bytes, arrival) -> dict:
-        signature, inputs, row_format = self._predict_inputs(model, version, body)
+    def _predict_by_grpc(
+        self, model: str, version: int | None, body: bytes, arrival, label=None
+    ) -> dict:
+        signature, inputs, row_format = self._predict_inputs(model, version, body, label)
         # The version asked for, else whichever is the latest when the request runs: pinning the
         # one seen above could miss it if a newer one replaced it in between.
-        request = _model_spec(predict_pb2.PredictRequest(), model, version, signature.name)
+        request = _model_spec(predict_pb2.PredictRequest(), model, version, signature.name, label)
         for name, array in inputs.items():
             request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
         response = self.backend.predict(request)
@@ -593,7 +623,7 @@ class RestApi:
             {k: tf.make_ndarray(v) for k, v in response.outputs.items()}, row_format
         )
 
-    def _examples_request(self, request, model, version, body: bytes):
+    def _examples_request(self, request, model, version, body: bytes, label=None):
         given = _body_object(body)
         _refuse_unknown_keys(given, {"signature_name", "examples", "context"})
         examples, context = given.get("examples"), given.get("context")
@@ -601,9 +631,11 @@ class RestApi:
             raise bad_request('"examples" must be a non-empty list of objects of feature values')
         if context is not None and not isinstance(context, dict):
             raise bad_request('"context" must be an object of feature values')
-        signature = self.backend.signature(model, version, _signature_name(given))
+        signature = self.backend.signature(model, version, _signature_name(given), label)
         writer = _example_writer(signature)
-        _model_spec(request, model, version, signature.name)
+        # The request names what this one named: routed again by the same routing key, it runs
+        # on the version whose schema typed its examples.
+        _model_spec(request, model, version, signature.name, label)
         for i, example in enumerate(examples):
             where = f"examples[{i}]"
             try:
@@ -614,9 +646,11 @@ class RestApi:
             request.input.example_list.examples.add().ParseFromString(serialized)
         return request
 
-    def classify(self, model: str, version: int | None, body: bytes, arrival: Arrival) -> dict:
+    def classify(
+        self, model: str, version: int | None, body: bytes, arrival: Arrival, label=None
+    ) -> dict:
         request = self._examples_request(
-            classification_pb2.ClassificationRequest(), model, version, body
+            classification_pb2.ClassificationRequest(), model, version, body, label
         )
         response = self.backend.classify(request)
         self._log(arrival, "classify_log", request, response)
@@ -625,8 +659,12 @@ class RestApi:
             "result": [[[c.label, c.score] for c in row.classes] for row in result.classifications]
         }
 
-    def regress(self, model: str, version: int | None, body: bytes, arrival: Arrival) -> dict:
-        request = self._examples_request(regression_pb2.RegressionRequest(), model, version, body)
+    def regress(
+        self, model: str, version: int | None, body: bytes, arrival: Arrival, label=None
+    ) -> dict:
+        request = self._examples_request(
+            regression_pb2.RegressionRequest(), model, version, body, label
+        )
         response = self.backend.regress(request)
         self._log(arrival, "regress_log", request, response)
         return {"result": [r.value for r in response.result.regressions]}
@@ -686,6 +724,7 @@ class Arrival:
     request_id: str
     epoch: float  # time.time()
     started: float  # time.monotonic(), for deadlines and latency
+    routing_key: str = ""  # the client's X-Routing-Key, else the request id
 
     def details(self) -> RequestDetails:
         return RequestDetails(
@@ -699,9 +738,9 @@ class _JsonHandler(tornado.web.RequestHandler):
     def initialize(self, api: RestApi):
         self.api = api
         self.started = time.monotonic()
-        self.arrival = Arrival(
-            request_id_from(self.request.headers.get("X-Request-Id")), time.time(), self.started
-        )
+        request_id = request_id_from(self.request.headers.get("X-Request-Id"))
+        key = self.request.headers.get(KEY_HEADER)
+        self.arrival = Arrival(request_id, time.time(), self.started, key or request_id)
         self.set_header("X-Request-Id", self.arrival.request_id)
 
     def set_default_headers(self):
@@ -722,6 +761,8 @@ class _JsonHandler(tornado.web.RequestHandler):
         self.finish(json.dumps({"error": reason}))
 
     def prepare(self):
+        # Every request is routed by its key (a release's split), also in threads it runs in.
+        REQUEST_KEY.set(self.arrival.routing_key)
         version = self.path_args[1] if len(self.path_args) > 1 else None
         if version is not None and int(version) > _INT64_MAX:
             self.answer(
@@ -756,13 +797,13 @@ _READ_IN_A_THREAD_BYTES = 256 * 1024
 
 
 class StatusHandler(_JsonHandler):
-    async def get(self, model: str, version: str | None):
-        await self.call(self.api.status, model, _version(version))
+    async def get(self, model: str, version: str | None, label: str | None):
+        await self.call(self.api.status, model, _version(version), label)
 
 
 class MetadataHandler(_JsonHandler):
-    async def get(self, model: str, version: str | None):
-        await self.call(self.api.metadata, model, _version(version))
+    async def get(self, model: str, version: str | None, label: str | None):
+        await self.call(self.api.metadata, model, _version(version), label)
 
 
 @tornado.web.stream_request_body
@@ -803,7 +844,7 @@ class InferenceHandler(_JsonHandler):
         else:
             self._chunks.clear()
 
-    async def post(self, model: str, version: str | None, verb: str):
+    async def post(self, model: str, version: str | None, label: str | None, verb: str):
         if self._size > self.api.limits.max_body_bytes:
             self._too_large(self._size)
             return
@@ -819,10 +860,11 @@ class InferenceHandler(_JsonHandler):
             return
         body = b"".join(self._chunks)
         if verb == "predict":
-            await self.respond(self.api.predict(model, _version(version), body, self.arrival))
+            answer = self.api.predict(model, _version(version), body, self.arrival, label)
+            await self.respond(answer)
             return
         method = {"classify": self.api.classify, "regress": self.api.regress}[verb]
-        await self.call(method, model, _version(version), body, self.arrival)
+        await self.call(method, model, _version(version), body, self.arrival, label)
 
 
 class FeedbackHandler(_JsonHandler):
@@ -836,13 +878,13 @@ class NotFoundHandler(_JsonHandler):
             404,
             {
                 "error": f"Malformed request: {self.request.method} {self.request.path}; the API "
-                "takes GET /v1/models/NAME[/versions/V][/metadata] and POST "
-                "/v1/models/NAME[/versions/V]:predict|:classify|:regress"
+                "takes GET /v1/models/NAME[/versions/V|/labels/L][/metadata] and POST "
+                "/v1/models/NAME[/versions/V|/labels/L]:predict|:classify|:regress"
             },
         )
 
 
-_MODEL = r"/v1/models/([^/:]+)(?:/versions/(\d+))?"
+_MODEL = r"/v1/models/([^/:]+)(?:/versions/(\d+)|/labels/([^/:]+))?"
 
 
 def application(api: RestApi) -> tornado.web.Application:

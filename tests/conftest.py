@@ -49,6 +49,7 @@ CODE_FOLDERS = (
     "orchestration",
     "deployment",
     "monitoring",
+    "release",
     "cli",
 )
 DATA_DIR = PROJECT_ROOT / "data"

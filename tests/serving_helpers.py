@@ -14,8 +14,10 @@ from pathlib import Path
 
 import grpc
 import httpx
+import tensorflow as tf
+from tensorflow_metadata.proto.v0 import schema_pb2
 
-from tests.conftest import PIPELINE_NAME, PROJECT_ROOT
+from tests.conftest import PIPELINE_NAME, PROJECT_ROOT, read_rows
 from tests.db_servers import free_port
 
 
@@ -81,3 +83,44 @@ class Server:
         self.process.wait(timeout=60)
         self._reader.join(timeout=10)
         return self.process.returncode, "".join(self.console), err
+
+
+def typed_rows(csv_path: Path, schema: schema_pb2.Schema) -> list[dict]:
+    """Rows of the CSV with values typed as the model's schema says, the label kept aside."""
+    kinds = {f.name: f.type for f in schema.feature}
+    header, *rows = read_rows(csv_path)
+    typed = []
+    for row in rows:
+        values = {}
+        for column, cell in zip(header, row, strict=True):
+            if column not in kinds:  # the label
+                values[column] = float(cell)
+            elif cell == "":
+                values[column] = None
+            elif kinds[column] == schema_pb2.INT:
+                values[column] = int(cell)
+            elif kinds[column] == schema_pb2.FLOAT:
+                values[column] = float(cell)
+            else:
+                values[column] = cell
+        typed.append(values)
+    return typed
+
+
+def grpc_example(row: dict, kinds: dict[str, int]) -> bytes:
+    """A tf.Example as a gRPC client writes one: an empty cell is a feature with no value, as
+    CSV ingestion writes it for training (the curated schema wants every feature present)."""
+    feature = {}
+    for name, value in row.items():
+        if value is None:
+            feature[name] = {
+                schema_pb2.INT: tf.train.Feature(int64_list=tf.train.Int64List()),
+                schema_pb2.FLOAT: tf.train.Feature(float_list=tf.train.FloatList()),
+            }.get(kinds[name], tf.train.Feature(bytes_list=tf.train.BytesList()))
+        elif isinstance(value, str):
+            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
+        elif isinstance(value, int):
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+        else:
+            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()

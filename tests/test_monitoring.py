@@ -27,8 +27,8 @@ from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from metadata.store import StoreIndex, sqlite_connection_config
 from tests.browser import visit
-from tests.conftest import PIPELINE_NAME, PROJECT_ROOT, invoke, read_rows, run_cli
-from tests.serving_helpers import Server
+from tests.conftest import PIPELINE_NAME, PROJECT_ROOT, invoke, run_cli
+from tests.serving_helpers import Server, grpc_example, typed_rows
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("taxi-sample")]
 
@@ -36,47 +36,6 @@ ARTIFACTS_DIR = PROJECT_ROOT / "test-artifacts"
 ROWS_PER_REQUEST = 8
 CLEAN_ROWS = 240  # more than monitoring.min_rows (100), so every distribution is compared
 UNKNOWN_IDS = ["no-such-request-1", "no-such-request-2", "no-such-request-3"]
-
-
-def _typed_rows(csv_path: Path, schema: schema_pb2.Schema) -> list[dict]:
-    """Rows of the CSV with values typed as the model's schema says, the label kept aside."""
-    kinds = {f.name: f.type for f in schema.feature}
-    header, *rows = read_rows(csv_path)
-    typed = []
-    for row in rows:
-        values = {}
-        for column, cell in zip(header, row, strict=True):
-            if column not in kinds:  # the label
-                values[column] = float(cell)
-            elif cell == "":
-                values[column] = None
-            elif kinds[column] == schema_pb2.INT:
-                values[column] = int(cell)
-            elif kinds[column] == schema_pb2.FLOAT:
-                values[column] = float(cell)
-            else:
-                values[column] = cell
-        typed.append(values)
-    return typed
-
-
-def _example(row: dict, kinds: dict[str, int]) -> bytes:
-    """A tf.Example as a gRPC client writes one: an empty cell is a feature with no value, as
-    CSV ingestion writes it for training (the curated schema wants every feature present)."""
-    feature = {}
-    for name, value in row.items():
-        if value is None:
-            feature[name] = {
-                schema_pb2.INT: tf.train.Feature(int64_list=tf.train.Int64List()),
-                schema_pb2.FLOAT: tf.train.Feature(float_list=tf.train.FloatList()),
-            }.get(kinds[name], tf.train.Feature(bytes_list=tf.train.BytesList()))
-        elif isinstance(value, str):
-            feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))
-        elif isinstance(value, int):
-            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
-        else:
-            feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=[value]))
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 class Traffic:
@@ -109,7 +68,7 @@ class Traffic:
                 request = predict_pb2.PredictRequest()
                 request.model_spec.name = PIPELINE_NAME
                 request.inputs["examples"].CopyFrom(
-                    tf.make_tensor_proto([_example(f, self.kinds) for f in features])
+                    tf.make_tensor_proto([grpc_example(f, self.kinds) for f in features])
                 )
                 request_id = f"grpc-{len(self.sent)}"
                 with self.server.channel() as channel:
@@ -151,7 +110,7 @@ def monitored(e2e_runs, sample_data_dir, tmp_path_factory):
     # Rows drawn across the span: its file is ordered (its first rows all lack a census tract,
     # and have fewer big tips), and traffic like the training data is a fair sample of it.
     rows = random.Random(0).sample(
-        _typed_rows(sample_data_dir / "labeled" / "span-2" / "taxi.csv", schema), 2 * CLEAN_ROWS
+        typed_rows(sample_data_dir / "labeled" / "span-2" / "taxi.csv", schema), 2 * CLEAN_ROWS
     )
     kinds = {f.name: f.type for f in schema.feature}
     server = Server(model_dir, "--workers=2")
