@@ -326,6 +326,21 @@ def models(ctx: click.Context, location: MetadataLocation, as_json: bool) -> Non
     )
 
 
+def subcommand_store(command):
+    """A `models` subcommand's store: its own --metadata-uri, else the one `models` was given;
+    passed as `location`."""
+
+    @click.pass_obj
+    @functools.wraps(command)
+    def with_location(models_location, *args, metadata_uri, metadata_password_file, **kwargs):
+        location = metadata_location_of(metadata_uri, metadata_password_file, None)
+        return command(*args, location=location or models_location, **kwargs)
+
+    return metadata_uri_options(
+        with_location, METADATA_URI_HELP + " [default: the one `models` was given]"
+    )
+
+
 def _writable_store(location: MetadataLocation):
     """The store, opened to record a decision; a missing or unusable one is the user's."""
     from metadata.store import open_store as open_metadata
@@ -343,7 +358,7 @@ def _writable_store(location: MetadataLocation):
 @click.argument("version", type=int)
 @click.option("--by", required=True, help="Who approves (recorded in ML Metadata).")
 @click.option("--note", default="", help="Why, or what was checked.")
-@click.pass_obj
+@subcommand_store
 def models_approve(location: MetadataLocation, version: int, by: str, note: str) -> None:
     """Approve VERSION (awaiting approval under `release.approval: manual`): `serve` then
     releases it, as a canary, a shadow or at once, as the profile's release policy says."""
@@ -372,7 +387,7 @@ def models_approve(location: MetadataLocation, version: int, by: str, note: str)
 @click.argument("version", type=int)
 @click.option("--by", required=True, help="Who rejects (recorded in ML Metadata).")
 @click.option("--note", required=True, help="Why (recorded in ML Metadata).")
-@click.pass_obj
+@subcommand_store
 def models_reject(location: MetadataLocation, version: int, by: str, note: str) -> None:
     """Reject VERSION: it is never served under a release; a canary or shadow of it stops at
     `serve`'s next turn."""
@@ -390,22 +405,13 @@ def models_reject(location: MetadataLocation, version: int, by: str, note: str) 
 
 @models.command("rollback")
 @click.argument("version", type=int)
-@functools.partial(
-    metadata_uri_options, help=METADATA_URI_HELP + " [default: the one `models` was given]"
-)
-@click.pass_obj
-def models_rollback(
-    models_location: MetadataLocation,
-    version: int,
-    metadata_uri: str | None,
-    metadata_password_file: Path | None,
-) -> None:
+@subcommand_store
+def models_rollback(location: MetadataLocation, version: int) -> None:
     """Serve blessed VERSION again: re-pushed as the newest version, recorded in ML Metadata.
 
     Nothing is deleted or renamed: the newer versions stay on disk and in the record. A version
     that either the Evaluator or the InfraValidator did not bless is refused.
     """
-    location = metadata_location_of(metadata_uri, metadata_password_file, None) or models_location
     from deployment import rollback
 
     quiet_libraries()

@@ -171,7 +171,7 @@ class ReleaseController:
             record(candidate, states.ROLLED_BACK, f"its folder {pushes[candidate].path} is gone")
             candidate = None
         if candidate is None:
-            candidate = self._next_candidate(pushes, state, stable, on_disk, record, now)
+            stable, candidate = self._next_candidate(pushes, state, stable, on_disk, record, now)
         if candidate is not None and state[candidate] in states.RELEASING:
             stable, candidate = self._judge(
                 pushes, histories, state, stable, candidate, record, now
@@ -203,7 +203,9 @@ class ReleaseController:
             record(previous, states.RETIRED, f"version {version} is stable")
         return version
 
-    def _next_candidate(self, pushes, state, stable, on_disk, record, now) -> int | None:
+    def _next_candidate(self, pushes, state, stable, on_disk, record, now):
+        """(stable, candidate) once the newest version waiting to go out has been taken as far
+        as the policy lets it this turn."""
         waiting = sorted(
             v
             for v in pushes
@@ -213,7 +215,7 @@ class ReleaseController:
             if state[version] in states.UNDECIDED and stable is not None and version < stable:
                 record(version, states.SUPERSEDED, f"version {stable} went out after it")
         if not waiting:
-            return None
+            return stable, None
         newest = waiting[-1]
         for older in waiting[:-1]:
             record(older, states.SUPERSEDED, f"version {newest} was pushed after it")
@@ -225,7 +227,7 @@ class ReleaseController:
                 f"{newest} --by NAME` releases it",
             )
         if state[newest] == states.AWAITING_APPROVAL:
-            return None
+            return stable, None
         strategy = self.policy.strategy
         if stable is None or strategy == "all_at_once":
             why = (
@@ -233,8 +235,7 @@ class ReleaseController:
                 if stable is None
                 else "release.strategy is all_at_once"
             )
-            self._make_stable(newest, stable, record, why)
-            return None
+            return self._make_stable(newest, stable, record, why), None
         mode = states.CANARY if strategy == "canary" else states.SHADOW
         share = self.policy.canary_percent if mode == states.CANARY else 0.0
         release_id = f"{newest}-{int(now.timestamp())}"
@@ -251,7 +252,7 @@ class ReleaseController:
             share=share,
             release_id=release_id,
         )
-        return newest
+        return stable, newest
 
     def _judge(self, pushes, histories, state, stable, candidate, record, now):
         """(stable, candidate) after judging the candidate under way."""

@@ -78,6 +78,11 @@ class Inference:
         try:
             return Route(self.repository.get(version))
         except NotServed as e:
+            if label is not None:  # the release just named it: this process is loading it
+                raise ServingError(
+                    grpc.StatusCode.UNAVAILABLE,
+                    f"Version {version} (label {label}) is still loading; retry shortly",
+                ) from None
             code = grpc.StatusCode.UNAVAILABLE if e.unavailable else grpc.StatusCode.NOT_FOUND
             raise ServingError(code, str(e)) from None
 

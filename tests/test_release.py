@@ -37,6 +37,7 @@ from tests.conftest import (
     FAST_RUN_SETTINGS,
     PIPELINE_NAME,
     PROJECT_ROOT,
+    invoke,
     run_cli,
 )
 from tests.serving_helpers import Server, grpc_example, typed_rows
@@ -89,6 +90,17 @@ def _wait_for(server: Server, text: str, timeout: float = 60) -> str:
         assert server.process.poll() is None, server.stop()
         time.sleep(0.2)
     raise AssertionError(f"serve did not say {text!r} in {timeout} s:\n{''.join(server.console)}")
+
+
+def _wait_loaded(server: Server, version: int, workers: int = 2) -> None:
+    """Until every worker says the version is AVAILABLE (each loads it on its own scan)."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        loaded = [line for line in server.console if f"version {version} is AVAILABLE" in line]
+        if len(loaded) >= workers:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"version {version} was not loaded:\n{''.join(server.console)}")
 
 
 class Client:
@@ -160,9 +172,9 @@ def _grpc_version(server: Server, row: dict, kinds: dict, *, key=None, label=Non
 
 
 def _models(metadata: str) -> list[dict]:
-    listed = run_cli("models", "--json", metadata, timeout=300)
-    assert listed.returncode == 0, listed.stderr
-    return json.loads(listed.stdout)
+    listed = invoke("models", "--json", metadata)
+    assert listed.exit_code == 0, listed.output
+    return json.loads(listed.output)
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +192,7 @@ def release(e2e_runs, sample_data_dir, tmp_path_factory):
     run_args = [f"--data-dir={sample_data_dir}", f"--output-dir={output_dir}"]
     first = _versions(model_dir)[-1]
     if _models(metadata)[0]["release"]["state"] == "pushed":  # test_monitoring did not serve it
-        assert run_cli("models", "approve", str(first), "--by=tester", metadata).returncode == 0
+        assert invoke("models", "approve", str(first), "--by=tester", metadata).exit_code == 0
     schema = text_format.Parse(
         (model_dir / str(first) / "assets.extra" / "schema.pbtxt").read_text(),
         schema_pb2.Schema(),
@@ -209,15 +221,16 @@ def release(e2e_runs, sample_data_dir, tmp_path_factory):
             "models": _models(metadata),
         }
         seen["refused"] = {
-            "unknown": run_cli("models", "approve", "12345", "--by=alice", metadata),
-            "stable": run_cli("models", "approve", str(first), "--by=alice", metadata),
-            "reject_without_note": run_cli("models", "reject", str(bad), "--by=alice", metadata),
+            "unknown": invoke("models", "approve", "12345", "--by=alice", metadata),
+            "stable": invoke("models", "approve", str(first), "--by=alice", metadata),
+            "reject_without_note": invoke("models", "reject", str(bad), "--by=alice", metadata),
         }
-        approved = run_cli(
+        approved = invoke(
             "models", "approve", str(bad), "--by=alice", "--note=eval report read", metadata
         )
         seen["approved"] = approved
         _wait_for(server, f"version {bad} is shadow")
+        _wait_loaded(server, bad)
         seen["shadow_labels"] = {
             "canary": _scores(server, rows[:20], "/labels/canary"),
             "stable": _scores(server, rows[:20], "/labels/stable"),
@@ -248,8 +261,9 @@ def release(e2e_runs, sample_data_dir, tmp_path_factory):
         good = _versions(model_dir)[-1]
         seen["good"] = good
         _wait_for(server, f"version {good} is awaiting approval")
-        assert run_cli("models", "approve", str(good), "--by=bob", metadata).returncode == 0
+        assert invoke("models", "approve", str(good), "--by=bob", metadata).exit_code == 0
         _wait_for(server, f"version {good} is canary")
+        _wait_loaded(server, good)
         seen["canary_labels"] = {
             "canary": _grpc_version(server, rows[0], kinds, label="canary"),
             "stable": _grpc_version(server, rows[0], kinds, label="stable"),
@@ -258,7 +272,7 @@ def release(e2e_runs, sample_data_dir, tmp_path_factory):
             key: [_grpc_version(server, rows[i], kinds, key=key) for i in range(3)]
             for key in STICKY_KEYS
         }
-        seen["models_during_canary"] = run_cli("models", metadata).stdout
+        seen["models_during_canary"] = invoke("models", metadata).output
         client = Client(server, rows)
         client.send(range(100, 100 + MIN_REQUESTS // 2), label=True)
         time.sleep(1.5)  # the workers' counts written
@@ -293,14 +307,14 @@ def test_a_version_awaiting_approval_is_never_served(release):
 
 def test_approvals_refused_with_one_sentence_and_recorded_with_who(release):
     refused = release["refused"]
-    assert refused["unknown"].returncode == 2
-    assert "no pushed model version 12345 is recorded" in refused["unknown"].stderr
-    assert refused["stable"].returncode == 2
-    assert f"version {release['first']} is already stable" in refused["stable"].stderr
-    assert refused["reject_without_note"].returncode == 2
-    assert "--note" in refused["reject_without_note"].stderr
-    assert release["approved"].returncode == 0, release["approved"].stderr
-    assert f"Version {release['bad']} approved by alice" in release["approved"].stdout
+    assert refused["unknown"].exit_code == 2
+    assert "no pushed model version 12345 is recorded" in refused["unknown"].output
+    assert refused["stable"].exit_code == 2
+    assert f"version {release['first']} is already stable" in refused["stable"].output
+    assert refused["reject_without_note"].exit_code == 2
+    assert "--note" in refused["reject_without_note"].output
+    assert release["approved"].exit_code == 0, release["approved"].output
+    assert f"Version {release['bad']} approved by alice" in release["approved"].output
     bad = next(r for r in release["models"] if r["version"] == release["bad"])
     assert bad["release"]["approvals"][0]["by"] == "alice"
     assert bad["release"]["approvals"][0]["note"] == "eval report read"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime
 import json
 import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -249,3 +250,132 @@ def test_the_counts_files_of_every_process_add_up(tmp_path):
     (tmp_path / "r9" / "worker-13.json").write_text('{"versions": {"7": {"requ')  # mid-write
     total = guard.read_counts(str(tmp_path), "r9")["7"]
     assert (total.requests, total.errors, len(total.latencies_ms)) == (7, 2, 7)
+
+
+# ---- the controller's decisions, on a real ML Metadata store ------------------------------------
+def _push(store, model_dir, version: int) -> None:
+    """A PushedModel as Pusher records one (pushed, its version and folder), and the folder."""
+    from ml_metadata.proto import metadata_store_pb2
+
+    artifact_type = metadata_store_pb2.ArtifactType(name="PushedModel")
+    type_id = store.put_artifact_type(artifact_type)
+    artifact = metadata_store_pb2.Artifact(type_id=type_id, state=metadata_store_pb2.Artifact.LIVE)
+    path = model_dir / str(version)
+    path.mkdir(parents=True)
+    artifact.custom_properties["pushed"].int_value = 1
+    artifact.custom_properties["pushed_version"].string_value = str(version)
+    artifact.custom_properties["pushed_destination"].string_value = str(path)
+    artifact.uri = str(path)
+    store.put_artifacts([artifact])
+
+
+@pytest.fixture
+def controlled(tmp_path):
+    from ml_metadata import metadata_store
+
+    from metadata.store import sqlite_connection_config
+    from pipeline.metadata_location import sqlite_location
+    from release.controller import ControllerSettings, ReleaseController
+
+    store = metadata_store.MetadataStore(sqlite_connection_config(tmp_path / "metadata.db"))
+    model_dir = tmp_path / "serving_model" / "m"
+
+    def controller(**release) -> ReleaseController:
+        policy = PROFILE.release.model_copy(update=release)
+        return ReleaseController(
+            ControllerSettings(
+                model_dir=model_dir,
+                model_name="m",
+                location=sqlite_location(tmp_path / "metadata.db"),
+                profile=PROFILE.model_copy(update={"release": policy}),
+                state_dir=tmp_path / "release",
+                request_log_dir=None,
+                poll_seconds=0.1,
+            )
+        )
+
+    return {"store": store, "model_dir": model_dir, "controller": controller}
+
+
+def _state(store, version: int) -> str:
+    from release import states
+
+    return states.state_of([c for c in states.changes(store) if c.version == version])
+
+
+def test_the_first_version_is_stable_in_the_first_turns_routing(controlled):
+    _push(controlled["store"], controlled["model_dir"], 1)
+    table = controlled["controller"]().step()
+    assert (table["stable"], table["load"]) == (1, [1])
+    assert _state(controlled["store"], 1) == "stable"
+
+
+def test_manual_approval_then_a_canary_then_promotion_by_the_counts(controlled):
+    from release import states
+
+    store, model_dir = controlled["store"], controlled["model_dir"]
+    _push(store, model_dir, 1)
+    controller = controlled["controller"](approval="manual", strategy="canary", min_requests=30)
+    assert controller.step()["load"] == []  # nothing approved: nothing served
+    states.approve(
+        store, "here", lambda v: {"evaluator_blessed": 1, "infra_blessed": 1}, 1, "a", ""
+    )
+    assert controller.step()["stable"] == 1  # the first version: nothing to compare it with
+    _push(store, model_dir, 2)
+    _push(store, model_dir, 3)  # pushed after 2, before 2 went out: 2 is superseded
+    table = controller.step()
+    assert table["candidate"] is None and _state(store, 3) == "awaiting_approval"
+    assert _state(store, 2) == "superseded"
+    states.approve(
+        store, "here", lambda v: {"evaluator_blessed": 1, "infra_blessed": 1}, 3, "b", ""
+    )
+    table = controller.step()
+    assert (table["stable"], table["candidate"], table["mode"]) == (1, 3, "canary")
+    assert table["load"] == [1, 3] and table["canary_percent"] == 10.0
+    waiting = controller.step()  # no counts yet: waits
+    assert waiting["candidate"] == 3
+    folder = Path(table["stats_dir"]) / table["release_id"]
+    folder.mkdir(parents=True)
+    like = {"latencies_ms": [2.0] * 40, "errors": 0}
+    answers = [[v] for v in np.random.default_rng(0).uniform(0, 1, 40).tolist()]
+    (folder / "worker-1.json").write_text(
+        json.dumps(
+            {
+                "versions": {
+                    "1": {"requests": 40, "rows": 40, "answers": answers, **like},
+                    "3": {"requests": 40, "rows": 40, "answers": answers, **like},
+                }
+            }
+        )
+    )
+    table = controller.step()
+    assert (table["stable"], table["candidate"], table["load"]) == (3, None, [3])
+    assert (_state(store, 3), _state(store, 1)) == ("stable", "retired")
+    promoted = [c for c in states.changes(store) if c.version == 3][-1]
+    assert promoted.evidence["requests"]["candidate"] == 40
+    assert "promoted after its canary" in promoted.reason
+
+
+def test_a_rejected_canary_leaves_the_routing_at_the_next_turn(controlled):
+    from release import states
+
+    store, model_dir = controlled["store"], controlled["model_dir"]
+    _push(store, model_dir, 1)
+    controller = controlled["controller"](strategy="shadow")
+    controller.step()
+    _push(store, model_dir, 2)
+    assert controller.step()["mode"] == "shadow"
+    states.reject(store, "here", 2, "carol", "wrong features")
+    table = controller.step()
+    assert (table["stable"], table["candidate"], table["load"]) == (1, None, [1])
+    with pytest.raises(states.ReleaseRefused) as refused:
+        states.approve(
+            store, "here", lambda v: {"evaluator_blessed": 1, "infra_blessed": 1}, 2, "d", ""
+        )
+    assert "version 2 is rejected (wrong features)" in str(refused.value)
+    with pytest.raises(states.ReleaseRefused) as unblessed:
+        _push(store, model_dir, 4)
+        states.approve(
+            store, "here", lambda v: {"evaluator_blessed": 0, "infra_blessed": 1}, 4, "d", ""
+        )
+    assert "never blessed by the Evaluator" in str(unblessed.value)
