@@ -191,7 +191,8 @@ def serve(settings: ServeSettings, console: TextIO, controller: Controller | Non
         )
     else:
         console.write(
-            f"Model {settings.model_name}: {len(versions)} versions in {settings.model_dir}, "
+            f"Model {settings.model_name}: {len(versions)} version"
+            f"{'s' if len(versions) > 1 else ''} in {settings.model_dir}, "
             f"released by {controller.describe()}\n"
         )
     with output_to_log_file(settings.log_path) as terminal:
