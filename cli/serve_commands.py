@@ -269,11 +269,18 @@ def serve_command(
         binary=model_server_bin,
         log_path=serve.default_log_path(model_dir, DEFAULT_OUTPUT_DIR),
     )
+    # The store of the output dir the model was pushed in; a folder elsewhere has none unless
+    # --metadata-uri names one.
+    pushed_here = model_dir.parent.name == "serving_model"
     location = metadata_location_of(
-        metadata_uri, metadata_password_file, output_dir / "metadata.db"
+        metadata_uri, metadata_password_file, output_dir / "metadata.db" if pushed_here else None
     )
     controller = None
-    if version is None and (not location.is_sqlite or location.path.is_file()):
+    if (
+        version is None
+        and location is not None
+        and (not location.is_sqlite or location.path.is_file())
+    ):
         from release.controller import ControllerSettings, ReleaseController
 
         controller = ReleaseController(

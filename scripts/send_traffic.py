@@ -5,6 +5,12 @@ writes the labels of what it sent as a CSV for `monitor --labels` (request_id,ro
         --labels-out outputs/labels.csv
     python scripts/send_traffic.py --csv data/labeled/span-2/taxi.csv --rows 400 \
         --shift pickup_latitude=+1.5 --set company="Brand New Cab Co"      # drifted traffic
+    python scripts/send_traffic.py --csv data/labeled/span-2/taxi.csv --rows 2000 \
+        --per-request 1 --post-labels        # each answer's label posted back at once
+
+With --post-labels each request's labels go to `serve`'s feedback endpoint right after its
+answer, as a client that learns the outcome would send them (`monitor` and a release's quality
+guard join them to the logged answers).
 
 Values are typed by the served model's own schema (GET .../metadata gives the signature; the
 schema is read from the version folder's assets.extra/schema.pbtxt). Only the standard library:
@@ -69,6 +75,11 @@ def main() -> int:
     )
     parser.add_argument("--label", default="tips", help="the label column (not sent)")
     parser.add_argument("--labels-out", type=Path, help="write request_id,row,label here")
+    parser.add_argument(
+        "--post-labels",
+        action="store_true",
+        help="post each request's labels to the server's feedback endpoint after its answer",
+    )
     parser.add_argument("--shift", action="append", default=[], metavar="COLUMN=+DELTA")
     parser.add_argument("--set", action="append", default=[], metavar="COLUMN=VALUE")
     parser.add_argument("--seed", type=int, default=0)
@@ -112,7 +123,16 @@ def main() -> int:
             )
             return 1
         sent += 1
-        labels += [(request_id, i, row.get(args.label, "")) for i, row in enumerate(chunk)]
+        given = [(request_id, i, row.get(args.label, "")) for i, row in enumerate(chunk)]
+        labels += given
+        if args.post_labels:
+            feedback = [
+                {"request_id": r, "row": i, "label": _typed(label, "FLOAT")}
+                for r, i, label in given
+                if label != ""
+            ]
+            if feedback:
+                _post(f"{args.url}/feedback", feedback)
     if args.labels_out:
         with args.labels_out.open("w", newline="") as f:
             writer = csv.writer(f)
@@ -121,6 +141,7 @@ def main() -> int:
     print(
         f"Sent {len(rows)} rows in {sent} requests to {args.url}"
         + (f"; their labels are in {args.labels_out}" if args.labels_out else "")
+        + ("; labels posted to its feedback endpoint" if args.post_labels else "")
     )
     return 0
 
