@@ -771,8 +771,11 @@ def test_models_lists_each_pushed_version_with_its_run_metrics_and_blessings(two
         assert 0.5 < record["metrics"]["auc"] <= 1.0
         assert record["metrics"]["example_count"] > 0
     assert records[0]["run_id"] != records[1]["run_id"]
+    # `serve` released both as the default policy says: all at once, the newer one stable.
+    assert [r["release"]["state"] for r in records] == ["stable", "retired"]
+    assert records[0]["release"]["history"][-1]["reason"] == "release.strategy is all_at_once"
     text = run_cli("models", f"--metadata-uri={metadata}", timeout=300)
-    assert f"* serving: version {second}" in text.stdout
+    assert f"* serving: stable version {second}" in text.stdout
 
 
 def test_rollback_serves_the_earlier_version_again_and_records_it(two_pushes, pushed):
