@@ -153,5 +153,6 @@ def decision_text(version: int, change) -> str:
     return (
         f"Version {version} {what} by {change.by}"
         + (f" ({change.reason})" if change.reason and change.reason != "approved" else "")
+        + (f", to be released as a {change.strategy.replace('_', ' ')}" if change.strategy else "")
         + f", recorded in ML Metadata (execution {change.execution_id}).\n{then}"
     )

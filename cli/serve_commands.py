@@ -365,10 +365,20 @@ def _writable_store(location: MetadataLocation):
 @click.argument("version", type=int)
 @click.option("--by", required=True, help="Who approves (recorded in ML Metadata).")
 @click.option("--note", default="", help="Why, or what was checked.")
+@click.option(
+    "--strategy",
+    type=click.Choice(["all_at_once", "canary", "shadow"]),
+    default=None,
+    help="Release it this way instead of the profile's release.strategy (e.g. a shadow first "
+    "for a riskier change).",
+)
 @subcommand_store
-def models_approve(location: MetadataLocation, version: int, by: str, note: str) -> None:
+def models_approve(
+    location: MetadataLocation, version: int, by: str, note: str, strategy: str | None
+) -> None:
     """Approve VERSION (awaiting approval under `release.approval: manual`): `serve` then
-    releases it, as a canary, a shadow or at once, as the profile's release policy says."""
+    releases it, as a canary, a shadow or at once, as the profile's release policy (or
+    --strategy) says."""
     from deployment import model_versions
     from metadata.store import StoreIndex
     from release import states
@@ -384,6 +394,7 @@ def models_approve(location: MetadataLocation, version: int, by: str, note: str)
             version,
             by.strip(),
             note,
+            strategy,
         )
     except (states.ReleaseRefused, NotFound) as e:
         raise UserError(str(e)) from e

@@ -171,7 +171,9 @@ class ReleaseController:
             record(candidate, states.ROLLED_BACK, f"its folder {pushes[candidate].path} is gone")
             candidate = None
         if candidate is None:
-            stable, candidate = self._next_candidate(pushes, state, stable, on_disk, record, now)
+            stable, candidate = self._next_candidate(
+                pushes, state, stable, on_disk, record, now, histories
+            )
         if candidate is not None and state[candidate] in states.RELEASING:
             stable, candidate = self._judge(
                 pushes, histories, state, stable, candidate, record, now
@@ -203,7 +205,7 @@ class ReleaseController:
             record(previous, states.RETIRED, f"version {version} is stable")
         return version
 
-    def _next_candidate(self, pushes, state, stable, on_disk, record, now):
+    def _next_candidate(self, pushes, state, stable, on_disk, record, now, histories):
         """(stable, candidate) once the newest version waiting to go out has been taken as far
         as the policy lets it this turn."""
         waiting = sorted(
@@ -228,11 +230,14 @@ class ReleaseController:
             )
         if state[newest] == states.AWAITING_APPROVAL:
             return stable, None
-        strategy = self.policy.strategy
+        chosen = histories[newest][-1].strategy if histories[newest] else None
+        strategy = chosen or self.policy.strategy
         if stable is None or strategy == "all_at_once":
             why = (
                 "the first version released (no stable version to compare it with)"
                 if stable is None
+                else "all at once, as its approval chose"
+                if chosen
                 else "release.strategy is all_at_once"
             )
             return self._make_stable(newest, stable, record, why), None

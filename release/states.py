@@ -75,6 +75,7 @@ class Change:
     share: float | None  # percent of the requests that name no version, while it held
     release_id: str | None
     evidence: dict[str, Any]
+    strategy: str | None = None  # an approval's choice of strategy over the policy's
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +86,7 @@ class Change:
             "share": self.share,
             "release_id": self.release_id,
             "evidence": self.evidence or None,
+            "strategy": self.strategy,
         }
 
 
@@ -134,6 +136,7 @@ def changes(store, push_ids: set[int] | None = None) -> list[Change]:
                 share=float(share) if share is not None else None,
                 release_id=custom_property(execution, "release_id") or None,
                 evidence=json.loads(custom_property(execution, "evidence") or "{}"),
+                strategy=custom_property(execution, "strategy") or None,
             )
         )
     return found
@@ -185,6 +188,7 @@ def record(
     share: float | None = None,
     release_id: str | None = None,
     evidence: dict[str, Any] | None = None,
+    strategy: str | None = None,
 ) -> int:
     """Records one change of `push`'s state; its execution id."""
     execution = metadata_store_pb2.Execution(
@@ -201,6 +205,8 @@ def record(
         execution.custom_properties["release_id"].string_value = release_id
     if evidence:
         execution.custom_properties["evidence"].string_value = json.dumps(evidence)
+    if strategy:
+        execution.custom_properties["strategy"].string_value = strategy
     [pushed] = store.get_artifacts_by_id([push.pushed_model_id])
     execution_id, _, _ = store.put_execution(
         execution,
@@ -240,8 +246,17 @@ def model_folders(store) -> list[str]:
     return sorted(folders)
 
 
-def approve(store, where: str, record_of, version: int, by: str, note: str) -> Change:
-    """Records `by`'s approval of `version`; ReleaseRefused (nothing recorded) for a version
+def approve(
+    store,
+    where: str,
+    record_of,
+    version: int,
+    by: str,
+    note: str,
+    strategy: str | None = None,
+) -> Change:
+    """Records `by`'s approval of `version`, released by `strategy` (all_at_once, canary,
+    shadow) when given, else by the policy's; ReleaseRefused (nothing recorded) for a version
     that is unknown, unblessed, or not waiting to go out. `record_of(version)` gives the
     version's record from model_versions (its blessings)."""
     push, history = _push_of(store, model_folders(store), version, where)
@@ -258,7 +273,7 @@ def approve(store, where: str, record_of, version: int, by: str, note: str) -> C
         raise ReleaseRefused(
             f"version {version} is already approved (by {history[-1].by}); `serve` releases it"
         )
-    record(store, push, APPROVED, by=by, reason=note or "approved")
+    record(store, push, APPROVED, by=by, reason=note or "approved", strategy=strategy)
     return changes(store, {push.pushed_model_id})[-1]
 
 

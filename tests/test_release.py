@@ -4,7 +4,8 @@
 Two more runs push two candidates while `serve` runs under manual approval:
 - a bad one: trained as the served model, its answers miscalibrated at export
   (tests/fixtures/miscalibrated_model.py), so the Evaluator blesses it (same AUC) and only its
-  answers tell it apart. Held back until approved, then released as a shadow: every client is
+  answers tell it apart. Held back until approved, then released as a shadow (the approval's
+  choice over the policy's canary): every client is
   answered by the stable version while the guard sees the copies' answers, rolls the candidate
   back and re-pushes the stable version, with no request failing.
 - a good one (trained one step longer): approved, released as a 50% canary, reachable by the
@@ -184,7 +185,6 @@ def release(e2e_runs, sample_data_dir, tmp_path_factory):
     model_dir = output_dir / "serving_model" / PIPELINE_NAME
     metadata = f"--metadata-uri={output_dir / 'metadata.db'}"
     home = tmp_path_factory.mktemp("release")
-    shadow = _profile(home / "shadow", strategy="shadow")
     canary = _profile(home / "canary", strategy="canary")
     miscalibrated = _profile(
         home / "miscalibrated", strategy="canary", run_fn="miscalibrated_model.run_fn"
@@ -203,7 +203,7 @@ def release(e2e_runs, sample_data_dir, tmp_path_factory):
     seen: dict = {"first": first, "kinds": kinds, "rows": rows, "metadata": metadata}
 
     # ---- the bad candidate: held back, approved, shadowed, rolled back ------------------------
-    server = Server(model_dir, "--workers=2", f"--profile={shadow}")
+    server = Server(model_dir, "--workers=2", f"--profile={canary}")
     client = Client(server, rows)
     try:
         seen["first_scores"] = _scores(server, rows[:20], f"/versions/{first}")
@@ -225,8 +225,14 @@ def release(e2e_runs, sample_data_dir, tmp_path_factory):
             "stable": invoke("models", "approve", str(first), "--by=alice", metadata),
             "reject_without_note": invoke("models", "reject", str(bad), "--by=alice", metadata),
         }
-        approved = invoke(
-            "models", "approve", str(bad), "--by=alice", "--note=eval report read", metadata
+        approved = invoke(  # a shadow first, not the policy's canary
+            "models",
+            "approve",
+            str(bad),
+            "--by=alice",
+            "--note=eval report read",
+            "--strategy=shadow",
+            metadata,
         )
         seen["approved"] = approved
         _wait_for(server, f"version {bad} is shadow")
@@ -245,15 +251,10 @@ def release(e2e_runs, sample_data_dir, tmp_path_factory):
         client.send(range(0, 20))  # the first rows again, once the re-push serves
         seen["shadow_answers"] = list(client.answers)
         sent = max(index for index, _, _ in client.answers) + 1
-        seen["stable_scores"] = _scores(server, rows[:sent], f"/versions/{first}")
-    finally:
+        seen["stable_scores"] = _scores(server, rows[:sent], f"/versions/{seen['repushed']}")
         client.close()
-        code, out, err = server.stop(signal.SIGTERM)
-    assert code == 0, err
 
-    # ---- the good candidate: approved, canary, serve restarted in its middle, promoted --------
-    server = Server(model_dir, "--workers=2", f"--profile={canary}")
-    try:
+        # ---- the good candidate: approved, canary, serve restarted in its middle, promoted ----
         longer = [a for a in FAST_RUN_ARGS if not a.startswith("--train-steps=")]
         longer.append(f"--train-steps={FAST_RUN_SETTINGS['train_steps'] + 1}")
         good_run = run_cli(*run_args, f"--profile={canary}", *longer)
@@ -318,6 +319,8 @@ def test_approvals_refused_with_one_sentence_and_recorded_with_who(release):
     bad = next(r for r in release["models"] if r["version"] == release["bad"])
     assert bad["release"]["approvals"][0]["by"] == "alice"
     assert bad["release"]["approvals"][0]["note"] == "eval report read"
+    approval = next(c for c in bad["release"]["history"] if c["state"] == "approved")
+    assert approval["strategy"] == "shadow"  # over the policy's canary
 
 
 def test_shadow_answers_with_the_stable_version_only_and_rolls_a_bad_candidate_back(release):
