@@ -5,7 +5,8 @@ Full pipeline runs are the expensive part of the suite (about 40 s each on 2 cor
 is a fixture that several tests read: `e2e_runs` (a cold run and an unchanged re-run of the taxi
 sample), `penguin_runs` (the penguin profile: cold, unchanged, a blessing change) and
 `house_prices_runs` (a CSV through `init`, run, then judged by a margin no model meets); modules
-keep their own (`data_lifecycle` in test_bad_data.py, `two_pushes` in test_serving.py, ...).
+keep their own (`data_lifecycle` in test_bad_data.py, `stopped_runs` in test_interrupted_runs.py,
+...).
 
 `make test` runs the suite on one pytest-xdist worker per core (`-n auto --dist loadgroup`). A
 worker takes an `xdist_group` whole: every module is a group of its own, but for the groups named
@@ -83,8 +84,9 @@ SHARED_RUN_GROUPS = {
 # the other worker busy): a worker that started one of these last would finish long after the
 # other. Groups not listed (unit-test modules, a few seconds each) fill the gaps.
 LONGEST_GROUPS_FIRST = (
-    "taxi-sample",  # 85 + monitoring 60 + watch 20: two runs, a server, monitor, a refused run
-    "test_serving",  # 185: two runs, servers, rollback under load
+    # 85 + monitoring 60 + release 130 + serving 90 + watch 20: the runs, servers, monitor,
+    # two candidates released, a refused run
+    "taxi-sample",
     "test_kubeflow",  # 160: run-spec, every compiled task in a process of its own
     "shared-mariadb",  # 105
     "test_bad_data",  # 95

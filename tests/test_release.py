@@ -21,6 +21,7 @@ import json
 import random
 import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -280,7 +281,8 @@ def release(e2e_runs, sample_data_dir, tmp_path_factory):
     finally:
         code, _, err = server.stop(signal.SIGTERM)
     assert code == 0, err
-    server = Server(model_dir, "--workers=2", f"--profile={canary}")
+    # Started again with one process (serving in `serve`'s own), as a restarted host might.
+    server = Server(model_dir, "--workers=1", f"--profile={canary}")
     client.server = server
     try:
         seen["resumed_line"] = _wait_for(server, f"canary of version {good}:")
@@ -288,10 +290,32 @@ def release(e2e_runs, sample_data_dir, tmp_path_factory):
             server, f"version {good} is stable", range(200, 200 + 10 * MIN_REQUESTS), label=True
         )
         seen["canary_answers"] = list(client.answers)
+
+        # ---- `models rollback` by hand: stable at once, while requests keep coming ----------
+        client.answers.clear()
+        asking = threading.Thread(target=client.send, args=(range(300, 300 + 150),))
+        asking.start()
+        try:
+            seen["rolled_back_by_hand"] = invoke("models", "rollback", str(first), metadata)
+            again = _wait_for(server, "(models rollback)")
+            seen["by_hand"] = _versions(model_dir)[-1]
+            assert f"version {seen['by_hand']} is stable" in again, again
+            _wait_loaded(server, seen["by_hand"], workers=1)
+        finally:
+            asking.join()
+        seen["by_hand_answers"] = list(client.answers)
+        seen["by_hand_scores"] = _scores(server, rows[:20], "")
+        seen["rollback_again"] = invoke("models", "rollback", str(first), metadata)
+        (model_dir / "12345").mkdir()  # a version put there by hand: no push on record
+        try:
+            seen["rollback_unrecorded"] = invoke("models", "rollback", "12345", metadata)
+        finally:
+            (model_dir / "12345").rmdir()
     finally:
         client.close()
-        code, _, err = server.stop(signal.SIGTERM)
+        code, out, err = server.stop(signal.SIGINT)
     assert code == 0, err
+    seen["stopped_console"] = out
     seen["models"] = _models(metadata)
     return seen
 
@@ -375,3 +399,38 @@ def test_a_restarted_serve_resumes_the_canary_and_promotes_a_good_candidate(rele
     assert quality["candidate"]["labelled_rows"] >= MIN_LABELS
     previous = next(r for r in release["models"] if r["version"] == release["repushed"])
     assert previous["release"]["state"] == "retired" and not previous["serving"]
+
+
+def test_models_rollback_by_hand_is_stable_at_once_and_no_request_fails(release):
+    assert release["rolled_back_by_hand"].exit_code == 0, release["rolled_back_by_hand"].output
+    by_hand = release["by_hand"]
+    assert f"Version {release['first']} re-pushed as version {by_hand}" in (
+        release["rolled_back_by_hand"].output
+    )
+    assert release["by_hand_answers"] and {s for _, s, _ in release["by_hand_answers"]} == {200}
+    assert release["by_hand_scores"] == pytest.approx(release["first_scores"], abs=1e-6)
+    again = release["rollback_again"]
+    assert again.exit_code == 2 and "already the one served" in again.output
+    unrecorded = release["rollback_unrecorded"]
+    assert unrecorded.exit_code == 2
+    assert "no pushed model version 12345 is recorded in ML Metadata" in unrecorded.output
+    record = next(r for r in release["models"] if r["version"] == by_hand)
+    assert (record["rollback_of"], record["pushed_by"]) == (release["first"], "rollback")
+    assert record["release"]["state"] == "stable" and record["serving"]
+    good = next(r for r in release["models"] if r["version"] == release["good"])
+    assert good["release"]["state"] == "retired"
+    console = release["stopped_console"]
+    assert "(serving/model_server.py), 1 process" in console and "Stopped." in console
+
+
+def test_models_lists_every_push_with_its_run_metrics_and_blessings(release):
+    records = release["models"]
+    versions = [r["version"] for r in records]
+    assert versions == sorted(versions, reverse=True)
+    assert {release["first"], release["bad"], release["good"]} <= set(versions)
+    by_run = [r for r in records if r["pushed_by"] == "Pusher"]
+    assert len({r["run_id"] for r in by_run}) == len(by_run) == 3
+    for record in records:
+        assert record["evaluator_blessed"] and record["infra_blessed"]
+        assert 0.5 < record["metrics"]["auc"] <= 1.0 and record["metrics"]["example_count"] > 0
+    assert [r["version"] for r in records if r["serving"]] == [release["by_hand"]]

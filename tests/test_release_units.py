@@ -162,7 +162,8 @@ def test_a_new_stable_version_takes_over_only_once_loaded_here(released):
 
 
 # ---- the guard --------------------------------------------------------------------------------
-PROFILE = profiles.load(TAXI_PROFILE_DIR)
+# The taxi profile with the release policy's defaults (what the tests below assume).
+PROFILE = profiles.load(TAXI_PROFILE_DIR).model_copy(update={"release": profiles.Release()})
 START = datetime.datetime(2026, 12, 6, 12, 0, tzinfo=datetime.timezone.utc)
 
 
@@ -281,7 +282,7 @@ def controlled(tmp_path):
     model_dir = tmp_path / "serving_model" / "m"
 
     def controller(**release) -> ReleaseController:
-        policy = PROFILE.release.model_copy(update=release)
+        policy = profiles.Release(**release)
         return ReleaseController(
             ControllerSettings(
                 model_dir=model_dir,
@@ -379,3 +380,17 @@ def test_a_rejected_canary_leaves_the_routing_at_the_next_turn(controlled):
             store, "here", lambda v: {"evaluator_blessed": 0, "infra_blessed": 1}, 4, "d", ""
         )
     assert "never blessed by the Evaluator" in str(unblessed.value)
+
+
+def test_a_rollback_to_a_version_either_validator_did_not_bless_is_refused():
+    from deployment import rollback
+
+    record = {"version": 7, "evaluator_blessed": True, "infra_blessed": True, "on_disk": True}
+    assert rollback.refusal_reason(record) is None
+    assert "never blessed by the Evaluator" in rollback.refusal_reason(
+        {**record, "evaluator_blessed": False}
+    )
+    assert "never blessed by the InfraValidator" in rollback.refusal_reason(
+        {**record, "infra_blessed": False}
+    )
+    assert "files are gone" in rollback.refusal_reason({**record, "on_disk": False, "path": "/x"})

@@ -1,10 +1,11 @@
-"""`serve`, `models` and `models rollback` on the models real runs pushed.
+"""`serve` on the model the session's taxi run pushed (`e2e_runs`, hence the taxi-sample group).
 
-The module's own two runs push a model each (the second trained one step longer); the first
-run's version, copied to a model folder of its own, is the one the answers are checked on. The
+Its version, copied to a model folder of its own, is the one the answers are checked on; the
 reference for every answer is the SavedModel run in a fresh process with nothing but
 TensorFlow, on tf.Examples built there from the same rows. The servers are real processes
 (`run_local.py serve`) on free loopback ports; each is stopped by a signal, and none is left.
+New versions, `models` and rollback are tested on the versions the session's runs push, in
+test_release.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -38,20 +38,16 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from deployment import rollback
 from tests.conftest import (
-    FAST_RUN_ARGS,
-    FAST_RUN_SETTINGS,
     PIPELINE_NAME,
     PROJECT_ROOT,
-    node_status,
     processes_of_this_session,
     read_rows,
     run_cli,
 )
 from tests.serving_helpers import Server
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("taxi-sample")]
 
 ROWS = 12  # rows of the unlabeled sample sent in each request
 WORKERS = 2  # the servers' worker processes (serve's default is one per core)
@@ -74,12 +70,14 @@ def no_server_left_running():
 
 # ---- the model a run pushed, and its answers computed with nothing but TensorFlow ----------------
 @pytest.fixture(scope="module")
-def pushed(two_pushes, sample_data_dir, tmp_path_factory):
-    """The first run's pushed version, copied into a model folder of its own (TF Serving's
-    layout, <folder>/<PIPELINE_NAME>/<version>/): what the lifecycle tests do to the pushed
-    folder (a second push, a rollback) never changes what `server` and the on-PATH server serve.
+def pushed(e2e_runs, sample_data_dir, tmp_path_factory):
+    """The session's first pushed version (the lowest number: test_release pushes more),
+    copied into a model folder of its own (TF Serving's layout, <folder>/<PIPELINE_NAME>/
+    <version>/, with no ML Metadata store: the latest version is served, as TF Serving does).
     The reference answers are computed from the version folder Pusher wrote."""
-    version_dir = two_pushes["model_dir"] / str(two_pushes["versions"][0])
+    assert e2e_runs["first"].returncode == 0, e2e_runs["first"].stderr
+    model_dir = e2e_runs["output_dir"] / "serving_model" / PIPELINE_NAME
+    version_dir = model_dir / str(min(int(p.name) for p in model_dir.iterdir() if p.name.isdigit()))
     model_dir = tmp_path_factory.mktemp("pushed") / PIPELINE_NAME
     shutil.copytree(version_dir, model_dir / version_dir.name)
     schema = text_format.Parse(
@@ -667,187 +665,3 @@ def test_serve_refuses_a_folder_without_versions(tmp_path):
     result = run_cli("serve", f"--model-dir={tmp_path}", timeout=120)
     assert result.returncode == 2
     assert f"--model-dir: {tmp_path} holds no version folder" in result.stderr
-
-
-# ---- versions: picked up while serving, listed from ML Metadata, rolled back -------------------
-# What a model trained one step longer re-executes; the data, Transform and the Tuner are cached.
-RETRAINED = {"Trainer", "Evaluator", "InfraValidator", "Pusher", "BulkInferrer"}
-
-
-@pytest.fixture(scope="module")
-def two_pushes(sample_data_dir, tmp_path_factory):
-    """Two runs that each push a model, with a server started after the first: it must pick up
-    the second push without a restart. The second run trains one step longer (--train-steps one
-    above FAST_RUN_SETTINGS'), so it re-executes only what a model change needs: the data,
-    Transform and the Tuner come from the cache, and it trains, evaluates, validates, pushes and
-    scores a model of its own. Trained one step longer with the same seed, that model is blessed
-    against the first (a model trained differently may regress on a slice of this small sample,
-    and rightly not be pushed)."""
-    output_dir = tmp_path_factory.mktemp("pushes")
-    args = [f"--data-dir={sample_data_dir}", f"--output-dir={output_dir}"]
-    first = run_cli(*args, *FAST_RUN_ARGS)
-    assert first.returncode == 0, first.stdout + first.stderr
-    model_dir = output_dir / "serving_model" / PIPELINE_NAME
-    # One worker: `serve` serves in its own process (the other servers here have workers).
-    server = Server(model_dir, "--workers=1")
-    try:
-        before = httpx.get(server.url).json()
-        longer = [a for a in FAST_RUN_ARGS if not a.startswith("--train-steps=")]
-        longer.append(f"--train-steps={FAST_RUN_SETTINGS['train_steps'] + 1}")
-        second = run_cli(*args, *longer)
-        assert second.returncode == 0, second.stdout + second.stderr
-        status = node_status(second.stdout)
-        assert {"Transform", "Tuner", *RETRAINED} <= set(status), status
-        for node_id, text in status.items():
-            expected = (
-                "executed"
-                if node_id in RETRAINED
-                else "resolved"
-                if node_id == "LatestBlessedModelResolver"
-                else "cached"
-            )
-            assert text.startswith(expected), (node_id, status)
-        assert "Pushed:     version" in second.stdout, second.stdout
-        versions = sorted(int(p.name) for p in model_dir.iterdir() if p.name.isdigit())
-        yield {
-            "output_dir": output_dir,
-            "model_dir": model_dir,
-            "versions": versions,
-            "server": server,
-            "status_before": before,
-        }
-    finally:
-        if server.process.poll() is None:
-            server.stop(signal.SIGKILL)
-
-
-def _wait_until_latest_is(server: Server, version: int, timeout: float = 60) -> dict:
-    """The status once every worker serves `version` alone: each worker loads a new version
-    on its own folder scan, so the status is asked on ten new connections in a row (the kernel
-    spreads them over the workers)."""
-    deadline = time.time() + timeout
-    agreeing = 0
-    while time.time() < deadline:
-        status = httpx.get(server.url).json()["model_version_status"]
-        available = [int(s["version"]) for s in status if s["state"] == "AVAILABLE"]
-        agreeing = agreeing + 1 if available == [version] else 0
-        if agreeing == 10:
-            return status
-        time.sleep(0.05 if agreeing else 0.3)
-    raise AssertionError(f"version {version} was not the one served within {timeout} s: {status}")
-
-
-def _predict_with(server: Server, rows: list[dict], version: int | None = None) -> list:
-    answer = server.post("predict", {"instances": rows}, version=version)
-    assert answer.status_code == 200, answer.text
-    return answer.json()["predictions"]
-
-
-def test_a_newly_pushed_version_is_served_without_a_restart(two_pushes, pushed):
-    first, second = two_pushes["versions"]
-    assert [s["version"] for s in two_pushes["status_before"]["model_version_status"]] == [
-        str(first)
-    ]
-    status = _wait_until_latest_is(two_pushes["server"], second)
-    assert {s["version"]: s["state"] for s in status} == {
-        str(second): "AVAILABLE",
-        str(first): "END",
-    }
-    answer = two_pushes["server"].post("predict", {"instances": pushed["rows"]})
-    assert answer.status_code == 200
-
-
-def test_models_lists_each_pushed_version_with_its_run_metrics_and_blessings(two_pushes):
-    metadata = str(two_pushes["output_dir"] / "metadata.db")
-    listed = run_cli("models", "--json", f"--metadata-uri={metadata}", timeout=300)
-    assert listed.returncode == 0, listed.stderr
-    records = json.loads(listed.stdout)
-    first, second = two_pushes["versions"]
-    assert [r["version"] for r in records] == [second, first]
-    assert [r["serving"] for r in records] == [True, False]
-    for record in records:
-        assert record["pushed_by"] == "Pusher" and record["run_id"]
-        assert record["evaluator_blessed"] and record["infra_blessed"]
-        assert 0.5 < record["metrics"]["auc"] <= 1.0
-        assert record["metrics"]["example_count"] > 0
-    assert records[0]["run_id"] != records[1]["run_id"]
-    # `serve` released both as the default policy says: all at once, the newer one stable.
-    assert [r["release"]["state"] for r in records] == ["stable", "retired"]
-    assert records[0]["release"]["history"][-1]["reason"] == "release.strategy is all_at_once"
-    text = run_cli("models", f"--metadata-uri={metadata}", timeout=300)
-    assert f"* serving: stable version {second}" in text.stdout
-
-
-def test_rollback_serves_the_earlier_version_again_and_records_it(two_pushes, pushed):
-    metadata = f"--metadata-uri={two_pushes['output_dir'] / 'metadata.db'}"
-    first, second = two_pushes["versions"]
-    server = two_pushes["server"]
-    _wait_until_latest_is(server, second)
-    rows = pushed["rows"]
-    # Requests keep coming while the served version changes: none may fail.
-    answers: list[int] = []
-    switching = threading.Event()
-
-    def keep_asking() -> None:
-        with httpx.Client(timeout=60) as client:
-            while not switching.is_set():
-                body = json.dumps({"instances": rows})
-                answers.append(client.post(server.url + ":predict", content=body).status_code)
-
-    asking = threading.Thread(target=keep_asking)
-    asking.start()
-    try:
-        rolled = run_cli("models", "rollback", str(first), metadata, timeout=300)
-        assert rolled.returncode == 0, rolled.stderr
-        third = max(int(p.name) for p in two_pushes["model_dir"].iterdir() if p.name.isdigit())
-        assert third > second
-        assert f"Version {first} re-pushed as version {third}" in rolled.stdout
-        _wait_until_latest_is(server, third)
-    finally:
-        switching.set()
-        asking.join()
-    assert answers and set(answers) == {200}, sorted(set(answers))
-    # The rolled-back version answers as the first one did: same files, same model.
-    first_again = _predict_with(server, rows)
-    assert (two_pushes["model_dir"] / str(first)).is_dir()
-    assert (two_pushes["model_dir"] / str(second)).is_dir()  # history kept
-    reference = _reference_outputs(two_pushes["model_dir"] / str(first), rows, pushed["kinds"])
-    assert first_again == reference["probabilities"]
-
-    records = json.loads(run_cli("models", "--json", metadata, timeout=300).stdout)
-    newest = records[0]
-    assert (newest["version"], newest["rollback_of"], newest["serving"]) == (third, first, True)
-    assert newest["pushed_by"] == "rollback"
-    assert newest["metrics"] == next(r for r in records if r["version"] == first)["metrics"]
-
-    again = run_cli("models", "rollback", str(first), metadata, timeout=300)
-    assert again.returncode == 2 and "already the one served" in again.stderr
-
-
-def test_rollback_refuses_a_version_that_was_never_blessed(two_pushes):
-    """A version put in the folder by hand has no push, and so no blessing, on record; a
-    recorded push whose blessings say no is refused by the same rule."""
-    by_hand = two_pushes["model_dir"] / "12345"
-    shutil.copytree(two_pushes["model_dir"] / str(two_pushes["versions"][0]), by_hand)
-    try:
-        metadata = f"--metadata-uri={two_pushes['output_dir'] / 'metadata.db'}"
-        refused = run_cli("models", "rollback", "12345", metadata, timeout=300)
-    finally:
-        shutil.rmtree(by_hand)
-    assert refused.returncode == 2
-    assert "no pushed model version 12345 is recorded in ML Metadata" in refused.stderr
-    record = {"version": 7, "evaluator_blessed": True, "infra_blessed": True, "on_disk": True}
-    assert rollback.refusal_reason(record) is None
-    assert "never blessed by the Evaluator" in rollback.refusal_reason(
-        {**record, "evaluator_blessed": False}
-    )
-    assert "never blessed by the InfraValidator" in rollback.refusal_reason(
-        {**record, "infra_blessed": False}
-    )
-
-
-def test_the_lifecycle_server_stops_on_ctrl_c(two_pushes):
-    code, out, err = two_pushes["server"].stop(signal.SIGINT)
-    assert code == 0, err
-    assert "(serving/model_server.py), 1 process, batches of up to 64 rows" in out
-    assert "Stopped." in out
