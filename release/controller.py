@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -43,6 +44,7 @@ log = logging.getLogger("serving")
 ROUTING_FILE = "routing.json"
 STATS_FOLDER = "stats"
 _PROGRESS_SECONDS = 10.0  # how often a release under way says where it stands
+_PUSH_SECONDS = 60.0  # a version folder younger than this may be a push not yet recorded
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +141,8 @@ class ReleaseController:
         pushes, histories = states.histories(store, base)
         on_disk = version_folders(base)
         for version in sorted(set(on_disk) - set(pushes)):
+            if time.time() - os.path.getmtime(on_disk[version]) < _PUSH_SECONDS:
+                continue  # Pusher records a push once its files are in place
             self._once(
                 f"unrecorded {version}",
                 f"Release: version {version} in {base} has no push recorded in ML Metadata at "

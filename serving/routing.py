@@ -194,14 +194,17 @@ class Router:
             self.flush()  # the last counts of the release that ended
             with self._lock:
                 self._counts, self._counts_release = {}, table.release_id
-        log.info(
-            "Routing: stable %s%s",
-            table.stable,
-            f", {table.mode} {table.candidate}"
-            + (f" ({table.canary_percent:g}% of requests)" if table.mode == CANARY_MODE else "")
-            if table.mode
-            else "",
-        )
+        if table.stable is None:
+            log.info("Routing: no version released yet")
+        else:
+            log.info(
+                "Routing: stable %s%s",
+                table.stable,
+                f", {table.mode} {table.candidate}"
+                + (f" ({table.canary_percent:g}% of requests)" if table.mode == CANARY_MODE else "")
+                if table.mode
+                else "",
+            )
         return True
 
     def start(self) -> None:

@@ -249,6 +249,7 @@ def release(e2e_runs, sample_data_dir, tmp_path_factory):
         repushed_line = _wait_for(server, "now stable")
         seen["repushed"] = _versions(model_dir)[-1]
         assert f"as version {seen['repushed']}" in repushed_line, repushed_line
+        _wait_loaded(server, seen["repushed"])
         client.send(range(0, 20))  # the first rows again, once the re-push serves
         seen["shadow_answers"] = list(client.answers)
         sent = max(index for index, _, _ in client.answers) + 1
