@@ -165,11 +165,9 @@ class ReleaseController:
                 f"a re-push of version {pushes[repushed[-1]].rollback_of} (models rollback)",
                 by="models rollback",
             )
-            for version in sorted(v for v in pushes if v < stable):
-                if state[version] in states.RELEASING:
+            for version in sorted(pushes):
+                if state[version] in states.RELEASING:  # the release under way is over
                     record(version, states.ROLLED_BACK, f"models rollback re-pushed {stable}")
-                elif state[version] in states.UNDECIDED:
-                    record(version, states.SUPERSEDED, f"models rollback re-pushed {stable}")
         candidate = next((v for v in sorted(pushes) if state[v] in states.RELEASING), None)
         if candidate is not None and candidate not in on_disk:
             record(candidate, states.ROLLED_BACK, f"its folder {pushes[candidate].path} is gone")
@@ -212,14 +210,10 @@ class ReleaseController:
     def _next_candidate(self, pushes, state, stable, on_disk, record, now, histories):
         """(stable, candidate) once the newest version waiting to go out has been taken as far
         as the policy lets it this turn."""
-        waiting = sorted(
-            v
-            for v in pushes
-            if state[v] in states.UNDECIDED and v in on_disk and (stable is None or v > stable)
-        )
-        for version in sorted(pushes):
-            if state[version] in states.UNDECIDED and stable is not None and version < stable:
-                record(version, states.SUPERSEDED, f"version {stable} went out after it")
+        # By version number, which Pusher takes from the time of the push. A re-push of the stable
+        # version (a rollback) has a higher number than versions pushed before it, but is no
+        # newer a model: those still wait their turn.
+        waiting = sorted(v for v in pushes if state[v] in states.UNDECIDED and v in on_disk)
         if not waiting:
             return stable, None
         newest = waiting[-1]

@@ -254,8 +254,9 @@ def test_the_counts_files_of_every_process_add_up(tmp_path):
 
 
 # ---- the controller's decisions, on a real ML Metadata store ------------------------------------
-def _push(store, model_dir, version: int) -> None:
-    """A PushedModel as Pusher records one (pushed, its version and folder), and the folder."""
+def _push(store, model_dir, version: int, rollback_of: int | None = None) -> None:
+    """A PushedModel as Pusher records one (pushed, its version and folder), and the folder;
+    with `rollback_of`, as `models rollback` records its re-push."""
     from ml_metadata.proto import metadata_store_pb2
 
     artifact_type = metadata_store_pb2.ArtifactType(name="PushedModel")
@@ -267,6 +268,8 @@ def _push(store, model_dir, version: int) -> None:
     artifact.custom_properties["pushed_version"].string_value = str(version)
     artifact.custom_properties["pushed_destination"].string_value = str(path)
     artifact.uri = str(path)
+    if rollback_of is not None:
+        artifact.custom_properties["rollback_of"].int_value = rollback_of
     store.put_artifacts([artifact])
 
 
@@ -394,3 +397,20 @@ def test_a_rollback_to_a_version_either_validator_did_not_bless_is_refused():
         {**record, "infra_blessed": False}
     )
     assert "files are gone" in rollback.refusal_reason({**record, "on_disk": False, "path": "/x"})
+
+
+def test_a_rollback_ends_the_canary_and_a_version_pushed_meanwhile_waits_its_turn(controlled):
+    store, model_dir = controlled["store"], controlled["model_dir"]
+    _push(store, model_dir, 1)
+    controller = controlled["controller"](strategy="canary")
+    controller.step()
+    _push(store, model_dir, 2)
+    assert controller.step()["candidate"] == 2
+    _push(store, model_dir, 3)  # during 2's canary: waits
+    assert controller.step()["candidate"] == 2 and _state(store, 3) == "pushed"
+    _push(store, model_dir, 5, rollback_of=1)  # `models rollback 1`: a higher number than 3
+    table = controller.step()
+    assert _state(store, 5) == "stable" and _state(store, 2) == "rolled_back"
+    # 3 is a newer model than the re-push, whatever its number: it goes out next.
+    assert (table["stable"], table["candidate"]) == (5, 3)
+    assert _state(store, 3) == "canary"
