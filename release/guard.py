@@ -32,28 +32,10 @@ import numpy as np
 from components import profile as profiles
 from components.profile import Profile
 from monitoring import checks, traffic
+from serving.routing import Counts
 
 PROMOTE, ROLL_BACK, WAIT = "promote", "roll back", "wait"
 _MIN_LATENCIES = 20  # fewer stable latencies than this: its p99 says nothing
-
-
-@dataclasses.dataclass
-class Counts:
-    """One version's counts for a release, over every server process."""
-
-    requests: int = 0
-    rows: int = 0
-    errors: int = 0
-    latencies_ms: list[float] = dataclasses.field(default_factory=list)
-    answers: list[list[float]] = dataclasses.field(default_factory=list)
-
-    @property
-    def error_rate(self) -> float:
-        return self.errors / self.requests if self.requests else 0.0
-
-    @property
-    def p99_ms(self) -> float | None:
-        return float(np.percentile(self.latencies_ms, 99)) if self.latencies_ms else None
 
 
 def read_counts(stats_dir: str, release_id: str) -> dict[str, Counts]:
@@ -67,12 +49,7 @@ def read_counts(stats_dir: str, release_id: str) -> dict[str, Counts]:
         except (OSError, ValueError):  # being replaced: read at the next turn
             continue
         for key, counts in written.get("versions", {}).items():
-            total = merged.setdefault(key, Counts())
-            total.requests += counts["requests"]
-            total.rows += counts["rows"]
-            total.errors += counts["errors"]
-            total.latencies_ms += counts["latencies_ms"]
-            total.answers += counts["answers"]
+            merged.setdefault(key, Counts()).add(counts)
     return merged
 
 

@@ -121,14 +121,25 @@ def answer_row(outputs: dict[str, np.ndarray], row: int) -> list[float] | None:
 
 
 @dataclasses.dataclass
-class _Counts:
+class Counts:
+    """One version's counts for a release: in one process as it answers, or added up over the
+    processes (release/guard.py judges those)."""
+
     requests: int = 0
     rows: int = 0
     errors: int = 0
-    latencies_ms: list[float] = dataclasses.field(default_factory=list)
-    answers: list[list[float]] = dataclasses.field(default_factory=list)
-    _seen_latencies: int = 0
-    _seen_answers: int = 0
+    latencies_ms: list[float] = dataclasses.field(default_factory=list)  # a sample
+    answers: list[list[float]] = dataclasses.field(default_factory=list)  # a sample
+    _seen_latencies: int = dataclasses.field(default=0, repr=False)
+    _seen_answers: int = dataclasses.field(default=0, repr=False)
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def p99_ms(self) -> float | None:
+        return float(np.percentile(self.latencies_ms, 99)) if self.latencies_ms else None
 
     def keep(self, sample: list, seen: int, value, rng: random.Random) -> None:
         """Reservoir sampling: every value seen has the same chance to be in the sample."""
@@ -138,6 +149,14 @@ class _Counts:
             slot = rng.randrange(seen)
             if slot < SAMPLE_SIZE:
                 sample[slot] = value
+
+    def add(self, written: dict[str, Any]) -> None:
+        """Adds another process's counts, as `as_json` wrote them (their samples joined)."""
+        self.requests += written["requests"]
+        self.rows += written["rows"]
+        self.errors += written["errors"]
+        self.latencies_ms += written["latencies_ms"]
+        self.answers += written["answers"]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -159,7 +178,7 @@ class Router:
         self.table = RoutingTable()
         self._file_state: tuple | None = None
         self._lock = threading.Lock()
-        self._counts: dict[str, _Counts] = {}
+        self._counts: dict[str, Counts] = {}
         self._counts_release: str | None = None
         self._dirty = False
         self._last_written = 0.0
@@ -274,7 +293,7 @@ class Router:
             return
         key = f"{version}/shadow" if shadow else str(version)
         with self._lock:
-            counts = self._counts.setdefault(key, _Counts())
+            counts = self._counts.setdefault(key, Counts())
             counts.requests += 1
             counts.rows += rows
             counts.errors += int(error)
