@@ -57,6 +57,16 @@ def output_to_log_file(log_path: Path, secrets: tuple[str, ...] = ()) -> Iterato
         os.dup2(log.fileno(), 1)
         os.dup2(log.fileno(), 2)
         root = logging.getLogger()
+        # A handler already writing to the terminal's streams (absl calls logging.basicConfig()
+        # when a library logs before any handler exists) would write every record a second time
+        # into the log file: it stands aside while this one writes there.
+        standing_aside = [
+            h
+            for h in root.handlers
+            if isinstance(h, logging.StreamHandler) and h.stream in (sys.stderr, sys.stdout)
+        ]
+        for other in standing_aside:
+            root.removeHandler(other)
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
@@ -66,6 +76,8 @@ def output_to_log_file(log_path: Path, secrets: tuple[str, ...] = ()) -> Iterato
             yield console
         finally:
             root.removeHandler(handler)
+            for other in standing_aside:
+                root.addHandler(other)
             sys.stdout.flush()
             sys.stderr.flush()
             os.dup2(saved_out, 1)

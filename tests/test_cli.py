@@ -261,3 +261,25 @@ def test_each_entry_point_defers_tfx_cloud_extensions_before_tfx_loads(entry_poi
         [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True
     )
     assert result.returncode == 0 and result.stdout == "ok\n", result.stderr[-2000:]
+
+
+def test_a_log_file_gets_each_record_once_with_a_stderr_handler_already_on_root(tmp_path):
+    """Importing TFMA makes absl call logging.basicConfig() (a handler on standard error); inside
+    output_to_log_file standard error is the log file, so that handler would write each record a
+    second time there."""
+    script = f"""
+import logging
+from pathlib import Path
+from orchestration.console import output_to_log_file
+logging.basicConfig()  # what absl does when a library logs before any handler exists
+with output_to_log_file(Path({str(tmp_path / "run.log")!r})):
+    logging.getLogger("serving").info("version 7 is AVAILABLE")
+logging.getLogger("serving").warning("after: to the terminal again")
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    logged = (tmp_path / "run.log").read_text()
+    assert logged.count("version 7 is AVAILABLE") == 1, logged
+    assert "after: to the terminal again" in done.stderr  # the handler is back afterwards
