@@ -208,7 +208,8 @@ class ReleaseGuards(_Strict):
     # the stable version's deciles (predicted classes for multiclass).
     max_answer_distance: Annotated[float, Field(ge=0, le=1)] = 0.1
     # With labels (the feedback endpoint): the candidate's live headline metric may be at most
-    # this below the stable version's (RMSE: this fraction above), once each has min_labels.
+    # this below the stable version's (RMSE: this fraction above), once each has min_labels; a
+    # larger drop counts only beyond two standard errors of the difference (chance).
     quality_max_drop: Annotated[float, Field(ge=0)] = 0.05
     min_labels: Annotated[int, Field(ge=1)] = 50
 

@@ -215,6 +215,7 @@ def live_quality(
         figures[role] = {
             "labelled_rows": len(found.rows),
             headline: result["metrics"].get(headline),
+            "standard_error": _standard_error(targets, answers, profile),
         }
     quality: dict[str, Any] = {
         "headline": headline,
@@ -233,10 +234,35 @@ def live_quality(
         if lower_is_better
         else live < reference - guards.quality_max_drop
     )
-    if worse:
+    # Two versions' metrics on different, small sets of labelled rows differ by chance: a drop
+    # counts only beyond two standard errors of the difference (bootstrapped).
+    errors = (figures["candidate"]["standard_error"], figures["stable"]["standard_error"])
+    noise = None if None in errors else round(2 * float(np.hypot(*errors)), 4)
+    quality["noise"] = noise
+    if worse and noise is not None and abs(live - reference) > noise:
         quality["breach"] = (
             f"live {headline} {live:.4f} on {figures['candidate']['labelled_rows']} labelled "
             f"rows, against the stable version's {reference:.4f} "
-            f"(guards.quality_max_drop {guards.quality_max_drop:g})"
+            f"(guards.quality_max_drop {guards.quality_max_drop:g}, beyond chance: "
+            f"two standard errors are {noise:.4f})"
         )
     return quality
+
+
+_BOOTSTRAP_SAMPLES = 200
+
+
+def _standard_error(targets: np.ndarray, answers: list, profile: Profile) -> float | None:
+    """The headline metric's standard error on these rows, from a seeded bootstrap (None when
+    too few resamples have it)."""
+    headline = profile.headline_metric
+    rng = np.random.default_rng(0)
+    figures = []
+    for _ in range(_BOOTSTRAP_SAMPLES):
+        picked = rng.integers(0, len(targets), len(targets))
+        metrics = checks.live_quality(targets[picked], [answers[i] for i in picked], profile, {})[
+            "metrics"
+        ]
+        if headline in metrics:  # AUC needs both classes in the resample
+            figures.append(metrics[headline])
+    return round(float(np.std(figures)), 4) if len(figures) > 1 else None

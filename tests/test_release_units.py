@@ -414,3 +414,17 @@ def test_a_rollback_ends_the_canary_and_a_version_pushed_meanwhile_waits_its_tur
     # 3 is a newer model than the re-push, whatever its number: it goes out next.
     assert (table["stable"], table["candidate"]) == (5, 3)
     assert _state(store, 3) == "canary"
+
+
+def test_a_quality_difference_within_chance_is_not_a_breach():
+    """Live AUC on a few dozen labelled rows per version varies by several points by chance: the
+    bootstrap's standard error says how much, and only a drop beyond two of them counts."""
+    rng = np.random.default_rng(3)
+    targets = rng.integers(0, 2, 40).astype(float)
+    scores = np.clip(targets * 0.3 + rng.uniform(0, 0.7, 40), 0, 1)
+    few = guard._standard_error(targets, [np.array([s]) for s in scores], PROFILE)
+    assert 0.02 < few < 0.1, few
+    targets = rng.integers(0, 2, 1000).astype(float)
+    scores = np.clip(targets * 0.3 + rng.uniform(0, 0.7, 1000), 0, 1)
+    many = guard._standard_error(targets, [np.array([s]) for s in scores], PROFILE)
+    assert many < few / 3, (few, many)  # about sqrt(1000 / 40) = 5 times less
