@@ -152,27 +152,43 @@ def _answers(candidate: Counts, stable: Counts, profile: Profile, evidence: dict
         evidence["answers"] = {"judged": False, "max_distance": threshold}
         return []
     task = profile.task
-    drift = checks.prediction_drift(
-        checks.answer_values(candidate.answers, task),
-        checks.answer_values(stable.answers, task),
-        task,
-        threshold,
-    )
+    live = checks.answer_values(candidate.answers, task)
+    reference = checks.answer_values(stable.answers, task)
+    drift = checks.prediction_drift(live, reference, task, threshold)
+    chance = _chance_distance(live, reference, task)
     evidence["answers"] = {
         "judged": True,
         "distance": drift["distance"],
         "max_distance": threshold,
+        "chance": chance,
         "candidate_mean": drift["live_mean"],
         "stable_mean": drift["eval_mean"],
         "sampled": {"candidate": len(candidate.answers), "stable": len(stable.answers)},
     }
-    if drift["distance"] > threshold:
+    if drift["distance"] > threshold and drift["distance"] > chance:
         return [
             f"answers differ from the stable version's: Jensen-Shannon {drift['distance']:.3f} "
             f"> guards.max_answer_distance {threshold:g} (mean {drift['live_mean']:.3f} against "
-            f"{drift['eval_mean']:.3f})"
+            f"{drift['eval_mean']:.3f}; samples this size differ by chance up to {chance:.3f})"
         ]
     return []
+
+
+_PERMUTATIONS = 200
+
+
+def _chance_distance(live: np.ndarray, reference: np.ndarray, task: str) -> float:
+    """The distance two samples of these sizes reach by chance alone: the 95th percentile over
+    seeded permutations of the pooled answers (on a few dozen answers, ten bins differ by
+    more than 0.1 Jensen-Shannon from sampling alone)."""
+    pooled = np.concatenate([live, reference])
+    rng = np.random.default_rng(0)
+    distances = []
+    for _ in range(_PERMUTATIONS):
+        shuffled = rng.permutation(pooled)
+        first, second = shuffled[: len(live)], shuffled[len(live) :]
+        distances.append(checks.prediction_drift(first, second, task, 1.0)["distance"])
+    return round(float(np.percentile(distances, 95)), 4)
 
 
 def live_quality(

@@ -428,3 +428,16 @@ def test_a_quality_difference_within_chance_is_not_a_breach():
     scores = np.clip(targets * 0.3 + rng.uniform(0, 0.7, 1000), 0, 1)
     many = guard._standard_error(targets, [np.array([s]) for s in scores], PROFILE)
     assert many < few / 3, (few, many)  # about sqrt(1000 / 40) = 5 times less
+
+
+def test_answers_from_one_distribution_on_few_requests_are_not_a_breach():
+    """Forty answers against two thousand, all from one distribution: ten bins of forty can
+    reach 0.1 Jensen-Shannon by chance, so the distance is judged against what permutations of
+    the same answers reach."""
+    rng = np.random.default_rng(5)
+    stable = _counts(2000, answers=rng.beta(2, 5, 2000))
+    same = _judge(_counts(200, answers=rng.beta(2, 5, 40)), stable)
+    assert same.decision == guard.PROMOTE, same.reasons
+    assert same.evidence["answers"]["chance"] > 0.05
+    shifted = _judge(_counts(200, answers=rng.beta(5, 2, 40)), stable)
+    assert shifted.decision == guard.ROLL_BACK and "by chance up to" in shifted.summary
