@@ -201,10 +201,12 @@ class ReleaseController:
             record(older, states.RETIRED, f"version {stables[-1]} is stable")
         return stables[-1] if stables else None
 
-    def _make_stable(self, version, previous, record, reason, *, by=states.CONTROLLER, **kw) -> int:
+    def _make_stable(
+        self, version, previous, record, reason, *, by=states.CONTROLLER, retired=None, **kw
+    ) -> int:
         record(version, states.STABLE, reason, by=by, share=100.0, **kw)
         if previous is not None and previous != version:
-            record(previous, states.RETIRED, f"version {version} is stable")
+            record(previous, states.RETIRED, retired or f"version {version} is stable")
         return version
 
     def _next_candidate(self, pushes, state, stable, on_disk, record, now, histories):
@@ -333,24 +335,15 @@ class ReleaseController:
         except (rollback.RollbackRefused, LookupError) as e:
             log.warning("Release: version %d stays stable, but re-pushing it failed: %s", stable, e)
             return stable
-        store = self._open()
-        found, histories = states.histories(store, str(self.settings.model_dir))
-        pushes.update(found)
+        found, _ = states.histories(self._open(), str(self.settings.model_dir))
+        pushes.update(found)  # the recorder's pushes: it records the re-push's state
         version = repushed["version"]
-        states.record(
-            store,
-            found[version],
-            states.STABLE,
-            by=states.CONTROLLER,
-            reason=f"a re-push of version {stable}, after version {candidate} was rolled back",
-            share=100.0,
-        )
-        states.record(
-            store,
-            found[stable],
-            states.RETIRED,
-            by=states.CONTROLLER,
-            reason=f"re-pushed as version {version}",
+        self._make_stable(
+            version,
+            stable,
+            record,
+            f"a re-push of version {stable}, after version {candidate} was rolled back",
+            retired=f"re-pushed as version {version}",
         )
         log.info(
             "Release: version %d re-pushed as version %d, now stable (models rollback's way)",
