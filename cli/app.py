@@ -117,6 +117,14 @@ from pipeline.config import BEAM_MODES, PROFILE_SETTINGS
     "[default: one per core].",
 )
 @click.option(
+    "--deterministic/--no-deterministic",
+    default=field_default("deterministic"),
+    show_default=True,
+    help="Bit-identical models and metrics for the same data, code and settings (TensorFlow's "
+    "op determinism, every tuner trial seeded, a fixed hash seed); `reproduce` proves it. "
+    "--no-deterministic trades that for speed.",
+)
+@click.option(
     "--no-cache", is_flag=True, help="Re-execute every component instead of reusing cached results."
 )
 @functools.partial(

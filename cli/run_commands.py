@@ -26,6 +26,7 @@ from metadata.store import StoreIndex
 from orchestration import beam_mode, node_process, preflight
 from orchestration.console import output_to_log_file
 from orchestration.dag_schedule import default_parallelism
+from pipeline import run_environment
 from pipeline.config import PipelineConfig
 from pipeline.user_code import make_user_code_importable
 
@@ -91,8 +92,12 @@ def run_locally(config: PipelineConfig, parallelism: int | None = None) -> int:
 
     One run at a time per output directory: a second one is refused at once (exit 2).
     """
-    # First: the node server, started below, copies the import path when it starts.
+    # First: the node server, started below, copies the import path and environment when it
+    # starts.
     make_user_code_importable(config)
+    if config.deterministic:
+        # Sets and dicts keyed by strings iterate in one order in every component process.
+        os.environ["PYTHONHASHSEED"] = str(run_environment.PYTHON_HASH_SEED)
     beam = beam_mode.choose(config)
     given_parallelism = parallelism is not None
     parallelism = parallelism or default_parallelism()

@@ -361,11 +361,17 @@ def _set_signature_methods(export_dir: str, methods: dict[str, str]) -> None:
 
 
 def training_inputs(fn_args: tfx.components.FnArgs) -> tuple[Profile, int]:
-    """The profile part and seed the pipeline put in the component's custom_config."""
+    """The profile part and seed the pipeline put in the component's custom_config; seeds
+    Python, NumPy, TensorFlow and Keras with that seed and, unless the run was started with
+    --no-deterministic, turns on TensorFlow's op determinism: the same data, code and settings
+    then train bit-identical weights (`reproduce` checks it)."""
     custom_config = fn_args.custom_config or {}
-    return profiles.from_config(custom_config["profile"]), int(
-        custom_config.get("seed", DEFAULT_SEED)
-    )
+    seed = int(custom_config.get("seed", DEFAULT_SEED))
+    if custom_config.get("deterministic", True):
+        # Deterministic kernels (or an error for an op that has none) and tf.data in order.
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(seed)
+    return profiles.from_config(custom_config["profile"]), seed
 
 
 def datasets(
@@ -398,7 +404,6 @@ def datasets(
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train with the given (or default) hyperparameters and export."""
     profile, seed = training_inputs(fn_args)
-    keras.utils.set_random_seed(seed)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_output)
     hparams = hyperparameters_from(fn_args.hyperparameters, profile.model.model_dump())
     train, evaluation = datasets(fn_args, tf_transform_output, profile, seed)

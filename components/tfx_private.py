@@ -234,6 +234,23 @@ BEAM_DEPENDENCY_OPTIONS = (
 SKIP_TFX_SDIST_BEAM_ARG = "--sdk_container_image=apache/beam_python3.10_sdk:2.59.0"
 
 
+# ---- Batches whose boundaries do not depend on timing ------------------------------------------
+# tf.Transform's analyzers, TFDV and TFMA read examples through tfx_bsl, which batches them with
+# Beam's BatchElements: by default it tunes each batch's size to how long the last ones took,
+# so where batches end differs from run to run, and so does the order in which float32
+# partial sums (a mean, a variance) are added: a z-score's mean was 317.05603 in one run and
+# 317.0561 in the next. tfx_bsl's absl flag `tfxio_use_byte_size_batching` (tfx_bsl 1.16.1,
+# tfx_bsl/coders/batch_util.py `_UseByteSizeBatching`) batches by byte size instead: the same
+# data gives the same batches. Flags are not parsed in a component's process, where tfx_bsl
+# reads the flag's default, so that default is what is set (before the component builds its Beam
+# pipeline).
+def batch_by_byte_size() -> None:
+    from absl import flags
+    from tfx_bsl.coders import batch_util  # noqa: F401 - defines the flag
+
+    flags.FLAGS.set_default("tfxio_use_byte_size_batching", True)
+
+
 # ---- CsvExampleGen's reader and hash split --------------------------------------------------
 # SpanCsvExampleGen reads each span with TFX's own CSV-to-tf.Example transform and splits it with
 # TFX's own partition function, so a span is parsed and split exactly as CsvExampleGen would.

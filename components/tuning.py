@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import functools
-
+import keras
 import keras_tuner
 import tensorflow_transform as tft
 from tfx import v1 as tfx
@@ -29,8 +28,15 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     train, evaluation = model.datasets(fn_args, tf_transform_output, profile, seed)
     scale = model.label_scale(train) if profile.task == "regression" else (0.0, 1.0)
+
+    def build_trial_model(hparams: keras_tuner.HyperParameters):
+        # Every trial starts from the run's seed: a trial's score does not depend on the trials
+        # before it, and the same trial scores the same in every run.
+        keras.utils.set_random_seed(seed)
+        return model.build_keras_model(hparams, profile=profile, label_scale=scale)
+
     tuner = keras_tuner.RandomSearch(
-        functools.partial(model.build_keras_model, profile=profile, label_scale=scale),
+        build_trial_model,
         max_trials=max_trials,
         hyperparameters=model.search_space(profile.model.model_dump()),
         objective=OBJECTIVES[profile.task],

@@ -29,6 +29,8 @@ PID_PROPERTY = "pid"
 USER_PROPERTY = "user"
 OUTPUT_DIR_PROPERTY = "output_dir"
 PARALLELISM_PROPERTY = "parallelism"  # how many components could run at once
+# JSON: what the run depends on besides its data (pipeline/run_environment.py `capture`).
+ENVIRONMENT_PROPERTY = "environment"
 
 
 def run_contexts(store: metadata_store.MetadataStore, pipeline_name: str) -> list[Context]:

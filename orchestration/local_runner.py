@@ -34,6 +34,7 @@ from orchestration.console import ComponentProgress
 from orchestration.dag_schedule import DagSchedule, default_parallelism
 from orchestration.interrupts import RunInterrupted, describe, sigterm_raises
 from orchestration.node_process import NodeJob, NodeOutcome, RunningNode
+from pipeline import run_environment
 from pipeline.config import PipelineConfig
 from pipeline.definition import create_pipeline
 
@@ -125,6 +126,9 @@ def _run_properties(config: PipelineConfig, parallelism: int) -> dict[str, str]:
         runs.OUTPUT_DIR_PROPERTY: str(config.output_dir),
         runs.USER_PROPERTY: getpass.getuser(),
         runs.PARALLELISM_PROPERTY: str(parallelism),
+        # What the run depends on besides its data (code, lock, versions, profile, settings,
+        # seeds): what `reproduce` checks and replays.
+        runs.ENVIRONMENT_PROPERTY: run_environment.to_json(run_environment.capture(config)),
     }
 
 
@@ -231,7 +235,7 @@ def _run(
                 for node_id in schedule.next_nodes():
                     progress.started(node_id)
                     running.by_node[node_id] = node_process.start(
-                        NodeJob(serialized_ir, node_id, log_path, secrets)
+                        NodeJob(serialized_ir, node_id, log_path, secrets, config.deterministic)
                     )
                     schedule.start(node_id)
                 if not running.by_node:

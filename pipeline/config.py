@@ -117,6 +117,10 @@ class PipelineConfig:
     train_steps: int = _from_profile(min=1)
     eval_steps: int = _from_profile(min=1)
     seed: int = 42
+    # Bit-identical results for the same data, code and settings: TensorFlow's op determinism in
+    # Tuner and Trainer, every trial seeded, a fixed hash seed in the component processes
+    # (pipeline/run_environment.py records what a run depended on; `reproduce` replays it).
+    deterministic: bool = True
     # ExampleGen's deterministic hash split, train:eval buckets.
     train_buckets: int = _at_least(1, 3)
     eval_buckets: int = _at_least(1, 1)

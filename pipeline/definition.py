@@ -284,6 +284,7 @@ def create_pipeline(
             "profile": profile.training_part(),
             "max_trials": config.tuner_trials,
             "seed": config.seed,
+            "deterministic": config.deterministic,
             "code_fingerprint": tuning_fingerprint(config.tuner_fn, config.search_space_fn),
             **({"retune": config.retune_token} if config.retune_token else {}),
         },
@@ -300,6 +301,7 @@ def create_pipeline(
         custom_config={
             "profile": profile.training_part(),
             "seed": config.seed,
+            "deterministic": config.deterministic,
             "code_fingerprint": code_fingerprint(config.run_fn),
         },
     )

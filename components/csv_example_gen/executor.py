@@ -27,7 +27,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from components import tfx_private
+from components import data_files, tfx_private
 from components.span_example_gen import fast_csv
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
@@ -122,7 +122,15 @@ class Executor(csv_executor.Executor):
         # The artifact properties TFX's Do sets, when the component names the formats.
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        files = [
+            path
+            for split in input_config.splits
+            for path in sorted(tf.io.gfile.glob(os.path.join(input_base, split.pattern)))
+        ]
+        span = exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME)
         for examples_artifact in output_dict[EXAMPLES_KEY]:
+            data_files.record(examples_artifact, {span: files})
             if payload_format:
                 examples_utils.set_payload_format(examples_artifact, payload_format)
             if file_format:

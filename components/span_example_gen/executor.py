@@ -23,7 +23,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_component_specs
 from tfx.utils import proto_utils
 
-from components import tfx_private
+from components import data_files, tfx_private
 from components.csv_example_gen import executor as csv_example_gen
 from components.span_example_gen import csv_checks, spans
 
@@ -149,6 +149,7 @@ class Executor(csv_example_gen.Executor):
         )
         super().Do(input_dict, output_dict, exec_properties)
         for examples in output_dict[standard_component_specs.EXAMPLES_KEY]:
+            data_files.record(examples, self._files_by_span)
             for role in spans.roles_for(training_spans):
                 read = spans.plan_spans_with_files(self._plan, role, self._files_by_span)
                 examples.set_string_custom_property(
