@@ -43,6 +43,7 @@ from cli.options import (
     setting,
 )
 from cli.report_command import report_command
+from cli.reproduce_command import reproduce
 from cli.run_spec_command import run_spec
 from cli.schema_commands import schema
 from cli.serve_commands import models, serve_command
@@ -56,8 +57,8 @@ from pipeline.config import BEAM_MODES, PROFILE_SETTINGS
     invoke_without_command=True,
     context_settings=CONTEXT_SETTINGS,
     epilog="Exit codes: 0 success; 1 a component failed; 2 bad settings or inputs found before "
-    "the run (or another run on the same output directory); 3 the data gate refused the data; 4 `monitor` found a threshold crossed; "
-    "130 stopped with Ctrl-C; 143 stopped with SIGTERM. "
+    "the run (or another run on the same output directory); 3 the data gate refused the data; "
+    "4 `monitor` found a threshold crossed; 5 `reproduce`: the replay differs from the run; 130 stopped with Ctrl-C; 143 stopped with SIGTERM. "
     "`python run_local.py COMMAND --help` documents each command.",
 )
 @profile_option
@@ -280,5 +281,6 @@ for _command in (
     monitor_command,
     watch_command,
     init,
+    reproduce,
 ):
     main.add_command(_command)

@@ -12,6 +12,7 @@ COMPONENT_FAILED = 1  # a component failed (or the Kubeflow compile or submit di
 BAD_SETTINGS = 2  # bad settings or inputs found before anything ran
 DATA_REFUSED = 3  # the data gate refused the data
 MONITOR_ALERT = 4  # `monitor`: the served traffic crossed a threshold
+NOT_REPRODUCED = 5  # `reproduce`: the replay's artifacts differ from the run's
 INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 

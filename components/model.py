@@ -321,7 +321,9 @@ def _without_feature(serialized: bytes, name: str) -> bytes:
     example = tf.train.Example.FromString(serialized)
     if name in example.features.feature:
         del example.features.feature[name]
-    return example.SerializeToString()
+    # Map entries sorted by feature name: without `deterministic`, protobuf's map order changes
+    # from run to run, and so would the warm-up file's bytes.
+    return example.SerializeToString(deterministic=True)
 
 
 def first_examples(file_patterns: list[str], count: int) -> list[bytes]:

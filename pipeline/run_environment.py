@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from components import profile as profiles
-from pipeline.config import PROJECT_ROOT, PipelineConfig
+from pipeline.config import PROFILE_SETTINGS, PROJECT_ROOT, PipelineConfig, profile_settings
 
 FORMAT_VERSION = 1
 # The hash seed of every component process of a deterministic run (cli/run_commands.py).
@@ -179,6 +179,16 @@ def settings_of(config: PipelineConfig) -> dict[str, Any]:
     }
 
 
+def profile_overrides(config: PipelineConfig) -> list[str]:
+    """The settings a profile gives that `config` has from elsewhere."""
+    from_profile = profile_settings(config.profile_dir, config.profile)
+    return sorted(
+        name
+        for name in PROFILE_SETTINGS
+        if name != "profile" and _jsonable(getattr(config, name)) != _jsonable(from_profile[name])
+    )
+
+
 def capture(config: PipelineConfig) -> dict[str, Any]:
     """What a run of `config` depends on, besides its data, as it is here now."""
     profile_path = profiles.profile_file(config.profile_dir).resolve()
@@ -197,6 +207,9 @@ def capture(config: PipelineConfig) -> dict[str, Any]:
             "content": yaml.safe_load(profile_path.read_text()),
         },
         "settings": settings_of(config),
+        # Settings given instead of the profile's (on the command line): a replay keeps them;
+        # the others come from the profile as it is then.
+        "profile_overrides": profile_overrides(config),
         "seeds": {
             "seed": config.seed,
             "deterministic": config.deterministic,
@@ -220,8 +233,11 @@ class Difference:
     now: Any
     # Shown, never refused: a commit changed but no file did, another machine.
     informational: bool = False
+    detail: str | None = None  # what to say instead of "recorded X, now Y"
 
     def text(self, recorded_name: str = "recorded", now_name: str = "now") -> str:
+        if self.detail:
+            return f"{self.kind} {self.subject} {self.detail}"
         if self.kind in ("source", "data") and (self.recorded is None or self.now is None):
             state = "is new" if self.recorded is None else "is gone"
             return f"{self.kind} file {self.subject} {state}"
@@ -236,6 +252,7 @@ class Difference:
             "recorded": self.recorded,
             "now": self.now,
             "informational": self.informational,
+            "detail": self.detail,
             "text": self.text(),
         }
 

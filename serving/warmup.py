@@ -76,7 +76,7 @@ def write(
         for name, (method, input_name) in signatures.items():
             for size in sizes:
                 record = _requests(name, method, input_name, examples[:size])
-                writer.write(record.SerializeToString())
+                writer.write(record.SerializeToString(deterministic=True))
     return path
 
 

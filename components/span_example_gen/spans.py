@@ -129,3 +129,22 @@ def plan_spans_with_files(
 ) -> list[int]:
     """The role's spans that exist (a training window may reach back before the first span)."""
     return [span for span in plan.spans_of(role) if files_by_span.get(span)]
+
+
+def files_a_run_reads(
+    input_base: str, span_pattern: str, training_spans: int | None = None
+) -> dict[int, list[str]]:
+    """Span -> the files a run started now would read from the local folder `input_base`: the
+    latest span that holds files (as TFX's driver resolves it) and, given `training_spans`, every
+    span of that span's plan; without it only the latest (the unlabeled batch)."""
+    import glob
+
+    def files(span: int) -> list[str]:
+        return sorted(glob.glob(os.path.join(input_base, pattern_for_span(span_pattern, span))))
+
+    with_files = [span for span in span_folders(input_base, span_pattern) if files(span)]
+    if not with_files:
+        return {}
+    latest = max(with_files)
+    wanted = SpanPlan.make(latest, training_spans).all_spans() if training_spans else (latest,)
+    return {span: found for span in wanted if (found := files(span))}
