@@ -246,6 +246,23 @@ def lineage_text(tree: dict, depth: int = 0) -> str:
 
 def diff_text(d: dict) -> str:
     lines = [f"run A {d['run_a']}  vs  run B {d['run_b']}"]
+    environment = d.get("environment", {"available": False})
+    if environment["available"]:
+        changed = [x for x in environment["differences"] if not x["informational"]]
+        notes = [x for x in environment["differences"] if x["informational"]]
+        lines.append(
+            f"environment: {len(changed)} difference(s)"
+            + (f" ({len(notes)} informational)" if notes else "")
+            + ("" if changed else ": same code, lock, versions, profile and settings")
+        )
+        lines += [
+            f"    {x['text'].replace('recorded', 'A').replace(', now', ', B')}" for x in changed
+        ]
+        lines += [
+            f"    note: {x['text'].replace('recorded', 'A').replace(', now', ', B')}" for x in notes
+        ]
+    else:
+        lines.append("environment: not recorded for both runs")
     s = d["statistics"]
     if s["available"]:
         lines.append(

@@ -21,7 +21,7 @@ import click
 
 from cli import exit_codes
 from cli.options import CONTEXT_SETTINGS, open_store, store_options
-from cli.user_errors import UserError
+from cli.user_errors import UserError, quiet_libraries
 from metadata.store import NotFound, StoreIndex, UnusableStore
 from pipeline.metadata_location import MetadataLocation
 
@@ -70,9 +70,9 @@ def reproduce(
     predictions of both runs are compared. Prints REPRODUCED: identical (exit 0) or what differs
     and by how much (exit 5).
     """
+    index = open_store(location)  # first: it quiets the libraries imported next
     from orchestration import reproduce as replaying
 
-    index = open_store(location)
     try:
         check = replaying.check_replay(index, run_ref)
     except (NotFound, replaying.CannotReproduce) as e:
@@ -112,6 +112,7 @@ def reproduce(
             "reproduced.\n"
         )
         sys.exit(code)
+    quiet_libraries()  # the run left logging at INFO for its log file
     try:
         replay_index = StoreIndex.open(config.metadata_location)
     except (NotFound, UnusableStore) as e:

@@ -13,8 +13,6 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import tensorflow as tf
-
 DATA_FILES_PROPERTY = "data_files"
 _BLOCK_BYTES = 1 << 20
 
@@ -24,7 +22,13 @@ def file_record(path: str, span: int | None) -> dict[str, Any]:
     and size."""
     digest = hashlib.sha256()
     size = 0
-    with tf.io.gfile.GFile(path, "rb") as f:
+    if "://" in path:  # an object store: TensorFlow's file systems read it
+        import tensorflow as tf
+
+        opened = tf.io.gfile.GFile(path, "rb")
+    else:
+        opened = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    with opened as f:
         while block := f.read(_BLOCK_BYTES):
             digest.update(block)
             size += len(block)

@@ -1,12 +1,15 @@
-"""Two runs compared: statistics, curated schema, hyperparameters, metrics and blessings."""
+"""Two runs compared: what they depended on (code, lock, versions, profile, settings, seeds),
+statistics, curated schema, hyperparameters, metrics and blessings."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from metadata.artifacts import output_contents, run_outputs
-from metadata.runs import find_run
-from metadata.store import StoreIndex
+from metadata.runs import ENVIRONMENT_PROPERTY, find_run, run_context
+from metadata.store import StoreIndex, custom_property
+from pipeline import run_environment
 
 
 def diff_runs(index: StoreIndex, run_a: str, run_b: str) -> dict[str, Any]:
@@ -22,6 +25,7 @@ def diff_runs(index: StoreIndex, run_a: str, run_b: str) -> dict[str, Any]:
     return {
         "run_a": a["run_id"],
         "run_b": b["run_id"],
+        "environment": diff_environment(index, a["run_id"], b["run_id"]),
         "statistics": diff_statistics(*both("StatisticsGen.ExampleStatistics")),
         "schema": diff_schema(*both("CuratedSchemaImporter.Schema")),
         "hyperparameters": diff_flat(hp_a and hp_a["values"], hp_b and hp_b["values"]),
@@ -100,4 +104,25 @@ def diff_flat(a: dict | None, b: dict | None) -> dict[str, Any]:
             if a.get(k) != b.get(k)
         },
         "unchanged": sorted(k for k in set(a) & set(b) if a[k] == b[k]),
+    }
+
+
+def diff_environment(index: StoreIndex, run_a: str, run_b: str) -> dict[str, Any]:
+    """What the two runs depended on, compared: source files, lock, versions, profile keys,
+    settings and seeds (pipeline/run_environment.py)."""
+    recorded = []
+    for run_id in (run_a, run_b):
+        value = custom_property(run_context(index, run_id), ENVIRONMENT_PROPERTY)
+        recorded.append(json.loads(value) if value else None)
+    if None in recorded:
+        return {"available": False}
+    a, b = recorded
+    return {
+        "available": True,
+        "commit": {"a": a["git"].get("commit"), "b": b["git"].get("commit")},
+        "differences": [
+            {**d.as_json(), "text": d.text("A", "B")}
+            for d in run_environment.differences(a, b)
+            if d.subject != "retune_token"  # a new token each --retune, nothing to compare
+        ],
     }

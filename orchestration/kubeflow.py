@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
+from orchestration import kfp_task
 from pipeline.config import PipelineConfig
 from pipeline.definition import create_pipeline
 
@@ -41,7 +42,9 @@ def compile_pipeline(
     job_path = output_dir / f"{config.pipeline_name}.pipeline_job.json"
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(
-            default_image=image, default_commands=TASK_COMMAND
+            default_image=image,
+            default_commands=TASK_COMMAND
+            + ([] if config.deterministic else [kfp_task.NOT_DETERMINISTIC_FLAG]),
         ),
         output_dir=str(output_dir),
         output_filename=job_path.name,
