@@ -239,8 +239,11 @@ def _variables(saved_model_dir: str) -> dict[tuple[str, tuple], list[Any]]:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(saved_model_dir)
+    variables = [
+        t for t in tf.train.TrackableView(loaded).descendants() if isinstance(t, tf.Variable)
+    ]
     found: dict[tuple[str, tuple], list[Any]] = {}
-    for variable in loaded.variables:
+    for variable in variables:
         found.setdefault((variable.name, tuple(variable.shape)), []).append(variable.numpy())
     return found
 

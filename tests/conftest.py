@@ -92,6 +92,7 @@ LONGEST_GROUPS_FIRST = (
     "test_bad_data",  # 95
     "shared-postgresql",  # 95
     "penguin",  # 90
+    "test_reproduce",  # two runs, a replay, three refusals, a replay with a difference
     "house-prices",  # 90
     "test_infra_validator",  # 80
     "test_model",  # 55
