@@ -438,6 +438,59 @@ def parallelism_section(runs: dict) -> list[str]:
     ]
 
 
+def determinism_section(runs: dict) -> list[str]:
+    """The cost of determinism: alternating cold runs with and without --no-deterministic."""
+    by_mode: dict[str, list[dict]] = {"on": [], "off": []}
+    for name, run in runs.items():
+        for mode in by_mode:
+            if name.startswith(f"determinism_{mode}_") and run.get("wall_seconds"):
+                by_mode[mode].append(run)
+    if not by_mode["on"] or not by_mode["off"]:
+        return []
+
+    def median(values: list[float]) -> float:
+        ordered = sorted(values)
+        middle = len(ordered) // 2
+        return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+    rows = []
+    for name, run in runs.items():
+        if not name.startswith("determinism_"):
+            continue
+        metrics = run.get("metrics") or {}
+        rows.append(
+            [
+                name,
+                "yes" if name.startswith("determinism_on_") else "no (--no-deterministic)",
+                fmt_seconds(run.get("wall_seconds")),
+                fmt_seconds(run.get("cpu_seconds")),
+                f"{metrics['auc']:.6f}" if "auc" in metrics else "",
+                run.get("same_model_as_pair_1", "(first of its mode)"),
+                run.get("exit_code"),
+            ]
+        )
+    wall = {mode: median([r["wall_seconds"] for r in found]) for mode, found in by_mode.items()}
+    cpu = {
+        mode: median([r.get("cpu_seconds") or 0.0 for r in found])
+        for mode, found in by_mode.items()
+    }
+    return [
+        "## The cost of determinism",
+        "",
+        "Cold runs on the same data, alternating `--no-deterministic` and the default (TensorFlow's "
+        "op determinism in Tuner and Trainer, every tuner trial seeded, tfx_bsl batching by byte "
+        "size, a fixed hash seed). The last column compares each run's trained weights with the "
+        "first run of the same mode, bit for bit.",
+        "",
+        *_table(["Run", "Deterministic", "Wall", "CPU", "AUC", "Weights vs pair 1", "Exit"], rows),
+        "",
+        f"Median wall time deterministic {wall['on']:.1f} s against {wall['off']:.1f} s: "
+        f"{(wall['on'] / wall['off'] - 1) * 100:+.1f}%; median CPU {cpu['on']:.1f} s against "
+        f"{cpu['off']:.1f} s: {(cpu['on'] / cpu['off'] - 1) * 100:+.1f}%.",
+        "",
+    ]
+
+
 def render_markdown(results: dict) -> str:
     """BENCHMARKS.md from the results JSON."""
     machine, git, settings = results["machine"], results["git"], results["settings"]
@@ -528,6 +581,7 @@ def render_markdown(results: dict) -> str:
     if reference:
         lines += _reference_section(reference, cold)
     lines += parallelism_section(runs)
+    lines += determinism_section(runs)
     lines += ["## The project's runs", ""]
     for run in runs.values():
         if run["scenario"] == "reference":

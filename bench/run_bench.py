@@ -87,6 +87,7 @@ from scenarios import (
     REFERENCE_BEAM_ARGS,
     SCENARIOS,
     default_parallelism,
+    determinism_runs,
     fresh,
     model_change_run,
     now,
@@ -191,6 +192,9 @@ def run_all(args: argparse.Namespace) -> dict:
                     extra_args=(f"--parallelism={level}",),
                 )
             )
+    if "determinism" in scenarios:
+        for record in determinism_runs(settings):
+            save(record)
     if "rerun_unchanged" in scenarios:
         save(
             pipeline_run(

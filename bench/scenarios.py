@@ -41,6 +41,7 @@ SCENARIOS = (
     "reference",
     "cold",
     "parallelism",
+    "determinism",
     "rerun_unchanged",
     "rerun_model_change",
     "serving_load",
@@ -319,6 +320,59 @@ def model_change_run(settings: Settings, output_dir: Path) -> dict:
     return record
 
 
+# The cost of determinism: cold runs with and without --no-deterministic, alternating, so that a
+# drift in the machine's speed falls on both alike.
+DETERMINISM_PAIRS = 2
+
+
+def _same_model(output_a: Path, output_b: Path) -> str:
+    """Whether two runs' trained models hold the same weights, bit for bit, or how they differ
+    (the project's own comparison, metadata/run_comparison.py, in a process of its own)."""
+    script = (
+        "import glob, sys\n"
+        "from metadata.run_comparison import compare_weights\n"
+        "a, b = (glob.glob(f'{d}/pipeline_root/Trainer/model/*/Format-Serving')[0] "
+        "for d in sys.argv[1:])\n"
+        "lines = compare_weights(a, b)\n"
+        "print('identical' if not lines else f'{len(lines)} variables differ; ' + lines[0])\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(output_a), str(output_b)],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    lines = done.stdout.strip().splitlines()
+    return lines[-1] if done.returncode == 0 and lines else f"not compared: {done.stderr[-300:]}"
+
+
+def determinism_runs(settings: Settings) -> list[dict]:
+    """Scenario determinism: cold runs, alternating --no-deterministic and the default; each
+    pair's second run says whether its model is bit-identical to the first pair's."""
+    records = []
+    for pair in range(1, DETERMINISM_PAIRS + 1):
+        for mode, extra_args in (("off", ("--no-deterministic",)), ("on", ())):
+            name = f"determinism_{mode}_{pair}"
+            record = pipeline_run(
+                settings,
+                name,
+                f"as cold, {'with --no-deterministic' if mode == 'off' else 'deterministic (the default)'}"
+                f"; pair {pair} of {DETERMINISM_PAIRS}, the two modes alternating",
+                settings.data_dir,
+                fresh(settings.out_dir / "runs" / name),
+                extra_args=extra_args,
+            )
+            if pair > 1:
+                record["same_model_as_pair_1"] = _same_model(
+                    settings.out_dir / "runs" / f"determinism_{mode}_1",
+                    settings.out_dir / "runs" / name,
+                )
+            records.append(record)
+    return records
+
+
 def generation_key(settings: Settings, rows: int) -> dict:
     """What a generated data set depends on: the generator, its inputs, the row count, the seed."""
     inputs = sorted(DEFAULT_DATA_DIR.glob("*labeled/*/*.csv"))
@@ -464,7 +518,7 @@ def selected_scenarios(args: argparse.Namespace) -> list[str]:
 
 
 def _run_order(name: str) -> tuple:
-    for family in ("scale", "parallelism"):  # scale_N, parallelism_N: by N
+    for family in ("scale", "parallelism", "determinism"):  # scale_N, parallelism_N: by N
         if name.startswith(family + "_"):
             number = name.removeprefix(family + "_")
             return (SCENARIOS.index(family), int(number) if number.isdigit() else 0, name)
