@@ -39,7 +39,13 @@ _RESULT_PROPERTIES = {
 # Files compared by content, not bytes (see the module's docstring), by artifact type.
 _SAVED_MODEL_FILES = re.compile(r"^(saved_model\.pb|fingerprint\.pb|variables/.*)$")
 _TRANSFORM_GRAPH_FILES = re.compile(r"^transform_fn/(saved_model\.pb|fingerprint\.pb)$")
-_EVALUATION_FILES = re.compile(r"^(eval_config\.json|metrics-[^/]*)$")
+_EVALUATION_CONFIG = re.compile(r"^eval_config\.json$")
+# Sharded TFRecord outputs whose records are a set, not a sequence (TFMA's metrics, plots and
+# attributions, BulkInferrer's predictions): with several Beam workers, which shard holds a
+# record, and in which order, changes from run to run. They are compared record by record,
+# whatever the shard and order.
+_SHARD = re.compile(r"^(?P<family>[^/]+)-\d{5}-of-\d{5}(?P<suffix>\.[a-z]+)?$")
+_RECORD_SET_TYPES = ("ModelEvaluation", "InferenceResult")
 _MAX_LISTED = 8  # differences listed per artifact before "... and N more"
 
 
@@ -120,9 +126,13 @@ def compare_artifacts(type_name: str, a: Artifact, b: Artifact) -> list[str]:
         differences += compare_graph_constants(
             os.path.join(a.uri, "transform_fn"), os.path.join(b.uri, "transform_fn")
         )
-    elif type_name == "ModelEvaluation":
-        differences += compare_files(a.uri, b.uri, skip=_EVALUATION_FILES)
-        differences += compare_metrics(a.uri, b.uri)
+    elif type_name in _RECORD_SET_TYPES:
+        skip = re.compile(f"{_SHARD.pattern}|{_EVALUATION_CONFIG.pattern}")
+        differences += compare_files(a.uri, b.uri, skip=skip)
+        differing = compare_record_sets(a.uri, b.uri)
+        if type_name == "ModelEvaluation" and "metrics" in differing:
+            differences += compare_metrics(a.uri, b.uri)
+        differences += [text for family, text in differing.items() if family != "metrics"]
     else:
         differences += compare_files(a.uri, b.uri)
         if type_name == "Examples" and differences:
@@ -178,6 +188,70 @@ def _tfrecords(path: str) -> Iterator[bytes]:
             (length,) = struct.unpack("<Q", header[:8])
             yield f.read(length)
             f.read(4)
+
+
+def _record_sets(root: str) -> dict[str, Counter]:
+    """Family (`metrics`, `prediction_logs`) -> its records in every shard, as a multiset."""
+    families: dict[str, Counter] = {}
+    for path in sorted(Path(root).glob("*")):
+        match = _SHARD.match(path.name)
+        if match and path.is_file():
+            records = families.setdefault(match["family"], Counter())
+            records.update(_tfrecords(str(path)))
+    return families
+
+
+def compare_record_sets(root_a: str, root_b: str) -> dict[str, str]:
+    """Family -> how its records differ, for the sharded TFRecord files of two folders."""
+    a, b = _record_sets(root_a), _record_sets(root_b)
+    differing = {}
+    for family in sorted(set(a) | set(b)):
+        records_a, records_b = a.get(family, Counter()), b.get(family, Counter())
+        if records_a == records_b:
+            continue
+        only_a, only_b = records_a - records_b, records_b - records_a
+        differing[family] = (
+            f"{family}: {sum(records_a.values())} vs {sum(records_b.values())} records; "
+            f"{sum(only_a.values())} only in run A, {sum(only_b.values())} only in run B"
+        )
+        if family == "prediction_logs":
+            differing[family] += _prediction_differences(only_a, only_b)
+    return differing
+
+
+def _prediction_differences(only_a: Counter, only_b: Counter) -> str:
+    """For prediction logs found in one run only: how far the answers to the same requests are."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    def answers(records: Counter) -> dict[bytes, dict[str, np.ndarray]]:
+        found = {}
+        for record in records:
+            log = prediction_log_pb2.PredictionLog.FromString(record)
+            kind = log.WhichOneof("log_type")
+            if kind != "predict_log":
+                continue
+            request = log.predict_log.request.SerializeToString(deterministic=True)
+            found[request] = {
+                name: tf.make_ndarray(tensor)
+                for name, tensor in log.predict_log.response.outputs.items()
+            }
+        return found
+
+    a, b = answers(only_a), answers(only_b)
+    deltas = [
+        float(np.max(np.abs(a[request][name].astype("float64") - b[request][name])))
+        for request in a.keys() & b.keys()
+        for name in a[request].keys() & b[request].keys()
+        if a[request][name].dtype.kind == "f" and a[request][name].shape == b[request][name].shape
+    ]
+    if not deltas:
+        return ""
+    return (
+        f" (the same {len(a.keys() & b.keys())} requests answered differently, "
+        f"by at most {max(deltas):.3g})"
+    )
 
 
 def _explain_examples(uri_a: str, uri_b: str) -> list[str]:
@@ -339,10 +413,6 @@ def _metrics(uri: str) -> dict[str, float]:
 
 def compare_metrics(uri_a: str, uri_b: str) -> list[str]:
     """Every metric of every slice (and class): the same value to the last digit, or both."""
-    files_a = sorted(glob.glob(os.path.join(uri_a, "metrics-*")))
-    files_b = sorted(glob.glob(os.path.join(uri_b, "metrics-*")))
-    if [Path(f).read_bytes() for f in files_a] == [Path(f).read_bytes() for f in files_b]:
-        return []
     a, b = _metrics(uri_a), _metrics(uri_b)
     lines = []
     for name in sorted(set(a) | set(b)):

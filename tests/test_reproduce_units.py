@@ -205,3 +205,23 @@ def test_a_graphs_constants_are_compared_by_value_not_by_function_names(tmp_path
     assert run_comparison.compare_graph_constants(str(one), str(same)) == []
     [line] = run_comparison.compare_graph_constants(str(one), str(other))
     assert "mean" in line and "317.05" in line
+
+
+def _write_shards(folder: Path, family: str, shards: list[list[bytes]]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for number, records in enumerate(shards):
+        name = f"{family}-{number:05d}-of-{len(shards):05d}.tfrecord"
+        with tf.io.TFRecordWriter(str(folder / name)) as writer:
+            for record in records:
+                writer.write(record)
+
+
+def test_sharded_results_are_compared_as_sets_of_records(tmp_path):
+    # Several Beam workers put a record in another shard, in another order, from run to run.
+    _write_shards(tmp_path / "a", "metrics", [[b"slice 1", b"slice 2"], [b"slice 3"]])
+    _write_shards(tmp_path / "b", "metrics", [[b"slice 3", b"slice 1"], [b"slice 2"]])
+    _write_shards(tmp_path / "c", "metrics", [[b"slice 1", b"slice 2"], [b"slice 4"]])
+    assert run_comparison.compare_record_sets(str(tmp_path / "a"), str(tmp_path / "b")) == {}
+    assert run_comparison.compare_record_sets(str(tmp_path / "a"), str(tmp_path / "c")) == {
+        "metrics": "metrics: 3 vs 3 records; 1 only in run A, 1 only in run B"
+    }
