@@ -234,7 +234,7 @@ BEAM_DEPENDENCY_OPTIONS = (
 SKIP_TFX_SDIST_BEAM_ARG = "--sdk_container_image=apache/beam_python3.10_sdk:2.59.0"
 
 
-# ---- Batches whose boundaries do not depend on timing ------------------------------------------
+# ---- Batches whose boundaries do not depend on timing (deterministic runs) --------------------
 # tf.Transform's analyzers, TFDV and TFMA read examples through tfx_bsl, which batches them with
 # Beam's BatchElements: by default it tunes each batch's size to how long the last ones took,
 # so where batches end differs from run to run, and so does the order in which float32
@@ -244,11 +244,34 @@ SKIP_TFX_SDIST_BEAM_ARG = "--sdk_container_image=apache/beam_python3.10_sdk:2.59
 # data gives the same batches. Flags are not parsed in a component's process, where tfx_bsl
 # reads the flag's default, so that default is what is set (before the component builds its Beam
 # pipeline).
-def batch_by_byte_size() -> None:
+# BulkInferrer's RunInference (tfx_bsl 1.16.1, tfx_bsl/beam/run_inference.py) batches with
+# BatchElements too, with the kwargs of `_BaseModelHandler.batch_elements_kwargs()`: the
+# InferenceSpecType's batch_parameters, which TFX 1.16's BulkInferrer never sets, so the sizes
+# are tuned by timing, and a row's prediction differs in the last bits with the size of the batch
+# it was computed in (TensorFlow's matrix kernels block by size: 2 of 1,001 answers moved by up to
+# 6e-8 between two runs). Without batch_parameters, batches get a fixed size.
+FIXED_INFERENCE_BATCH_SIZE = 1000
+
+
+def batch_deterministically() -> None:
     from absl import flags
+    from tfx_bsl.beam import run_inference
     from tfx_bsl.coders import batch_util  # noqa: F401 - defines the flag
 
     flags.FLAGS.set_default("tfxio_use_byte_size_batching", True)
+    handler = run_inference._BaseModelHandler  # noqa: SLF001
+    if getattr(handler.batch_elements_kwargs, "fixed_size", False):
+        return
+    given = handler.batch_elements_kwargs
+
+    def fixed_size_unless_given(self):
+        return given(self) or {
+            "min_batch_size": FIXED_INFERENCE_BATCH_SIZE,
+            "max_batch_size": FIXED_INFERENCE_BATCH_SIZE,
+        }
+
+    fixed_size_unless_given.fixed_size = True
+    handler.batch_elements_kwargs = fixed_size_unless_given
 
 
 # ---- CsvExampleGen's reader and hash split --------------------------------------------------

@@ -16,12 +16,12 @@ tfx_private.defer_cloud_extensions()
 
 # The compiler puts this before TFX's arguments for a pipeline compiled with --no-deterministic;
 # otherwise the task batches examples by byte size, as a local deterministic run does
-# (tfx_private.batch_by_byte_size).
+# (tfx_private.batch_deterministically).
 NOT_DETERMINISTIC_FLAG = "--no-deterministic"
 
 if __name__ == "__main__":
     if NOT_DETERMINISTIC_FLAG in sys.argv:
         sys.argv.remove(NOT_DETERMINISTIC_FLAG)
     else:
-        tfx_private.batch_by_byte_size()
+        tfx_private.batch_deterministically()
     tfx_private.run_kubeflow_v2_executor()

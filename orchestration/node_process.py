@@ -225,7 +225,7 @@ def _run_node(job: NodeJob, outcomes: multiprocessing.connection.Connection) -> 
         logger = logging.getLogger(__name__)
         logger.info("Component %s is running (process %d).", job.node_id, os.getpid())
         if job.deterministic:
-            tfx_private.batch_by_byte_size()
+            tfx_private.batch_deterministically()
         try:
             with sigterm_raises():
                 tfx_private.launch_node(job.pipeline_ir, job.node_id)
