@@ -245,11 +245,11 @@ SKIP_TFX_SDIST_BEAM_ARG = "--sdk_container_image=apache/beam_python3.10_sdk:2.59
 # reads the flag's default, so that default is what is set (before the component builds its Beam
 # pipeline).
 # BulkInferrer's RunInference (tfx_bsl 1.16.1, tfx_bsl/beam/run_inference.py) batches with
-# BatchElements too, with the kwargs of `_BaseModelHandler.batch_elements_kwargs()`: the
-# InferenceSpecType's batch_parameters, which TFX 1.16's BulkInferrer never sets, so the sizes
-# are tuned by timing, and a row's prediction differs in the last bits with the size of the batch
-# it was computed in (TensorFlow's matrix kernels block by size: 2 of 1,001 answers moved by up to
-# 6e-8 between two runs). Without batch_parameters, batches get a fixed size.
+# Beam's BatchElements too, through `_ModelHandlerWrapper`, which does not pass on its handler's
+# `batch_elements_kwargs()` (the InferenceSpecType's batch_parameters, which TFX 1.16's
+# BulkInferrer never sets either): batch sizes are tuned by timing, and a row's prediction differs
+# in the last bits with the size of the batch it is computed in (TensorFlow's matrix kernels block
+# by size; 2 of 1,001 answers moved by up to 6e-8 between two runs). Batches get a fixed size.
 FIXED_INFERENCE_BATCH_SIZE = 1000
 
 
@@ -259,19 +259,15 @@ def batch_deterministically() -> None:
     from tfx_bsl.coders import batch_util  # noqa: F401 - defines the flag
 
     flags.FLAGS.set_default("tfxio_use_byte_size_batching", True)
-    handler = run_inference._BaseModelHandler  # noqa: SLF001
-    if getattr(handler.batch_elements_kwargs, "fixed_size", False):
-        return
-    given = handler.batch_elements_kwargs
+    wrapper = run_inference._ModelHandlerWrapper  # noqa: SLF001
 
     def fixed_size_unless_given(self):
-        return given(self) or {
+        return self._model_handler.batch_elements_kwargs() or {  # noqa: SLF001
             "min_batch_size": FIXED_INFERENCE_BATCH_SIZE,
             "max_batch_size": FIXED_INFERENCE_BATCH_SIZE,
         }
 
-    fixed_size_unless_given.fixed_size = True
-    handler.batch_elements_kwargs = fixed_size_unless_given
+    wrapper.batch_elements_kwargs = fixed_size_unless_given
 
 
 # ---- CsvExampleGen's reader and hash split --------------------------------------------------
