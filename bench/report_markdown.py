@@ -465,7 +465,7 @@ def determinism_section(runs: dict) -> list[str]:
                 fmt_seconds(run.get("wall_seconds")),
                 fmt_seconds(run.get("cpu_seconds")),
                 f"{metrics['auc']:.6f}" if "auc" in metrics else "",
-                run.get("same_model_as_pair_1", "(first of its mode)"),
+                run.get("same_as_pair_1", "(first of its mode)"),
                 run.get("exit_code"),
             ]
         )
@@ -479,10 +479,12 @@ def determinism_section(runs: dict) -> list[str]:
         "",
         "Cold runs on the same data, alternating `--no-deterministic` and the default (TensorFlow's "
         "op determinism in Tuner and Trainer, every tuner trial seeded, tfx_bsl batching by byte "
-        "size, a fixed hash seed). The last column compares each run's trained weights with the "
-        "first run of the same mode, bit for bit.",
+        "size and BulkInferrer by fixed-size batches, a fixed hash seed). The last column compares "
+        "each run's artifacts with the first run of the same mode, as `reproduce` does.",
         "",
-        *_table(["Run", "Deterministic", "Wall", "CPU", "AUC", "Weights vs pair 1", "Exit"], rows),
+        *_table(
+            ["Run", "Deterministic", "Wall", "CPU", "AUC", "Artifacts vs pair 1", "Exit"], rows
+        ),
         "",
         f"Median wall time deterministic {wall['on']:.1f} s against {wall['off']:.1f} s: "
         f"{(wall['on'] / wall['off'] - 1) * 100:+.1f}%; median CPU {cpu['on']:.1f} s against "

@@ -325,16 +325,19 @@ def model_change_run(settings: Settings, output_dir: Path) -> dict:
 DETERMINISM_PAIRS = 2
 
 
-def _same_model(output_a: Path, output_b: Path) -> str:
-    """Whether two runs' trained models hold the same weights, bit for bit, or how they differ
-    (the project's own comparison, metadata/run_comparison.py, in a process of its own)."""
+def _same_outputs(output_a: Path, output_b: Path) -> str:
+    """Whether two runs' artifacts are the same, artifact by artifact (the comparison `reproduce`
+    makes, metadata/run_comparison.py, in a process of its own), or what differs."""
     script = (
-        "import glob, sys\n"
-        "from metadata.run_comparison import compare_weights\n"
-        "a, b = (glob.glob(f'{d}/pipeline_root/Trainer/model/*/Format-Serving')[0] "
-        "for d in sys.argv[1:])\n"
-        "lines = compare_weights(a, b)\n"
-        "print('identical' if not lines else f'{len(lines)} variables differ; ' + lines[0])\n"
+        "import sys\n"
+        "from metadata.run_comparison import compare_runs\n"
+        "from metadata.runs import find_run\n"
+        "from metadata.store import StoreIndex\n"
+        "a, b = (StoreIndex.open(f'{d}/metadata.db') for d in sys.argv[1:])\n"
+        "result = compare_runs(a, find_run(a, '1')['run_id'], b, find_run(b, '1')['run_id'])\n"
+        "outputs = len(result['artifacts'])\n"
+        "print(f'identical ({outputs} outputs)' if result['identical'] else "
+        "'; '.join(result['differences'][:3]))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, str(output_a), str(output_b)],
@@ -350,7 +353,7 @@ def _same_model(output_a: Path, output_b: Path) -> str:
 
 def determinism_runs(settings: Settings) -> list[dict]:
     """Scenario determinism: cold runs, alternating --no-deterministic and the default; each
-    pair's second run says whether its model is bit-identical to the first pair's."""
+    pair's second run says whether its artifacts are identical to the first pair's."""
     records = []
     for pair in range(1, DETERMINISM_PAIRS + 1):
         for mode, extra_args in (("off", ("--no-deterministic",)), ("on", ())):
@@ -365,7 +368,7 @@ def determinism_runs(settings: Settings) -> list[dict]:
                 extra_args=extra_args,
             )
             if pair > 1:
-                record["same_model_as_pair_1"] = _same_model(
+                record["same_as_pair_1"] = _same_outputs(
                     settings.out_dir / "runs" / f"determinism_{mode}_1",
                     settings.out_dir / "runs" / name,
                 )

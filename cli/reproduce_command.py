@@ -97,8 +97,9 @@ def reproduce(
     if check.baseline is not None:
         replaying.seed_baseline(config.metadata_location, config.pipeline_name, check.baseline)
         say.write(
-            f"Baseline: model {check.baseline.model.id} ({check.baseline.model.uri}), the one "
-            "the run's Evaluator compared with, recorded in the replay's store.\n"
+            "Baseline: the model the run's Evaluator compared with (artifact "
+            f"{check.baseline.model.id}, {check.baseline.model.uri}), recorded in the replay's "
+            "store.\n"
         )
     say.write(f"Replaying run {check.run_id} into {replay_dir} ...\n")
     say.flush()
