@@ -330,10 +330,11 @@ def _same_outputs(output_a: Path, output_b: Path) -> str:
     makes, metadata/run_comparison.py, in a process of its own), or what differs."""
     script = (
         "import sys\n"
+        "from pathlib import Path\n"
         "from metadata.run_comparison import compare_runs\n"
         "from metadata.runs import find_run\n"
         "from metadata.store import StoreIndex\n"
-        "a, b = (StoreIndex.open(f'{d}/metadata.db') for d in sys.argv[1:])\n"
+        "a, b = (StoreIndex.open(Path(d) / 'metadata.db') for d in sys.argv[1:])\n"
         "result = compare_runs(a, find_run(a, '1')['run_id'], b, find_run(b, '1')['run_id'])\n"
         "outputs = len(result['artifacts'])\n"
         "print(f'identical ({outputs} outputs)' if result['identical'] else "
