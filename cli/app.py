@@ -39,6 +39,7 @@ from cli.options import (
     load_config,
     metadata_location_of,
     metadata_uri_options,
+    parallelism_option,
     profile_option,
     setting,
 )
@@ -108,14 +109,10 @@ from pipeline.config import BEAM_MODES, PROFILE_SETTINGS
     help="tensorflow_model_server binary for InfraValidator [default: one on PATH, else the "
     "project's model server].",
 )
-@click.option(
-    "--parallelism",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="How many components may run at once, each in its own process (independent ones: "
-    "the unlabeled data's beside the labeled data's, Evaluator beside InfraValidator) "
-    "[default: one per core].",
+@parallelism_option(
+    "How many components may run at once, each in its own process (independent ones: the "
+    "unlabeled data's beside the labeled data's, Evaluator beside InfraValidator) "
+    "[default: one per core]."
 )
 @click.option(
     "--deterministic/--no-deterministic",

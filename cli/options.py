@@ -127,6 +127,13 @@ def setting(flag: str, help: str, field: str | None = None, **options: Any):
     )
 
 
+def parallelism_option(help: str):
+    """--parallelism N: how many components a run (or a replay) runs at once."""
+    return click.option(
+        "--parallelism", type=click.IntRange(min=1), default=None, metavar="N", help=help
+    )
+
+
 def profile_option(command):
     return click.option(
         "--profile",

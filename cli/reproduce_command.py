@@ -20,7 +20,7 @@ from typing import Any
 import click
 
 from cli import exit_codes
-from cli.options import CONTEXT_SETTINGS, open_store, store_options
+from cli.options import CONTEXT_SETTINGS, open_store, parallelism_option, store_options
 from cli.user_errors import UserError, quiet_libraries
 from metadata.store import NotFound, StoreIndex, UnusableStore
 from pipeline.metadata_location import MetadataLocation
@@ -41,13 +41,7 @@ from pipeline.metadata_location import MetadataLocation
     help="Replay even when the data, code, lock, libraries or profile differ from what the run "
     "recorded; the comparison then shows what the differences changed.",
 )
-@click.option(
-    "--parallelism",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="How many components the replay runs at once [default: one per core].",
-)
+@parallelism_option("How many components the replay runs at once [default: one per core].")
 @store_options
 def reproduce(
     run_ref: str,
