@@ -153,8 +153,9 @@ def _data_differences(
     outputs: dict[str, Artifact], config: PipelineConfig
 ) -> tuple[list[Difference], int]:
     """The data files run R read (as its ExampleGens recorded them) against the files a run of
-    `config` started now reads."""
+    `config` started now reads; returns the differences and how many recorded files were checked."""
     recorded: dict[str, dict[str, Any]] = {}
+    differences = []
     for node, input_dir, window in (
         (node_ids.LABELED_EXAMPLE_GEN, config.labeled_data_dir, config.training_spans),
         (node_ids.UNLABELED_EXAMPLE_GEN, config.unlabeled_data_dir, None),
@@ -164,41 +165,37 @@ def _data_differences(
             continue
         files = data_files.parse(properties(examples).get(data_files.DATA_FILES_PROPERTY))
         if not files:
-            return [
-                Difference(
-                    "data",
-                    f"{node}'s examples",
-                    None,
-                    None,
-                    detail="were written before ExampleGen recorded the hashes of the files it "
-                    "read: the run's data cannot be checked",
-                )
-            ], 0
+            detail = (
+                "were written before ExampleGen recorded the hashes of the files it read: the "
+                "run's data cannot be checked"
+            )
+            return [Difference("data", f"{node}'s examples", None, None, detail=detail)], 0
         recorded.update({f["path"]: f for f in files})
+        read_spans = ", ".join(
+            str(s) for s in sorted({f["span"] for f in files if f["span"] is not None})
+        )
         now_read = spans.files_a_run_reads(str(input_dir), config.span_pattern, window)
         for span, paths in now_read.items():
-            for path in paths:
-                if path not in recorded:
-                    recorded_spans = sorted({f["span"] for f in files if f["span"] is not None})
-                    detail = (
-                        f"is new: a run started now reads it (span {span}; the run read span(s) "
-                        f"{', '.join(map(str, recorded_spans)) or 'none'})"
-                    )
-                    differences_new = Difference("data", path, None, "present", detail=detail)
-                    recorded.setdefault(path, {"new": differences_new})
-    differences = []
+            differences += [
+                Difference(
+                    "data",
+                    path,
+                    None,
+                    "present",
+                    detail=f"is new: a run started now reads it (span {span}; the run read "
+                    f"span(s) {read_spans or 'none'})",
+                )
+                for path in paths
+                if path not in recorded
+            ]
     for path, record in sorted(recorded.items()):
-        if "new" in record:
-            differences.append(record["new"])
-            continue
         if not Path(path).is_file():
             differences.append(Difference("data", path, record["sha256"], None))
             continue
         digest = data_files.file_record(path, record["span"])["sha256"]
         if digest != record["sha256"]:
             differences.append(Difference("data", path, record["sha256"], digest))
-    checked = sum(1 for record in recorded.values() if "new" not in record)
-    return differences, checked
+    return differences, len(recorded)
 
 
 # ---- the Evaluator's baseline ----------------------------------------------------------------------

@@ -230,3 +230,19 @@ def test_an_unknown_run_is_refused(recorded):
     result = run_cli("reproduce", "no-such-run", recorded["store"])
     assert result.returncode == 2
     assert "no run 'no-such-run'" in result.stderr
+
+
+def test_a_newer_span_that_a_run_would_read_instead_is_refused(recorded):
+    profile_dir = recorded["profile_dir"]
+    new_span = profile_dir / "data" / "labeled" / "span-2"
+    new_span.mkdir()
+    try:
+        shutil.copy(profile_dir / "data" / "labeled" / "span-1" / "penguins.csv", new_span)
+        refused = run_cli("reproduce", "1", recorded["store"])
+    finally:
+        shutil.rmtree(new_span)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert (
+        f"data {new_span / 'penguins.csv'} is new: a run started now reads it (span 2; the run "
+        "read span(s) 1)" in refused.stdout
+    )
