@@ -3,12 +3,11 @@ statistics, curated schema, hyperparameters, metrics and blessings."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from metadata.artifacts import output_contents, run_outputs
-from metadata.runs import ENVIRONMENT_PROPERTY, find_run, run_context
-from metadata.store import StoreIndex, custom_property
+from metadata.runs import find_run, recorded_environment, run_context
+from metadata.store import StoreIndex
 from pipeline import run_environment
 
 
@@ -110,10 +109,7 @@ def diff_flat(a: dict | None, b: dict | None) -> dict[str, Any]:
 def diff_environment(index: StoreIndex, run_a: str, run_b: str) -> dict[str, Any]:
     """What the two runs depended on, compared: source files, lock, versions, profile keys,
     settings and seeds (pipeline/run_environment.py)."""
-    recorded = []
-    for run_id in (run_a, run_b):
-        value = custom_property(run_context(index, run_id), ENVIRONMENT_PROPERTY)
-        recorded.append(json.loads(value) if value else None)
+    recorded = [recorded_environment(run_context(index, run_id)) for run_id in (run_a, run_b)]
     if None in recorded:
         return {"available": False}
     a, b = recorded

@@ -9,6 +9,7 @@ reads as running (on that host) until a reader there, or its next run, says othe
 
 from __future__ import annotations
 
+import json
 import socket
 from collections.abc import Iterable
 from pathlib import Path
@@ -29,8 +30,12 @@ PID_PROPERTY = "pid"
 USER_PROPERTY = "user"
 OUTPUT_DIR_PROPERTY = "output_dir"
 PARALLELISM_PROPERTY = "parallelism"  # how many components could run at once
-# JSON: what the run depends on besides its data (pipeline/run_environment.py `capture`).
+# What the run depends on besides its data (pipeline/run_environment.py `capture`), as JSON in
+# numbered parts: `environment_000`, `environment_001`, ... and `environment_parts`, their count.
+# ML Metadata on PostgreSQL indexes property values, and an index row holds at most 8191 bytes
+# (a record of 17 kB was refused whole).
 ENVIRONMENT_PROPERTY = "environment"
+_ENVIRONMENT_PART_CHARACTERS = 2000
 
 
 def run_contexts(store: metadata_store.MetadataStore, pipeline_name: str) -> list[Context]:
@@ -178,3 +183,25 @@ def find_run(index: StoreIndex, run_ref: str) -> dict[str, Any]:
         kind = "ambiguous" if matches else "unknown"
         raise NotFound(f"no run {run_ref!r} ({kind}); `inspect runs` lists them")
     return matches[0]
+
+
+def environment_properties(record_json: str) -> dict[str, str]:
+    """The run context's custom properties that hold `record_json` (ASCII JSON), in parts."""
+    size = _ENVIRONMENT_PART_CHARACTERS
+    parts = [record_json[i : i + size] for i in range(0, len(record_json), size)] or [""]
+    properties = {f"{ENVIRONMENT_PROPERTY}_{number:03d}": part for number, part in enumerate(parts)}
+    properties[f"{ENVIRONMENT_PROPERTY}_parts"] = str(len(parts))
+    return properties
+
+
+def recorded_environment(context: Context) -> dict[str, Any] | None:
+    """What run `context` recorded it depended on, or None for a run from before the record."""
+    count = custom_property(context, f"{ENVIRONMENT_PROPERTY}_parts")
+    if count is None:
+        return None
+    return json.loads(
+        "".join(
+            custom_property(context, f"{ENVIRONMENT_PROPERTY}_{number:03d}") or ""
+            for number in range(int(count))
+        )
+    )

@@ -119,16 +119,17 @@ def cancel_unfinished(
 
 
 def _run_properties(config: PipelineConfig, parallelism: int) -> dict[str, str]:
-    """Who runs the run and where, on its context in ML Metadata (see metadata/runs.py)."""
+    """Who runs the run and where, and what it depends on besides its data (code, lock,
+    versions, profile, settings, seeds: what `reproduce` checks and replays), on its context in
+    ML Metadata (see metadata/runs.py)."""
+    environment = run_environment.to_json(run_environment.capture(config))
     return {
+        **runs.environment_properties(environment),
         runs.HOST_PROPERTY: socket.gethostname(),
         runs.PID_PROPERTY: str(os.getpid()),
         runs.OUTPUT_DIR_PROPERTY: str(config.output_dir),
         runs.USER_PROPERTY: getpass.getuser(),
         runs.PARALLELISM_PROPERTY: str(parallelism),
-        # What the run depends on besides its data (code, lock, versions, profile, settings,
-        # seeds): what `reproduce` checks and replays.
-        runs.ENVIRONMENT_PROPERTY: run_environment.to_json(run_environment.capture(config)),
     }
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
-import json
 import typing
 from pathlib import Path
 from types import MappingProxyType
@@ -65,18 +64,12 @@ class ReplayCheck:
         return [d for d in self.differences if not d.informational]
 
 
-def recorded_environment(index: StoreIndex, run_id: str) -> dict[str, Any] | None:
-    """What run `run_id` recorded it depended on, or None for a run from before the record."""
-    value = custom_property(runs.run_context(index, run_id), runs.ENVIRONMENT_PROPERTY)
-    return json.loads(value) if value else None
-
-
 def check_replay(index: StoreIndex, run_ref: str) -> ReplayCheck:
     """Run `run_ref` (id, prefix or position) and every difference between what it recorded
     and what is here now."""
     run = runs.find_run(index, run_ref)
     run_id = run["run_id"]
-    recorded = recorded_environment(index, run_id)
+    recorded = runs.recorded_environment(runs.run_context(index, run_id))
     if recorded is None:
         raise CannotReproduce(
             f"run {run_id} has no record of what it depended on (code, lock, versions, settings): "

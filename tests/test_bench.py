@@ -260,6 +260,7 @@ def test_only_selects_scenarios_in_run_order(tmp_path):
         "reference",
         "cold",
         "parallelism",
+        "determinism",
         "rerun_unchanged",
         "rerun_model_change",
     ]

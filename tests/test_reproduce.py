@@ -98,11 +98,10 @@ def test_a_replay_from_scratch_gives_identical_weights_and_metrics(recorded):
 
 def test_the_run_records_what_it_depended_on(recorded):
     index = _index(recorded["output_dir"])
-    from metadata.runs import ENVIRONMENT_PROPERTY, run_context
-    from metadata.store import custom_property
+    from metadata.runs import recorded_environment, run_context
 
     run_id = find_run(index, "1")["run_id"]
-    environment = json.loads(custom_property(run_context(index, run_id), ENVIRONMENT_PROPERTY))
+    environment = recorded_environment(run_context(index, run_id))
     assert environment["versions"]["tensorflow"] == tf.__version__
     assert environment["seeds"] == {"seed": 42, "deterministic": True, "python_hash_seed": 0}
     assert environment["profile_overrides"] == ["train_steps"]

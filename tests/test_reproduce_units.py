@@ -225,3 +225,21 @@ def test_sharded_results_are_compared_as_sets_of_records(tmp_path):
     assert run_comparison.compare_record_sets(str(tmp_path / "a"), str(tmp_path / "c")) == {
         "metrics": "metrics: 3 vs 3 records; 1 only in run A, 1 only in run B"
     }
+
+
+def test_a_record_is_stored_in_parts_a_postgresql_index_takes(taxi_record):
+    from ml_metadata.proto import metadata_store_pb2
+
+    from metadata import runs
+
+    _, record = taxi_record
+    text = run_environment.to_json(record)
+    properties = runs.environment_properties(text)
+    # ML Metadata on PostgreSQL refused the record whole: an index row holds at most 8191 bytes.
+    assert len(text) > 8191
+    assert all(len(value.encode()) <= 2000 for value in properties.values())
+    context = metadata_store_pb2.Context()
+    for name, value in properties.items():
+        context.custom_properties[name].string_value = value
+    assert runs.recorded_environment(context) == record
+    assert runs.recorded_environment(metadata_store_pb2.Context()) is None
