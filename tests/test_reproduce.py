@@ -1,10 +1,12 @@
 """`reproduce RUN` on real runs: a recorded run replayed from scratch gives the same artifacts to
 the bit, and a change to its data, profile or code is refused, named, unless allowed.
 
-The runs: the penguin profile copied with a model module of its own beside profile.yaml; a cold
-run one component at a time, then a run with --train-steps 410 (a new model, which the Evaluator
-compares with the first as its baseline). The replay of the second runs two components at once,
-cold, in a fresh output directory.
+The runs: the penguin profile copied with a model module of its own beside profile.yaml, on a
+smaller training budget (one tuner trial, fewer steps; given on the command line, so recorded as
+settings a replay keeps); a cold run one component at a time, then a run with --train-steps 210
+(a new model, which the Evaluator compares with the first as its baseline). The replay of the
+second runs two components at once, cold, in a fresh output directory. The refusals run in this
+process (click's test runner): they stop before anything runs.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ from metadata.run_comparison import run_outputs_by_node
 from metadata.runs import find_run
 from metadata.store import StoreIndex, input_artifacts
 from orchestration.dag_schedule import default_parallelism
-from tests.conftest import PROJECT_ROOT, run_cli
+from tests.conftest import PROJECT_ROOT, invoke, run_cli
 
 pytestmark = pytest.mark.e2e
 
+SMALL_BUDGET = ("--tuner-trials=1", "--tuner-train-steps=50")
 MODEL_MODULE = '''"""The penguin profile's model: the project's own, named from the profile's folder."""
 
 from components.model import run_fn  # noqa: F401
@@ -40,10 +43,14 @@ def recorded(tmp_path_factory):
     profile_file = profile_dir / "profile.yaml"
     profile_file.write_text(profile_file.read_text() + "\ncode:\n  run_fn: penguin_model.run_fn\n")
     output_dir = tmp_path_factory.mktemp("recorded-runs")
-    args = [f"--profile={profile_dir}", f"--output-dir={output_dir}"]
-    first = run_cli(*args, "--parallelism=1")
+    args = [
+        f"--profile={profile_dir}",
+        f"--output-dir={output_dir}",
+        *SMALL_BUDGET,
+    ]
+    first = run_cli(*args, "--parallelism=1", "--train-steps=200")
     assert first.returncode == 0, first.stdout + first.stderr
-    second = run_cli(*args, "--train-steps=410")
+    second = run_cli(*args, "--train-steps=210")
     assert second.returncode == 0, second.stdout + second.stderr
     store = f"--metadata-uri={output_dir / 'metadata.db'}"
     replay = run_cli("reproduce", "1", store)
@@ -104,8 +111,8 @@ def test_the_run_records_what_it_depended_on(recorded):
     environment = recorded_environment(run_context(index, run_id))
     assert environment["versions"]["tensorflow"] == tf.__version__
     assert environment["seeds"] == {"seed": 42, "deterministic": True, "python_hash_seed": 0}
-    assert environment["profile_overrides"] == ["train_steps"]
-    assert environment["settings"]["train_steps"] == 410
+    assert environment["profile_overrides"] == ["train_steps", "tuner_train_steps", "tuner_trials"]
+    assert environment["settings"]["train_steps"] == 210
     module = str(recorded["profile_dir"] / "penguin_model.py")
     assert environment["source_files"][module] == _sha256(Path(module))
     examples = run_outputs_by_node(index, run_id)["CsvExampleGen.examples"]
@@ -171,11 +178,11 @@ def test_a_change_since_the_run_is_refused_and_named(recorded, edited_file, old,
     replays = recorded["output_dir"] / "reproductions"
     before = sorted(replays.iterdir())
     with _edited(profile_dir / edited_file, old, new):
-        refused = run_cli("reproduce", "1", recorded["store"])
-    assert refused.returncode == 2, refused.stdout + refused.stderr
-    assert "the replay is refused" in refused.stdout
-    assert named.format(profile_dir=profile_dir) in refused.stdout
-    assert "--allow-differences" in refused.stdout
+        refused = invoke("reproduce", "1", recorded["store"])
+    assert refused.exit_code == 2, refused.output
+    assert "the replay is refused" in refused.output
+    assert named.format(profile_dir=profile_dir) in refused.output
+    assert "--allow-differences" in refused.output
     assert sorted(replays.iterdir()) == before  # nothing written
 
 
@@ -213,22 +220,20 @@ def test_an_allowed_difference_shows_in_the_comparison(recorded, tmp_path):
 
 
 def test_inspect_diff_shows_what_two_runs_depended_on(recorded):
-    from tests.conftest import invoke
-
     result = invoke("inspect", "diff", "2", "1", recorded["store"], "--json")
     environment = json.loads(result.output)["environment"]
     assert environment["available"]
     changed = {d["subject"]: d for d in environment["differences"] if not d["informational"]}
     assert set(changed) == {"train_steps"}
-    assert (changed["train_steps"]["recorded"], changed["train_steps"]["now"]) == (400, 410)
+    assert (changed["train_steps"]["recorded"], changed["train_steps"]["now"]) == (200, 210)
     text = invoke("inspect", "diff", "2", "1", recorded["store"]).output
-    assert "settings train_steps: A 400, B 410" in text
+    assert "settings train_steps: A 200, B 210" in text
 
 
 def test_an_unknown_run_is_refused(recorded):
-    result = run_cli("reproduce", "no-such-run", recorded["store"])
-    assert result.returncode == 2
-    assert "no run 'no-such-run'" in result.stderr
+    result = invoke("reproduce", "no-such-run", recorded["store"])
+    assert result.exit_code == 2
+    assert "no run 'no-such-run'" in result.output
 
 
 def test_a_newer_span_that_a_run_would_read_instead_is_refused(recorded):
@@ -237,11 +242,11 @@ def test_a_newer_span_that_a_run_would_read_instead_is_refused(recorded):
     new_span.mkdir()
     try:
         shutil.copy(profile_dir / "data" / "labeled" / "span-1" / "penguins.csv", new_span)
-        refused = run_cli("reproduce", "1", recorded["store"])
+        refused = invoke("reproduce", "1", recorded["store"])
     finally:
         shutil.rmtree(new_span)
-    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert refused.exit_code == 2, refused.output
     assert (
         f"data {new_span / 'penguins.csv'} is new: a run started now reads it (span 2; the run "
-        "read span(s) 1)" in refused.stdout
+        "read span(s) 1)" in refused.output
     )
