@@ -24,7 +24,14 @@ from components import profile as profiles
 from components.span_example_gen import spans
 from metadata import runs
 from metadata.run_comparison import run_outputs_by_node
-from metadata.store import Artifact, StoreIndex, custom_property, input_artifacts, properties
+from metadata.store import (
+    Artifact,
+    StoreIndex,
+    custom_property,
+    input_artifacts,
+    open_store,
+    properties,
+)
 from pipeline import node_ids, run_environment
 from pipeline.config import PROFILE_SETTINGS, ConfigError, PipelineConfig
 from pipeline.metadata_location import MetadataLocation
@@ -232,8 +239,6 @@ def seed_baseline(location: MetadataLocation, pipeline_name: str, baseline: Base
     """Records run R's baseline model and its blessing in the replay's fresh store, where the
     Evaluator's baseline resolver finds it (an execution of the pipeline's context outputs them),
     pointing at R's files."""
-    from metadata.store import open_store
-
     store = open_store(location, writable=True)
 
     def new_type(artifact_type: metadata_store_pb2.ArtifactType) -> int:

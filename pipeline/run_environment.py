@@ -98,6 +98,8 @@ def _project_files() -> list[Path]:
 def _is_source(path: Path, skipped: Iterable[Path]) -> bool:
     if path.suffix not in SOURCE_SUFFIXES or not path.is_file():
         return False
+    if "__pycache__" in path.parts:
+        return False
     if any(path.is_relative_to(folder) for folder in skipped):
         return False
     if path.is_relative_to(PROJECT_ROOT):
@@ -119,7 +121,8 @@ def source_files(config: PipelineConfig) -> dict[str, str]:
     """Path -> SHA-256 of every source file of the project and of the profile's folder (its own
     user code and schema), data folders and profile.yaml left out (recorded on their own)."""
     profile_yaml = profiles.profile_file(config.profile_dir).resolve()
-    skipped = [config.data_dir.resolve(), (PROJECT_ROOT / "data")]
+    # The data (hashed by the ExampleGens) and the run's own outputs, wherever they are.
+    skipped = [config.data_dir.resolve(), PROJECT_ROOT / "data", config.output_dir.resolve()]
     candidates = set(_project_files())
     if not config.profile_dir.resolve().is_relative_to(PROJECT_ROOT):
         candidates.update(p for p in config.profile_dir.resolve().rglob("*") if p.is_file())
