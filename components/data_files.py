@@ -11,28 +11,35 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 DATA_FILES_PROPERTY = "data_files"
 _BLOCK_BYTES = 1 << 20
 
 
-def file_record(path: str, span: int | None) -> dict[str, Any]:
-    """The file at `path` (a local path or a URI TensorFlow's file system reads): its SHA-256
-    and size."""
+def sha256_and_size(path: str | Path) -> tuple[str, int]:
+    """The SHA-256 (hex) and size of the file at `path`, a local path or a URI TensorFlow's file
+    systems read (gs://, s3://, ...), read a block at a time."""
     digest = hashlib.sha256()
     size = 0
-    if "://" in path:  # an object store: TensorFlow's file systems read it
+    if "://" in str(path):  # an object store: TensorFlow's file systems read it
         import tensorflow as tf
 
-        opened = tf.io.gfile.GFile(path, "rb")
+        opened = tf.io.gfile.GFile(str(path), "rb")
     else:
         opened = open(path, "rb")  # noqa: SIM115 - closed by the with below
     with opened as f:
         while block := f.read(_BLOCK_BYTES):
             digest.update(block)
             size += len(block)
-    return {"span": span, "path": path, "sha256": digest.hexdigest(), "bytes": size}
+    return digest.hexdigest(), size
+
+
+def file_record(path: str, span: int | None) -> dict[str, Any]:
+    """The file at `path`: its span, SHA-256 and size."""
+    digest, size = sha256_and_size(path)
+    return {"span": span, "path": path, "sha256": digest, "bytes": size}
 
 
 def record(examples: Any, files_by_span: Mapping[int | None, Sequence[str]]) -> None:

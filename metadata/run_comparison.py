@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import glob
 import gzip
-import hashlib
 import os
 import re
 import struct
@@ -26,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from components.data_files import sha256_and_size
 from metadata.runs import run_context, run_executions
 from metadata.store import Artifact, StoreIndex, output_artifacts, properties
 
@@ -158,11 +158,7 @@ def _file_digests(root: str, skip: re.Pattern | None) -> dict[str, str]:
         relative = path.relative_to(base).as_posix()
         if skip is not None and skip.match(relative):
             continue
-        digest = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        digests[relative] = digest.hexdigest()
+        digests[relative] = sha256_and_size(path)[0]
     return digests
 
 

@@ -27,7 +27,6 @@ from metadata.run_comparison import run_outputs_by_node
 from metadata.store import (
     Artifact,
     StoreIndex,
-    custom_property,
     input_artifacts,
     open_store,
     properties,
@@ -76,14 +75,14 @@ def check_replay(index: StoreIndex, run_ref: str) -> ReplayCheck:
     and what is here now."""
     run = runs.find_run(index, run_ref)
     run_id = run["run_id"]
-    recorded = runs.recorded_environment(runs.run_context(index, run_id))
+    context = runs.run_context(index, run_id)
+    recorded = runs.recorded_environment(context)
     if recorded is None:
         raise CannotReproduce(
             f"run {run_id} has no record of what it depended on (code, lock, versions, settings): "
             "it ran before runs recorded them, or on Kubeflow. Runs from now on can be reproduced."
         )
-    context = runs.run_context(index, run_id)
-    output_dir = Path(custom_property(context, runs.OUTPUT_DIR_PROPERTY) or ".")
+    output_dir = Path(run["output_dir"] or ".")
     config = replay_config(recorded, output_dir)
     now = run_environment.capture(config)
     # The replay uses the recorded settings; a setting the profile gives differs only when the
@@ -100,9 +99,8 @@ def check_replay(index: StoreIndex, run_ref: str) -> ReplayCheck:
 
 
 # ---- the configuration ---------------------------------------------------------------------------
-def _restored(name: str, value: Any) -> Any:
-    """A recorded setting's JSON value as PipelineConfig holds it."""
-    hint = typing.get_type_hints(PipelineConfig)[name]
+def _restored(hint: Any, value: Any) -> Any:
+    """A recorded setting's JSON value as PipelineConfig holds it (`hint`: the field's type)."""
     if value is None:
         return None
     if hint is Path or Path in typing.get_args(hint):
@@ -123,8 +121,9 @@ def replay_config(
     settings = recorded["settings"]
     overrides = set(recorded.get("profile_overrides", ()))
     profile_dir = Path(settings["profile_dir"])
+    hints = typing.get_type_hints(PipelineConfig)
     kept = {
-        name: _restored(name, value)
+        name: _restored(hints[name], value)
         for name, value in settings.items()
         if name not in PROFILE_SETTINGS or name in overrides
     }

@@ -26,6 +26,7 @@ from typing import Any
 import yaml
 
 from components import profile as profiles
+from components.data_files import sha256_and_size
 from pipeline.config import PROFILE_SETTINGS, PROJECT_ROOT, PipelineConfig, profile_settings
 
 FORMAT_VERSION = 1
@@ -56,14 +57,6 @@ NOT_SOURCE_FOLDERS = ("tests", "bench", "outputs", "test-artifacts", ".venv")
 LOCATION_SETTINGS = frozenset(
     {"output_dir", "metadata", "pipeline_root_uri", "serving_model_uri", "enable_cache"}
 )
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _git(*args: str) -> str | None:
@@ -128,7 +121,7 @@ def source_files(config: PipelineConfig) -> dict[str, str]:
         candidates.update(p for p in config.profile_dir.resolve().rglob("*") if p.is_file())
     candidates.add(config.curated_schema_file.resolve())
     return {
-        display_path(path): _sha256(path)
+        display_path(path): sha256_and_size(path)[0]
         for path in sorted(p.resolve() for p in candidates)
         if path != profile_yaml and _is_source(path, skipped)
     }
@@ -201,7 +194,7 @@ def capture(config: PipelineConfig) -> dict[str, Any]:
         "source_files": source_files(config),
         "lock": {
             "path": display_path(LOCK_FILE),
-            "sha256": _sha256(LOCK_FILE) if LOCK_FILE.is_file() else None,
+            "sha256": sha256_and_size(LOCK_FILE)[0] if LOCK_FILE.is_file() else None,
         },
         "versions": _versions(),
         "platform": {"machine": platform.machine(), "system": platform.system()},

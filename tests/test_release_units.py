@@ -360,15 +360,23 @@ def test_manual_approval_then_a_canary_then_promotion_by_the_counts(controlled):
     assert "promoted after its canary" in promoted.reason
 
 
+def _second_version_released(controlled, strategy: str):
+    """Version 1 pushed and made stable, then version 2 pushed under `strategy`: the
+    controller, and its routing after version 2's first turn."""
+    store, model_dir = controlled["store"], controlled["model_dir"]
+    _push(store, model_dir, 1)
+    controller = controlled["controller"](strategy=strategy)
+    controller.step()
+    _push(store, model_dir, 2)
+    return controller, controller.step()
+
+
 def test_a_rejected_canary_leaves_the_routing_at_the_next_turn(controlled):
     from release import states
 
     store, model_dir = controlled["store"], controlled["model_dir"]
-    _push(store, model_dir, 1)
-    controller = controlled["controller"](strategy="shadow")
-    controller.step()
-    _push(store, model_dir, 2)
-    assert controller.step()["mode"] == "shadow"
+    controller, table = _second_version_released(controlled, "shadow")
+    assert table["mode"] == "shadow"
     states.reject(store, "here", 2, "carol", "wrong features")
     table = controller.step()
     assert (table["stable"], table["candidate"], table["load"]) == (1, None, [1])
@@ -401,11 +409,8 @@ def test_a_rollback_to_a_version_either_validator_did_not_bless_is_refused():
 
 def test_a_rollback_ends_the_canary_and_a_version_pushed_meanwhile_waits_its_turn(controlled):
     store, model_dir = controlled["store"], controlled["model_dir"]
-    _push(store, model_dir, 1)
-    controller = controlled["controller"](strategy="canary")
-    controller.step()
-    _push(store, model_dir, 2)
-    assert controller.step()["candidate"] == 2
+    controller, table = _second_version_released(controlled, "canary")
+    assert table["candidate"] == 2
     _push(store, model_dir, 3)  # during 2's canary: waits
     assert controller.step()["candidate"] == 2 and _state(store, 3) == "pushed"
     _push(store, model_dir, 5, rollback_of=1)  # `models rollback 1`: a higher number than 3
