@@ -87,31 +87,29 @@ def search_space(model_size: dict[str, Any] | None = None) -> keras_tuner.HyperP
     return hp
 
 
-def _categorical_inputs(profile: Profile) -> dict[str, int]:
-    """Transformed categorical feature name -> number of distinct ids."""
-    cardinality = {}
-    for key, feature in profile.features.items():
-        name = profiles.transformed_name(key)
-        if feature.kind == FeatureKind.BUCKETIZED:
-            cardinality[name] = feature.buckets + 1
-        elif feature.kind == FeatureKind.INTEGER_CATEGORY:
-            cardinality[name] = feature.max + 2  # 0..max, plus one id for out-of-range values
-        elif feature.kind == FeatureKind.VOCABULARY:
-            cardinality[name] = feature.top_k + feature.oov_buckets
-    return cardinality
+@keras.saving.register_keras_serializable(package="components.model")
+class WordMean(keras.layers.Layer):
+    """The mean of a row's word embeddings, leaving out the padding (id 0); zeros for a row
+    without words (Keras's masked average divides by zero there)."""
+
+    def call(self, embedded, ids):
+        present = keras.ops.cast(keras.ops.greater(ids, 0), embedded.dtype)
+        total = keras.ops.sum(embedded * keras.ops.expand_dims(present, -1), axis=1)
+        count = keras.ops.maximum(keras.ops.sum(present, axis=1, keepdims=True), 1.0)
+        return total / count
 
 
 def _head(task: str, class_count: int, label_scale: tuple[float, float]):
-    """The output layer, loss and metrics for the task."""
+    """The output layer (over the logits), loss and metrics for the task."""
     if task == "binary":
         return (
-            keras.layers.Dense(1, activation="sigmoid", name="positive_probability"),
+            keras.layers.Activation("sigmoid", name="positive_probability"),
             keras.losses.BinaryCrossentropy(),
             [keras.metrics.BinaryAccuracy(name="binary_accuracy"), keras.metrics.AUC(name="auc")],
         )
     if task == "multiclass":
         return (
-            keras.layers.Dense(class_count, activation="softmax", name="class_probabilities"),
+            keras.layers.Activation("softmax", name="class_probabilities"),
             keras.losses.SparseCategoricalCrossentropy(),
             [keras.metrics.SparseCategoricalAccuracy(name="sparse_categorical_accuracy")],
         )
@@ -129,30 +127,71 @@ def build_keras_model(
     profile: Profile,
     label_scale: tuple[float, float] = (0.0, 1.0),
 ) -> keras.Model:
-    """A deep network over z-scored numerics and embedded categoricals, with the task's head."""
+    """A deep network over z-scored numerics, embedded categoricals and averaged word
+    embeddings, with the task's head. With `model.linear_part` (the default), a linear model of
+    the same inputs (a weight per numeric, per category id and per word) is added to the
+    network's output before the head's activation: wide and deep, so that what a linear model
+    finds is found at once, and the network learns what it misses."""
     inputs: dict[str, keras.KerasTensor] = {}
-    parts = []
-    for key in profile.of_kind(FeatureKind.NUMERIC):
-        name = profiles.transformed_name(key)
-        inputs[name] = keras.Input(shape=(), name=name, dtype="float32")
-        parts.append(keras.ops.expand_dims(inputs[name], -1))
+    deep_parts, linear_parts = [], []
     embedding_dim = hparams.get("embedding_dim")
-    for name, cardinality in _categorical_inputs(profile).items():
-        inputs[name] = keras.Input(shape=(), name=name, dtype="int64")
-        embedded = keras.layers.Embedding(cardinality, embedding_dim, name=f"{name}_embedding")(
-            inputs[name]
+    outputs = 1 if profile.task != "multiclass" else len(profile.label.class_names)
+    numerics = []
+    for model_input in profile.model_inputs():
+        name = model_input.name
+        if model_input.kind == "numeric":
+            inputs[name] = keras.Input(shape=(), name=name, dtype="float32")
+            numerics.append(keras.ops.expand_dims(inputs[name], -1))
+        elif model_input.kind == "categorical":
+            inputs[name] = keras.Input(shape=(), name=name, dtype="int64")
+            deep_parts.append(
+                keras.layers.Embedding(model_input.size, embedding_dim, name=f"{name}_embedding")(
+                    inputs[name]
+                )
+            )
+            linear_parts.append(
+                keras.layers.Embedding(model_input.size, outputs, name=f"{name}_weight")(
+                    inputs[name]
+                )
+            )
+        else:  # tokens: the average of the row's word embeddings (0 pads, and is left out)
+            inputs[name] = keras.Input(shape=(model_input.length,), name=name, dtype="int64")
+            for dim, parts, suffix in (
+                (embedding_dim, deep_parts, "embedding"),
+                (outputs, linear_parts, "weight"),
+            ):
+                embedded = keras.layers.Embedding(model_input.size, dim, name=f"{name}_{suffix}")(
+                    inputs[name]
+                )
+                parts.append(WordMean(name=f"{name}_{suffix}_mean")(embedded, inputs[name]))
+    if numerics:
+        numeric = (
+            keras.layers.Concatenate(name="numeric_features")(numerics)
+            if len(numerics) > 1
+            else numerics[0]
         )
-        parts.append(embedded)
+        deep_parts.insert(0, numeric)
+        linear_parts.insert(0, keras.layers.Dense(outputs, name="numeric_weights")(numeric))
 
-    x = keras.layers.Concatenate(name="all_features")(parts) if len(parts) > 1 else parts[0]
+    x = (
+        keras.layers.Concatenate(name="all_features")(deep_parts)
+        if len(deep_parts) > 1
+        else deep_parts[0]
+    )
     for i in range(hparams.get("num_hidden_layers")):
         x = keras.layers.Dense(hparams.get("hidden_units"), activation="relu", name=f"hidden_{i}")(
             x
         )
+    logits = keras.layers.Dense(outputs, name="deep_output")(x)
+    if profile.model.linear_part:
+        linear = (
+            keras.layers.Add(name="linear_output")(linear_parts)
+            if len(linear_parts) > 1
+            else linear_parts[0]
+        )
+        logits = keras.layers.Add(name="wide_and_deep")([logits, linear])
     output_layer, loss, metrics = _head(profile.task, len(profile.label.class_names), label_scale)
-    if profile.task == "regression":
-        x = keras.layers.Dense(1, name="standardized_prediction")(x)
-    output = output_layer(x)
+    output = output_layer(logits)
 
     model = keras.Model(inputs=inputs, outputs=output)
     model.compile(
@@ -403,6 +442,84 @@ def datasets(
     return train, evaluation
 
 
+# The metric early stopping and the Tuner watch on the eval split, per task: (Keras's name,
+# better when).
+VALIDATION_METRIC = {
+    "binary": ("val_auc", "max"),
+    "multiclass": ("val_sparse_categorical_accuracy", "max"),
+    "regression": ("val_root_mean_squared_error", "min"),
+}
+
+
+def fit(
+    model: keras.Model,
+    profile: Profile,
+    train: tf.data.Dataset,
+    evaluation: tf.data.Dataset,
+    train_steps: int,
+    eval_steps: int,
+) -> keras.callbacks.History:
+    """Trains for `train_steps` steps as the profile's budgets say: with early stopping, in
+    `training.checks` stretches, each checked on `eval_steps` eval batches, keeping the best
+    check's weights; with balanced class weights when the profile asks for them."""
+    budgets = profile.training
+    class_weight = class_weights(profile, train)
+    if not budgets.early_stopping:
+        return model.fit(
+            train,
+            epochs=1,
+            steps_per_epoch=train_steps,
+            validation_data=evaluation,
+            validation_steps=eval_steps,
+            class_weight=class_weight,
+            verbose=2,
+        )
+    checks = min(budgets.checks, train_steps)
+    monitor, mode = VALIDATION_METRIC[profile.task]
+    return model.fit(
+        train,
+        epochs=checks,
+        steps_per_epoch=max(1, train_steps // checks),
+        validation_data=evaluation,
+        validation_steps=eval_steps,
+        class_weight=class_weight,
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor=monitor,
+                mode=mode,
+                patience=budgets.patience,
+                restore_best_weights=True,
+                verbose=1,
+            )
+        ],
+        verbose=2,
+    )
+
+
+# Training batches read to count the classes for balanced class weights.
+CLASS_COUNT_BATCHES = 200
+
+
+def class_weights(profile: Profile, train: tf.data.Dataset) -> dict[int, float] | None:
+    """The loss's class weights the profile asks for (`training.class_weights`), or None."""
+    if profile.training.class_weights != "balanced" or profile.task == "regression":
+        return None
+    return balanced_class_weights(train, len(profile.label.class_names))
+
+
+def balanced_class_weights(train: tf.data.Dataset, class_count: int) -> dict[int, float]:
+    """total / (classes x count) per class, counted on the first training batches (a class
+    not seen there weighs as much as the rarest seen)."""
+    counts = np.zeros(class_count)
+    for _, labels in train.take(CLASS_COUNT_BATCHES):
+        ids = np.asarray(labels).reshape(-1).astype(int)
+        counts += np.bincount(ids[(ids >= 0) & (ids < class_count)], minlength=class_count)
+    seen = counts[counts > 0]
+    counts[counts == 0] = seen.min() if len(seen) else 1
+    weights = counts.sum() / (class_count * counts)
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """TFX Trainer entry point: train with the given (or default) hyperparameters and export."""
     profile, seed = training_inputs(fn_args)
@@ -411,14 +528,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     train, evaluation = datasets(fn_args, tf_transform_output, profile, seed)
     scale = label_scale(train) if profile.task == "regression" else (0.0, 1.0)
     model = build_keras_model(hparams, profile, scale)
-    model.fit(
-        train,
-        epochs=1,
-        steps_per_epoch=fn_args.train_steps,
-        validation_data=evaluation,
-        validation_steps=fn_args.eval_steps,
-        verbose=2,
-    )
+    fit(model, profile, train, evaluation, fn_args.train_steps, fn_args.eval_steps)
     export_serving_model(
         model,
         tf_transform_output,

@@ -13,6 +13,7 @@ inside a Kubeflow task, and a change to a part re-runs only the components that 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import re
 from pathlib import Path
@@ -59,7 +60,24 @@ class FeatureKind(str, enum.Enum):
     BUCKETIZED = "bucketized"  # quantile buckets, embedded
     INTEGER_CATEGORY = "integer_category"  # 0..max used as ids directly, embedded
     VOCABULARY = "vocabulary"  # a vocabulary computed by tf.Transform, embedded
+    BOOLEAN = "boolean"  # true/false as text (True/False, yes/no, y/n, t/f) or 0/1, embedded
+    DATETIME = "datetime"  # dates or times: cyclical parts and an age (DATETIME_PARTS)
+    TEXT = "text"  # free text: a vocabulary of its words, their embeddings averaged
     IGNORED = "ignored"  # in the data, not used by the model
+
+
+# How a datetime column is written: ISO 8601 dates or date-times (2024-03-01, 2024-03-01 14:30,
+# 2024-03-01T14:30:00Z; a time zone offset is read as written, not converted), or seconds or
+# milliseconds since 1970-01-01 UTC.
+DATETIME_FORMATS = ("iso", "epoch_seconds", "epoch_milliseconds")
+# What Transform makes of a datetime: day of week, month and hour as points on a circle (sine
+# and cosine, so that Sunday is next to Monday and December to January), and the age: the
+# date's days since 1970, z-scored over the training data (newer is higher).
+DATETIME_PARTS = ("day_of_week", "month", "hour", "age")
+# Spellings of a boolean column's values (lower-cased), true first.
+BOOLEAN_SPELLINGS = (("true", "false"), ("yes", "no"), ("y", "n"), ("t", "f"), ("1", "0"))
+TRUE_VALUES = tuple(true for true, _ in BOOLEAN_SPELLINGS)
+FALSE_VALUES = tuple(false for _, false in BOOLEAN_SPELLINGS)
 
 
 class _Strict(BaseModel):
@@ -70,15 +88,42 @@ class Feature(_Strict):
     kind: FeatureKind
     buckets: Annotated[int, Field(ge=2, le=1000)] = 10  # bucketized
     max: Annotated[int, Field(ge=0)] | None = None  # integer_category: the largest id
-    top_k: Annotated[int, Field(ge=1)] = 1000  # vocabulary: most frequent values kept
-    oov_buckets: Annotated[int, Field(ge=1)] = 10  # vocabulary: ids for values not kept
+    # vocabulary: most frequent values kept; text: most frequent words kept
+    top_k: Annotated[int, Field(ge=1)] = 1000
+    oov_buckets: Annotated[int, Field(ge=1)] = 10  # vocabulary, text: ids for the rest
+    max_tokens: Annotated[int, Field(ge=1, le=1024)] = 32  # text: words read from each value
+    format: Literal["iso", "epoch_seconds", "epoch_milliseconds"] = "iso"  # datetime
+    parts: list[Literal["day_of_week", "month", "hour", "age"]] = [  # datetime
+        "day_of_week",
+        "month",
+        "age",
+    ]
     why: str | None = None  # a note for reviewers (init explains its guesses here)
 
     @model_validator(mode="after")
-    def _max_for_integer_category(self) -> Feature:
+    def _settings_fit_the_kind(self) -> Feature:
         if self.kind == FeatureKind.INTEGER_CATEGORY and self.max is None:
             raise ValueError("an integer_category feature needs `max` (its largest value)")
+        if self.kind == FeatureKind.DATETIME:
+            if not self.parts:
+                raise ValueError(
+                    f"a datetime feature needs `parts` (some of {', '.join(DATETIME_PARTS)})"
+                )
+            if len(set(self.parts)) != len(self.parts):
+                raise ValueError("`parts` lists a part twice")
         return self
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelInput:
+    """One Transform output the model reads: `numeric` (a float per row), `categorical` (an id
+    per row, below `size`) or `tokens` (`length` ids per row below `size`, 0 for no word)."""
+
+    name: str
+    kind: Literal["numeric", "categorical", "tokens"]
+    column: str  # the raw column it is made from
+    size: int = 0
+    length: int = 0
 
 
 class PositiveWhen(_Strict):
@@ -136,6 +181,8 @@ class ModelSize(_Strict):
     hidden_units: Annotated[int, Field(ge=1, le=4096)] = 64
     embedding_dim: Annotated[int, Field(ge=1, le=512)] = 8
     learning_rate: Annotated[float, Field(gt=0, le=1)] = 3e-3
+    # A linear model of the same inputs added to the network's output (wide and deep).
+    linear_part: bool = True
 
 
 class Budgets(_Strict):
@@ -144,6 +191,15 @@ class Budgets(_Strict):
     train_steps: Annotated[int, Field(ge=1)] = 800
     eval_steps: Annotated[int, Field(ge=1)] = 20
     batch_size: Annotated[int, Field(ge=1)] = 128
+    # Training is checked on the eval split this many times (at even steps); the weights of the
+    # best check on the headline metric are kept, and training stops after `patience` checks
+    # without a better one. false: train every step and keep the last weights.
+    early_stopping: bool = True
+    checks: Annotated[int, Field(ge=2, le=100)] = 8
+    patience: Annotated[int, Field(ge=1)] = 3
+    # balanced: each class's examples weigh total / (classes x its count) in the loss, so that
+    # a rare class counts as much as a common one (imbalanced labels); none: every example 1.
+    class_weights: Literal["none", "balanced"] = "none"
 
 
 class Blessing(_Strict):
@@ -156,6 +212,11 @@ class Blessing(_Strict):
     # No regression against the latest blessed model, on the headline metric: AUC or accuracy
     # may drop by at most this (absolute); RMSE may grow by at most this fraction.
     max_regression: Annotated[float, Field(ge=0)] = 0.01
+    # The candidate may be at most this below the linear baseline (a linear model fitted on the
+    # same transformed features, scored on the same eval split) on the headline metric: AUC or
+    # accuracy in absolute points, RMSE as a fraction of the baseline's. None (the default):
+    # the baseline is reported, not required.
+    vs_linear_baseline: Annotated[float, Field(ge=0)] | None = None
 
 
 class DataChecks(_Strict):
@@ -309,7 +370,7 @@ class Profile(_Strict):
                         f"blessing.{key}: {metric!r} is not a {self.label.task} metric "
                         f"(one of {', '.join(allowed)})"
                     )
-        transformed = [transformed_name(c) for c in self.model_features]
+        transformed = [i.name for i in self.model_inputs()]
         transformed.append(self.transformed_label)
         clashes = {n for n in transformed if transformed.count(n) > 1}
         if clashes:
@@ -349,6 +410,35 @@ class Profile(_Strict):
     def of_kind(self, kind: FeatureKind) -> list[str]:
         return [name for name, f in self.features.items() if f.kind == kind]
 
+    def model_inputs(self) -> list[ModelInput]:
+        """What Transform makes of the features, in profile order: the model's inputs (and
+        the linear baseline's)."""
+        inputs: list[ModelInput] = []
+        for column, feature in self.features.items():
+            name = transformed_name(column)
+            kind = feature.kind
+            if kind == FeatureKind.NUMERIC:
+                inputs.append(ModelInput(name, "numeric", column))
+            elif kind == FeatureKind.BUCKETIZED:
+                inputs.append(ModelInput(name, "categorical", column, feature.buckets + 1))
+            elif kind == FeatureKind.INTEGER_CATEGORY:
+                # 0..max, plus one id for out-of-range values
+                inputs.append(ModelInput(name, "categorical", column, feature.max + 2))
+            elif kind == FeatureKind.VOCABULARY:
+                size = feature.top_k + feature.oov_buckets
+                inputs.append(ModelInput(name, "categorical", column, size))
+            elif kind == FeatureKind.BOOLEAN:
+                inputs.append(ModelInput(name, "categorical", column, 3))  # false, true, neither
+            elif kind == FeatureKind.TEXT:
+                size = feature.top_k + feature.oov_buckets + 1  # 0: no word
+                inputs.append(ModelInput(name, "tokens", column, size, feature.max_tokens))
+            elif kind == FeatureKind.DATETIME:
+                inputs += [
+                    ModelInput(part_name, "numeric", column)
+                    for part_name in datetime_part_names(column, feature.parts)
+                ]
+        return inputs
+
     @property
     def model_features(self) -> list[str]:
         return [name for name, f in self.features.items() if f.kind != FeatureKind.IGNORED]
@@ -379,6 +469,19 @@ def transformed_name(column: str) -> str:
     if safe[0].isdigit():
         safe = f"f_{safe}"
     return f"{safe}_xf"
+
+
+def datetime_part_names(column: str, parts: list[str]) -> list[str]:
+    """The Transform outputs of a datetime column's parts: a sine and a cosine for each
+    cyclical part, one number for the age."""
+    base = transformed_name(column).removesuffix("_xf")
+    names = []
+    for part in parts:
+        if part == "age":
+            names.append(f"{base}_age_xf")
+        else:
+            names += [f"{base}_{part}_sin_xf", f"{base}_{part}_cos_xf"]
+    return names
 
 
 def class_text(value: Any) -> str:

@@ -12,9 +12,8 @@ from components import model
 DEFAULT_MAX_TRIALS = 2
 # What the search maximizes or minimizes, per task (the validation metric Keras reports).
 OBJECTIVES = {
-    "binary": keras_tuner.Objective("val_auc", direction="max"),
-    "multiclass": keras_tuner.Objective("val_sparse_categorical_accuracy", direction="max"),
-    "regression": keras_tuner.Objective("val_root_mean_squared_error", direction="min"),
+    task: keras_tuner.Objective(metric, direction=direction)
+    for task, (metric, direction) in model.VALIDATION_METRIC.items()
 }
 
 
@@ -53,6 +52,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
             "steps_per_epoch": fn_args.train_steps,
             "validation_steps": fn_args.eval_steps,
             "epochs": 1,
+            "class_weight": model.class_weights(profile, train),
             "verbose": 2,
         },
     )

@@ -23,9 +23,11 @@ from components.curated_schema.component import CuratedSchemaImporter, content_f
 from components.data_gate.component import DataGate
 from components.data_gate.distribution_validator import DistributionValidator
 from components.evaluator.component import Evaluator
+from components.data_gate.training_checks import Settings as TrainingChecks
+from components.evaluator.linear_baseline import Settings as LinearBaseline
 from components.evaluator.trivial_baseline import Settings as TrivialBaseline
 from components.infra_validator.component import InfraValidator
-from components.profile import Profile
+from components.profile import FeatureKind, Profile
 from components.span_example_gen import spans
 from components.span_example_gen.component import SpanCsvExampleGen
 from components.statistics_gen.component import statistics_gen_component
@@ -129,6 +131,17 @@ def trivial_baseline_settings(profile: Profile, training_spans: int) -> TrivialB
         metric=headline,
         metric_key=profiles.METRICS[profile.task][headline][1],
         margin=profile.blessing.margin_over_trivial,
+        train_splits=spans.training_split_names(training_spans, spans.TRAIN),
+        eval_splits=spans.training_split_names(training_spans, spans.EVAL),
+    )
+
+
+def linear_baseline_settings(profile: Profile, training_spans: int) -> LinearBaseline:
+    """What the Evaluator's linear baseline is fitted on and compared by."""
+    return LinearBaseline(
+        profile=profile.transform_part(),
+        metric=profile.headline_metric,
+        max_gap=profile.blessing.vs_linear_baseline,
         train_splits=spans.training_split_names(training_spans, spans.TRAIN),
         eval_splits=spans.training_split_names(training_spans, spans.EVAL),
     )
@@ -249,6 +262,15 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         anomalies=example_validator.outputs["anomalies"],
         drift_anomalies=drift_validator.outputs["anomalies"],
+        statistics=statistics_gen.outputs["statistics"],
+        training_checks=TrainingChecks(
+            label=profile.label.column,
+            task=profile.task,
+            derived_label=profile.label.positive_when is not None,
+            text_columns=profile.of_kind(FeatureKind.TEXT),
+            train_splits=spans.training_split_names(config.training_spans, spans.TRAIN),
+            eval_splits=spans.training_split_names(config.training_spans, spans.EVAL),
+        ),
     ).with_id(node_ids.DATA_GATE)
 
     # Transform only analyzes (vocabularies, quantiles, means) and writes its graph: Tuner and
@@ -324,6 +346,8 @@ def create_pipeline(
         example_splits=eval_splits,
         statistics=statistics_gen.outputs["statistics"],
         trivial_baseline=trivial_baseline_settings(profile, config.training_spans),
+        transform_graph=transform.outputs["transform_graph"],
+        linear_baseline=linear_baseline_settings(profile, config.training_spans),
     ).with_id(node_ids.EVALUATOR)
 
     infra_validator = InfraValidator(

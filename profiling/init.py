@@ -10,6 +10,7 @@ input leaves nothing behind.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -17,28 +18,26 @@ from components import profile as profiles
 from components.profile import FeatureKind
 from profiling.csv_input import check_label_column, check_out_dir, read_csv
 from profiling.folder import build_folder
-from profiling.kinds import choose_kinds, choose_slices
-from profiling.report import CATEGORICAL_DRIFT, SMALL_DATA_ROWS, InitError, InitReport
+from profiling.kinds import choose_kinds, choose_slices, other_date_format
+from profiling.report import (
+    CATEGORICAL_DRIFT,
+    IMBALANCED_SHARE,
+    SMALL_DATA_ROWS,
+    TRAIN_SHARE,
+    InitError,
+    InitReport,
+)
 from profiling.split import floats_read_as_floats, split_rows
 from profiling.task import choose_task
 from profiling.value_types import ValueType, column_type
 
 TASK_CHOICES = ("auto", *profiles.TASKS)
 MIN_LABELED_ROWS = 20  # fewer cannot be split into train, eval and a batch to score
-SMALL_DATA_BUDGETS = {
-    "tuner_trials": 2,
-    "tuner_train_steps": 100,
-    "train_steps": 500,
-    "eval_steps": 5,
-    "batch_size": 32,
-}
-DEFAULT_BUDGETS = {  # the taxi profile's
-    "tuner_trials": 2,
-    "tuner_train_steps": 150,
-    "train_steps": 800,
-    "eval_steps": 20,
-    "batch_size": 128,
-}
+# Training budgets follow the data (training_budgets): batches by row count, steps for about
+# EPOCHS passes over the training split within STEP_BOUNDS, early stopping keeps the best check.
+EVAL_BATCH_ROWS = 256  # components/model.EVAL_BATCH_SIZE
+STEP_BOUNDS = (300, 4000)
+MAX_EVAL_STEPS = 20
 FALLBACK_NAME = "dataset"
 
 
@@ -82,12 +81,21 @@ def init_profile(
     drift = {
         c.name: CATEGORICAL_DRIFT
         for c in columns
-        if c.kind in (FeatureKind.VOCABULARY.value, FeatureKind.INTEGER_CATEGORY.value)
+        if c.kind
+        in (
+            FeatureKind.VOCABULARY.value,
+            FeatureKind.INTEGER_CATEGORY.value,
+            FeatureKind.BOOLEAN.value,
+        )
     }
     if chosen.classes and chosen.label_type in (ValueType.INT, ValueType.TEXT):
         drift[label] = CATEGORICAL_DRIFT  # counted per class (categorical in the schema)
     small_data = len(labeled_split) < SMALL_DATA_ROWS
-    training = dict(SMALL_DATA_BUDGETS if small_data else DEFAULT_BUDGETS)
+    rarest = (
+        labeled_split[label].value_counts(normalize=True).min() if chosen.classes else None
+    )
+    training = training_budgets(len(labeled_split), rarest)
+    model = model_size(len(labeled_split), columns)
     name = profile_name(out_dir)
     positive = chosen.classes[1] if chosen.task == "binary" and chosen.classes else None
 
@@ -108,10 +116,66 @@ def init_profile(
         slices=slices,
         drift=drift,
         training=training,
+        model=model,
+        date_notes=date_notes(labeled_split, columns),
         small_data=small_data,
     )
     build_folder(report, labeled_split, unlabeled_split, chosen, types, split_notes)
     return report
+
+
+def date_notes(labeled_split, columns) -> list[str]:
+    """A note for each column of dates written in one format other than ISO."""
+    notes = []
+    for column in columns:
+        if column.kind in (FeatureKind.DATETIME.value, FeatureKind.NUMERIC.value):
+            continue
+        written = other_date_format(labeled_split[column.name].dropna())
+        if written:
+            notes.append(
+                f"{column.name!r} looks like dates written as {written}, read as {column.kind}: "
+                "rewrite them as ISO dates (2024-03-14) and run init again to have them read "
+                "as dates (day of week, month, age)"
+            )
+    return notes
+
+
+def training_budgets(rows: int, rarest_class_share: float | None) -> dict:
+    """Budgets that follow the labeled row count: smaller batches for small data, training
+    steps for about `epochs` passes over the train split (more passes for less data, as early
+    stopping keeps the best check's weights), eval steps that cover the eval split, and balanced
+    class weights when the rarest class is under IMBALANCED_SHARE of the rows."""
+    batch_size = 32 if rows < 2_000 else 64 if rows < 20_000 else 128
+    epochs = 30 if rows < 5_000 else 10 if rows < 50_000 else 3
+    steps_per_epoch = math.ceil(rows * TRAIN_SHARE / batch_size)
+    low, high = STEP_BOUNDS
+    train_steps = int(min(high, max(low, steps_per_epoch * epochs)))
+    eval_rows = rows * (1 - TRAIN_SHARE)
+    budgets = {
+        "tuner_trials": 2,
+        "tuner_train_steps": max(100, train_steps // 4),
+        "train_steps": train_steps,
+        "eval_steps": int(min(MAX_EVAL_STEPS, max(1, math.ceil(eval_rows / EVAL_BATCH_ROWS)))),
+        "batch_size": batch_size,
+        "early_stopping": True,
+    }
+    if rarest_class_share is not None and rarest_class_share < IMBALANCED_SHARE:
+        budgets["class_weights"] = "balanced"
+    return budgets
+
+
+def model_size(rows: int, columns: list) -> dict:
+    """The network's size from the data's: narrower for small data (fewer weights to fit from
+    few rows), wider for many inputs."""
+    inputs = sum(1 for c in columns if c.kind != FeatureKind.IGNORED.value)
+    units = 32 if rows < 2_000 else 128 if inputs > 30 and rows >= 20_000 else 64
+    return {
+        "hidden_layers": 2,
+        "hidden_units": units,
+        "embedding_dim": 4 if rows < 2_000 else 8,
+        "learning_rate": 0.003,
+        "linear_part": True,
+    }
 
 
 def profile_name(out_dir: Path) -> str:

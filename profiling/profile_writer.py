@@ -17,11 +17,12 @@ from profiling.report import (
     CATEGORICAL_DRIFT,
     DATA_DIR,
     DATA_FILE,
+    IMBALANCED_SHARE,
     MARGIN_OVER_TRIVIAL,
     MAX_SLICE_VALUES,
     SCHEMA_FILE,
-    SMALL_DATA_ROWS,
     SPAN_FOLDER,
+    TRAIN_SHARE,
     InitReport,
 )
 from profiling.text import comment
@@ -40,8 +41,16 @@ def _yaml(value: str) -> str:
 
 
 def _flow(items: dict[str, Any]) -> str:
-    parts = [f"{key}: {_yaml(v) if isinstance(v, str) else v}" for key, v in items.items()]
-    return "{" + ", ".join(parts) + "}"
+    def value(v: Any) -> str:
+        if isinstance(v, str):
+            return _yaml(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(item) for item in v) + "]"
+        if isinstance(v, bool):
+            return str(v).lower()
+        return str(v)
+
+    return "{" + ", ".join(f"{key}: {value(v)}" for key, v in items.items()) + "}"
 
 
 def _setting(text: str, comment: str, indent: str = "") -> str:
@@ -100,6 +109,11 @@ def profile_text(report: InitReport, labeled_split: pd.DataFrame) -> str:
         if column.top_k is not None:
             settings["top_k"] = column.top_k
             settings["oov_buckets"] = OOV_BUCKETS
+        if column.max_tokens is not None:
+            settings["max_tokens"] = column.max_tokens
+        if column.format is not None:
+            settings["format"] = column.format
+            settings["parts"] = column.parts
         settings["why"] = column.why
         out.append(f"  {_yaml(column.name)}: {_flow(settings)}")
     out.append("")
@@ -135,13 +149,23 @@ def profile_text(report: InitReport, labeled_split: pd.DataFrame) -> str:
     out += [
         "  # skew: the drift thresholds without the label (the batch to score has none)",
         "",
-        "model: {hidden_layers: 2, hidden_units: 64, embedding_dim: 8, learning_rate: 0.003}",
-        *(
-            comment(
-                f"Fewer than {SMALL_DATA_ROWS:,} labeled rows: small batches and short training."
+        *comment(
+            "A network with a linear part (wide and deep), sized for "
+            f"{report.labeled_rows:,} labeled rows: narrower for small data, wider for many "
+            "inputs."
+        ),
+        "model: " + _flow(report.model),
+        *comment(
+            f"Budgets for {report.labeled_rows:,} labeled rows: batches of "
+            f"{report.training['batch_size']}, about "
+            f"{_passes(report)} passes over the train split, checked "
+            "on the eval split with early stopping (the best check's weights are kept)"
+            + (
+                "; balanced class weights, as the rarest class is under "
+                f"{IMBALANCED_SHARE:.0%} of the rows."
+                if report.training.get("class_weights") == "balanced"
+                else "."
             )
-            if report.small_data
-            else comment("The taxi profile's budgets.")
         ),
         "training: " + _flow(report.training),
         "",
@@ -151,6 +175,11 @@ def profile_text(report: InitReport, labeled_split: pd.DataFrame) -> str:
         _setting(f"max_regression: {MAX_REGRESSION}", _regression_comment(task), "  "),
     ]
     return "\n".join(out) + "\n"
+
+
+def _passes(report: InitReport) -> int:
+    train_rows = report.labeled_rows * TRAIN_SHARE
+    return max(1, round(report.training["train_steps"] * report.training["batch_size"] / train_rows))
 
 
 def _quoted(text: str) -> str:

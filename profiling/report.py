@@ -18,6 +18,9 @@ MAX_SLICE_VALUES = 12  # more values: per-slice metrics rest on too few examples
 CATEGORICAL_DRIFT = 0.1
 SMALL_DATA_ROWS = 5000
 MARGIN_OVER_TRIVIAL = 0.05
+TRAIN_SHARE = 3 / 4  # ExampleGen's train split: 3 of 4 hash buckets (pipeline/config.py)
+# A label whose rarest class has less than this share of the rows gets balanced class weights.
+IMBALANCED_SHARE = 0.2
 
 
 class InitError(ValueError):
@@ -35,7 +38,10 @@ class ColumnChoice:
     distinct: int
     missing: int
     max: int | None = None
-    top_k: int | None = None
+    top_k: int | None = None  # vocabulary: values kept; text: words kept
+    max_tokens: int | None = None  # text
+    format: str | None = None  # datetime
+    parts: list[str] | None = None  # datetime
 
 
 @dataclass
@@ -57,8 +63,11 @@ class InitReport:
     columns: list[ColumnChoice]
     slices: list[str]
     drift: dict[str, float]
-    training: dict[str, int]
+    training: dict[str, int | str | bool]
+    model: dict[str, int | float | bool]
     small_data: bool
+    # Columns of dates in a format Transform does not read, and how to have them read.
+    date_notes: list[str] = field(default_factory=list)
     review: list[str] = field(default_factory=list)  # filled in once the schema is made
 
     @property

@@ -38,6 +38,35 @@ def review(
             f"never empty in the labeled rows, so required (value_count min 1): "
             f"{', '.join(map(repr, never_empty[:12]))}{' ...' if len(never_empty) > 12 else ''}"
         )
+    for kind, note in (
+        (
+            FeatureKind.DATETIME.value,
+            "dates and times, read by Transform as day of week, month, hour (as points on a "
+            "circle) and age (features.<column>.parts); a value in another format counts as "
+            "no value",
+        ),
+        (
+            FeatureKind.TEXT.value,
+            "free text, split into lower-cased words; top_k words are kept (the rest share "
+            "oov_buckets ids) and max_tokens words of each value are read: set kind: ignored to "
+            "leave a column out, or vocabulary to treat each whole value as a category",
+        ),
+        (
+            FeatureKind.BOOLEAN.value,
+            "yes/no columns (any of true/false, yes/no, y/n, t/f, 1/0, in any case): another "
+            "value counts as no value",
+        ),
+    ):
+        named = [c.name for c in report.columns if c.kind == kind]
+        if named:
+            items.append(f"{note}: {', '.join(map(repr, named))}")
+    if report.training.get("class_weights") == "balanced":
+        items.append(
+            "the label is imbalanced: training.class_weights is balanced (rare classes weigh "
+            "more in the loss, which favours recall of the rare class and moves the predicted "
+            "probabilities up for it); set it to none for calibrated probabilities"
+        )
+    items += report.date_notes
     ignored = [c for c in report.columns if c.kind == FeatureKind.IGNORED.value]
     if ignored:
         items.append(

@@ -62,7 +62,15 @@ def curated_schema(
         if expected and typed != expected:
             raise AssertionError(f"TFDV typed {feature.name!r} {typed}, init expected {expected}")
         choice = choices.get(feature.name)
-        if choice is not None and choice.kind == FeatureKind.IGNORED.value:
+        if choice is not None and choice.kind in (
+            FeatureKind.DATETIME.value,
+            FeatureKind.TEXT.value,
+        ):
+            if feature.HasField("domain"):
+                # Dates and free text take new values in every span: no closed list.
+                schema.string_domain.remove(domains[feature.domain])
+                feature.ClearField("domain")
+        elif choice is not None and choice.kind == FeatureKind.IGNORED.value:
             if feature.HasField("domain"):
                 # Not used by the model: a new value there should not stop a run.
                 schema.string_domain.remove(domains[feature.domain])

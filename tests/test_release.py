@@ -138,14 +138,28 @@ class Client:
                 )
                 assert feedback.status_code == 200, feedback.text
 
-    def until(self, server: Server, text: str, indices, label: bool = False) -> str:
-        """Sends requests until serve says `text`, then ten more (the switch that follows)."""
-        for index in indices:
+    def until(
+        self, server: Server, text: str, indices, label: bool = False, timeout: float = 90
+    ) -> str:
+        """Sends requests until serve says `text`, then ten more (the switch that follows).
+
+        The decision lags the requests by up to a few seconds (the processes write their counts
+        and the request log each second, and the controller reads them each second): once every
+        index is sent, serve is given until `timeout` to say it."""
+        indices = list(indices)
+        deadline = time.time() + timeout
+        for position, index in enumerate(indices):
             self.send([index], label)
             found = [line for line in server.console if text in line]
             if found:
-                self.send(range(index + 1, index + 11), label)
+                self.send(indices[position + 1 : position + 11], label)
                 return found[-1]
+        while time.time() < deadline:
+            found = [line for line in server.console if text in line]
+            if found:
+                self.send(indices[:10], label)
+                return found[-1]
+            time.sleep(0.2)
         raise AssertionError(f"serve did not say {text!r}:\n{''.join(server.console)}")
 
     def close(self) -> None:

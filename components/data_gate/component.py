@@ -8,20 +8,28 @@ step that trains, evaluates, validates, pushes or scores depends on Transform.
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ComponentSpec
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.data_gate import executor
+from components.data_gate import executor, training_checks
 
 
 class DataGateSpec(ComponentSpec):
-    PARAMETERS = {}
+    PARAMETERS = {
+        executor.TRAINING_CHECKS_KEY: ExecutionParameter(type=str, optional=True),
+    }
     INPUTS = {
         executor.EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
         executor.ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
         executor.DRIFT_ANOMALIES_KEY: ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+        executor.STATISTICS_KEY: ChannelParameter(
+            type=standard_artifacts.ExampleStatistics, optional=True
+        ),
     }
     OUTPUTS = {}
 
@@ -35,9 +43,17 @@ class DataGate(base_component.BaseComponent):
         examples: types.BaseChannel,
         anomalies: types.BaseChannel,
         drift_anomalies: types.BaseChannel,
+        statistics: types.BaseChannel | None = None,
+        training_checks: training_checks.Settings | None = None,
     ):
         super().__init__(
             spec=DataGateSpec(
-                examples=examples, anomalies=anomalies, drift_anomalies=drift_anomalies
+                examples=examples,
+                anomalies=anomalies,
+                drift_anomalies=drift_anomalies,
+                statistics=statistics,
+                training_checks=json.dumps(dataclasses.asdict(training_checks), sort_keys=True)
+                if training_checks
+                else None,
             )
         )

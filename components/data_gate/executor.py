@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from components.data_gate import training_checks
 from components.data_gate.anomalies import gate_findings, refusal_message
 from components.span_example_gen.spans import LATEST, PREVIOUS, spans_property
 
 ANOMALIES_KEY = "anomalies"
 DRIFT_ANOMALIES_KEY = "drift_anomalies"
 EXAMPLES_KEY = "examples"
+STATISTICS_KEY = "statistics"
+TRAINING_CHECKS_KEY = "training_checks"
 PREVIOUS_SPANS_PROPERTY = spans_property(PREVIOUS)
 LATEST_SPANS_PROPERTY = spans_property(LATEST)
 
@@ -33,6 +38,12 @@ class Executor(base_executor.BaseExecutor):
             artifact_utils.decode_split_names(drift.split_names),
             bool(examples.get_string_custom_property(PREVIOUS_SPANS_PROPERTY)),
         )
+        raw_checks = exec_properties.get(TRAINING_CHECKS_KEY)
+        if raw_checks and input_dict.get(STATISTICS_KEY):
+            found += training_checks.findings(
+                training_checks.Settings(**json.loads(raw_checks)),
+                artifact_utils.get_single_instance(input_dict[STATISTICS_KEY]).uri,
+            )
         if not examples.get_string_custom_property(PREVIOUS_SPANS_PROPERTY):
             logging.warning("No previous span: drift was not checked (first span).")
         if found:

@@ -1,5 +1,6 @@
 """The Evaluator: TFX's Evaluator (TFMA, thresholds, no regression against the latest blessed
-model) plus the trivial-predictor check (trivial_baseline.py).
+model) plus the trivial-predictor check (trivial_baseline.py) and the linear baseline
+(linear_baseline.py).
 
 It takes TFX's Evaluator inputs and parameters, plus the labeled `statistics` and a
 `trivial_baseline` parameter; it writes the same `evaluation` and `blessing` outputs, so Pusher,
@@ -19,6 +20,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from components.evaluator import executor
+from components.evaluator.linear_baseline import Settings as LinearBaseline
 from components.evaluator.trivial_baseline import Settings
 
 
@@ -28,11 +30,15 @@ class EvaluatorWithTrivialBaselineSpec(standard_component_specs.EvaluatorSpec):
     PARAMETERS = {
         **standard_component_specs.EvaluatorSpec.PARAMETERS,
         executor.TRIVIAL_BASELINE_KEY: ExecutionParameter(type=str, optional=True),
+        executor.LINEAR_BASELINE_KEY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         **standard_component_specs.EvaluatorSpec.INPUTS,
         executor.STATISTICS_KEY: ChannelParameter(
             type=standard_artifacts.ExampleStatistics, optional=True
+        ),
+        executor.TRANSFORM_GRAPH_KEY: ChannelParameter(
+            type=standard_artifacts.TransformGraph, optional=True
         ),
     }
 
@@ -53,6 +59,8 @@ class Evaluator(base_beam_component.BaseBeamComponent):
         statistics: types.BaseChannel,
         trivial_baseline: Settings,
         baseline_model: types.BaseChannel | None = None,
+        transform_graph: types.BaseChannel | None = None,
+        linear_baseline: LinearBaseline | None = None,
     ):
         spec = EvaluatorWithTrivialBaselineSpec(
             examples=examples,
@@ -62,6 +70,10 @@ class Evaluator(base_beam_component.BaseBeamComponent):
             eval_config=eval_config,
             example_splits=json.dumps(example_splits),
             trivial_baseline=json.dumps(dataclasses.asdict(trivial_baseline), sort_keys=True),
+            transform_graph=transform_graph,
+            linear_baseline=json.dumps(dataclasses.asdict(linear_baseline), sort_keys=True)
+            if linear_baseline
+            else None,
             evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             blessing=types.Channel(type=standard_artifacts.ModelBlessing),
         )

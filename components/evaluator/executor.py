@@ -1,4 +1,5 @@
-"""The Evaluator's executor: TFX's, then the trivial-predictor check on its results."""
+"""The Evaluator's executor: TFX's, then the trivial-predictor check and the linear baseline on
+its results."""
 
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import os
 from typing import Any
 
 from components import tfx_private
-from components.evaluator import trivial_baseline
+from components.evaluator import linear_baseline, trivial_baseline
 
 TRIVIAL_BASELINE_KEY = "trivial_baseline"
+LINEAR_BASELINE_KEY = "linear_baseline"
 STATISTICS_KEY = "statistics"
+TRANSFORM_GRAPH_KEY = "transform_graph"
 # Custom properties on the ModelBlessing, read by the run summary, `inspect` and the report.
 BEATS_TRIVIAL_PROPERTY = "beats_trivial_predictor"
+LINEAR_BASELINE_PROPERTY = "linear_baseline"  # the baseline's headline metric
+WITHIN_LINEAR_BASELINE_PROPERTY = "within_linear_baseline"  # 1/0, when the profile requires it
 
 # TFX's blessing marker files and properties (tfx.components.evaluator.constants).
 BLESSED_FILE, NOT_BLESSED_FILE, BLESSED_PROPERTY = "BLESSED", "NOT_BLESSED", "blessed"
@@ -40,13 +45,22 @@ def _candidate_value(evaluation_uri: str, metric_key: str) -> float | None:
 
 class Executor(tfx_private.EvaluatorExecutor):
     """Runs TFX's Evaluator, then withdraws the blessing of a candidate that does not beat the
-    trivial predictor; the check's figures go to the evaluation as trivial_baseline.json."""
+    trivial predictor, or (when the profile requires it) falls too far below the linear
+    baseline; their figures go to the evaluation as trivial_baseline.json and
+    linear_baseline.json."""
 
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list], exec_properties):  # noqa: N802
         super().Do(input_dict, output_dict, exec_properties)
+        evaluation_uri = output_dict["evaluation"][0].uri
+        blessing = output_dict["blessing"][0]
         raw = exec_properties.get(TRIVIAL_BASELINE_KEY)
-        if not raw:
-            return
+        if raw:
+            self._trivial_check(raw, input_dict, evaluation_uri, blessing)
+        raw = exec_properties.get(LINEAR_BASELINE_KEY)
+        if raw and input_dict.get(TRANSFORM_GRAPH_KEY):
+            self._linear_baseline(raw, input_dict, evaluation_uri, blessing)
+
+    def _trivial_check(self, raw: str, input_dict, evaluation_uri: str, blessing) -> None:
         settings = trivial_baseline.Settings(**json.loads(raw))
         statistics = input_dict.get(STATISTICS_KEY) or []
         split_statistics: dict[str, Any] = {}
@@ -54,7 +68,6 @@ class Executor(tfx_private.EvaluatorExecutor):
             split_statistics = trivial_baseline.load_split_statistics(
                 statistics[0].uri, settings.train_splits + settings.eval_splits
             )
-        evaluation_uri = output_dict["evaluation"][0].uri
         result = trivial_baseline.check(
             settings, split_statistics, _candidate_value(evaluation_uri, settings.metric_key)
         )
@@ -66,12 +79,54 @@ class Executor(tfx_private.EvaluatorExecutor):
             }
             json.dump(record, f, indent=1)
         logging.info("Trivial predictor check: %s", result)
-
-        blessing = output_dict["blessing"][0]
         blessing.set_int_custom_property(BEATS_TRIVIAL_PROPERTY, int(result.passed))
-        blessed_file = os.path.join(blessing.uri, BLESSED_FILE)
-        if not result.passed and os.path.exists(blessed_file):
-            os.remove(blessed_file)
-            with open(os.path.join(blessing.uri, NOT_BLESSED_FILE), "w"):
-                pass
-            blessing.set_int_custom_property(BLESSED_PROPERTY, 0)
+        if not result.passed:
+            _withdraw_blessing(blessing)
+
+    def _linear_baseline(self, raw: str, input_dict, evaluation_uri: str, blessing) -> None:
+        settings = linear_baseline.Settings(**json.loads(raw))
+        statistics = input_dict.get(STATISTICS_KEY) or []
+        counts = {}
+        if statistics:
+            loaded = trivial_baseline.load_split_statistics(
+                statistics[0].uri, settings.train_splits + settings.eval_splits
+            )
+            counts = {
+                split: sum(d.num_examples for d in stats.datasets)
+                for split, stats in loaded.items()
+            }
+        metric_key = profile_metric_key(settings)
+        result = linear_baseline.check(
+            settings,
+            input_dict["examples"][0].uri,
+            input_dict[TRANSFORM_GRAPH_KEY][0].uri,
+            counts,
+            _candidate_value(evaluation_uri, metric_key),
+        )
+        with open(os.path.join(evaluation_uri, linear_baseline.RESULT_FILE), "w") as f:
+            json.dump(linear_baseline.as_record(result), f, indent=1)
+        logging.info("Linear baseline: %s", result)
+        if result.linear_value is not None:
+            blessing.set_float_custom_property(LINEAR_BASELINE_PROPERTY, result.linear_value)
+        if result.passed is not None:
+            blessing.set_int_custom_property(WITHIN_LINEAR_BASELINE_PROPERTY, int(result.passed))
+        if result.passed is False:
+            _withdraw_blessing(blessing)
+
+
+def profile_metric_key(settings: linear_baseline.Settings) -> str:
+    """The key TFMA writes the settings' headline metric under."""
+    from components import profile as profiles
+
+    task = settings.profile["label"]["task"]
+    return profiles.METRICS[task][settings.metric][1]
+
+
+def _withdraw_blessing(blessing) -> None:
+    """Turns TFX's BLESSED marker into NOT_BLESSED (Pusher and the resolver read both)."""
+    blessed_file = os.path.join(blessing.uri, BLESSED_FILE)
+    if os.path.exists(blessed_file):
+        os.remove(blessed_file)
+        with open(os.path.join(blessing.uri, NOT_BLESSED_FILE), "w"):
+            pass
+    blessing.set_int_custom_property(BLESSED_PROPERTY, 0)
