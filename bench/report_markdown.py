@@ -844,5 +844,16 @@ def write_json(results: dict, path: Path) -> None:
     path.write_text(json.dumps(results, indent=2) + "\n")
 
 
+# Sections other scripts write into the same file, kept as they are when it is rewritten
+# (bench/model_quality.py's table of the model against a linear baseline).
+KEPT_SECTIONS = (("<!-- model-quality:start -->", "<!-- model-quality:end -->"),)
+
+
 def write_markdown(results: dict, path: Path) -> None:
-    path.write_text(render_markdown(results))
+    text = render_markdown(results)
+    earlier = path.read_text() if path.exists() else ""
+    for start, end in KEPT_SECTIONS:
+        begin, finish = earlier.find(start), earlier.find(end)
+        if begin != -1 and finish > begin:
+            text = text.rstrip("\n") + "\n\n" + earlier[begin : finish + len(end)] + "\n"
+    path.write_text(text)

@@ -12,7 +12,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from cli.summary_text import confusion_matrix_lines, trivial_line
+from cli.summary_text import confusion_matrix_lines, linear_line, trivial_line
 from metadata import artifact_readers
 
 # Artifact properties worth a glance in the artifacts table.
@@ -151,6 +151,14 @@ def _evaluation(d: dict) -> list[str]:
     trivial = d.get("trivial_baseline")
     if trivial:
         lines.append(trivial_line(trivial, with_candidate=True))
+    linear = d.get("linear_baseline")
+    if linear:
+        lines.append(linear_line(linear))
+        if linear.get("linear_value") is not None:
+            lines.append(
+                f"  fitted on {number(linear['train_rows'])} training rows, scored on "
+                f"{number(linear['eval_rows'])} eval rows: {linear['linear_model']}"
+            )
     lines.append(f"validation {'passed' if d['validation_ok'] else 'FAILED'}")
     lines += [f"  - {reason}" for reason in d["failures"]]
     columns = artifact_readers.SLICE_METRICS.get(task or "binary", ())
@@ -168,6 +176,9 @@ def _blessing(d: dict) -> list[str]:
     if "beats_trivial_predictor" in d:
         beats = "yes" if d["beats_trivial_predictor"] else "NO"
         lines.append(f"beats the trivial predictor by the margin: {beats}")
+    if "within_linear_baseline" in d:
+        within = "yes" if d["within_linear_baseline"] else "NO"
+        lines.append(f"within blessing.vs_linear_baseline of the linear baseline: {within}")
     reasons = d.get("reasons") or [d.get("reason")]
     return lines + [f"reason: {reason}" for reason in reasons if reason]
 

@@ -9,11 +9,16 @@ from tabulate import tabulate
 from metadata import artifact_readers
 
 
-def _metrics(metrics: dict[str, float], task: str | None = None) -> str:
+def _metrics(
+    metrics: dict[str, float], task: str | None = None, linear: float | None = None
+) -> str:
     """The version's headline metrics, in the order model_versions.HEADLINE_METRICS lists
-    them: rates to three decimals, regression errors to four significant digits."""
+    them: rates to three decimals, regression errors to four significant digits; the linear
+    baseline's figure beside the first (the headline metric), when the Evaluator fitted one."""
     parts = []
-    for key, value in metrics.items():
+    for position, (key, value) in enumerate(metrics.items()):
+        if position == 1 and linear is not None:
+            parts[-1] += f" (linear {linear:.4g})" if task == "regression" else f" (linear {linear:.3f})"
         label = artifact_readers.METRIC_LABELS.get(key, key)
         if key == "example_count":
             parts.append(f"{label} {int(value)}")
@@ -76,7 +81,7 @@ def versions_text(records: list[dict[str, Any]]) -> str:
             _yes_no(r["evaluator_blessed"]),
             _yes_no(r["infra_blessed"]),
             _release(r.get("release")),
-            _metrics(r["metrics"], r.get("task")),
+            _metrics(r["metrics"], r.get("task"), r.get("linear_baseline")),
             _health(r.get("health")),
         ]
         for r in records

@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 
+from cli.summary_text import linear_line
 from components.span_example_gen import spans
 from metadata import artifact_readers, artifacts
 from metadata.run_summary import task_of_run
@@ -205,6 +206,8 @@ def render(index: StoreIndex, run: dict[str, Any]) -> str:
         thresholds=thresholds_text(evaluation) if evaluation else {},
         slice_columns=SLICE_COLUMNS.get(task, SLICE_COLUMNS["binary"]),
         trivial=trivial_text(trivial) if trivial else None,
+        linear=(evaluation or {}).get("linear_baseline"),
+        linear_line=linear_line,
         trivial_passed=bool(trivial and trivial.get("passed")),
         number=number,
         histogram_bars=histogram_bars,

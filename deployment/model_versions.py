@@ -112,6 +112,8 @@ def _version_record(index: StoreIndex, pushed) -> dict[str, Any]:
         overall, task = evaluation["overall"], evaluation["task"] or "binary"
         record["task"] = task
         record["metrics"] = {k: overall[k] for k in HEADLINE_METRICS.get(task, ()) if k in overall}
+        linear = evaluation.get("linear_baseline") or {}
+        record["linear_baseline"] = linear.get("linear_value")
     return record
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from components import profile as profiles
 from components import tfx_private
 from components.data_gate.anomalies import anomaly_splits, load_anomalies, reason_text
+from components.evaluator import linear_baseline as linear_baseline_module
 from components.evaluator import trivial_baseline as trivial_baseline_module
 
 _MAX_TOP_VALUES = 5
@@ -206,6 +207,7 @@ METRIC_LABELS = {
 TRIVIAL_METRIC_LABELS = {"auc": "AUC", "accuracy": "accuracy", "rmse": "RMSE"}
 # What the Evaluator writes beside TFMA's files (components/evaluator/trivial_baseline.py).
 TRIVIAL_BASELINE_FILE = trivial_baseline_module.RESULT_FILE
+LINEAR_BASELINE_FILE = linear_baseline_module.RESULT_FILE
 # A TFMA metric class name that only one task's eval config has -> that task.
 _TASK_OF_METRIC_CLASS = {
     "AUC": "binary",
@@ -288,6 +290,17 @@ def trivial_baseline(uri: str) -> dict[str, Any] | None:
     """The Evaluator's trivial-predictor check (metric, trivial_value, candidate_value,
     required, passed, trivial_predictor, reason, classes); None for an evaluation without one."""
     path = os.path.join(uri, TRIVIAL_BASELINE_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def linear_baseline(uri: str) -> dict[str, Any] | None:
+    """The Evaluator's linear baseline (metric, linear_value, candidate_value, gap, max_gap,
+    passed, linear_model, train_rows, eval_rows, note, reason); None for an evaluation without
+    one."""
+    path = os.path.join(uri, LINEAR_BASELINE_FILE)
     if not os.path.exists(path):
         return None
     with open(path) as f:
@@ -420,6 +433,7 @@ def evaluation(uri: str, class_names: list[str] | None = None) -> dict[str, Any]
         "baseline_diff": diffs.get("Overall", {}),
         "thresholds": thresholds,
         "trivial_baseline": trivial,
+        "linear_baseline": linear_baseline(uri),
         "validation_ok": validation.validation_ok,
         "failures": blessing_reasons(uri),
     }
@@ -457,6 +471,9 @@ def blessing_reasons(evaluation_uri: str) -> list[str]:
     trivial = trivial_baseline(evaluation_uri)
     if trivial and not trivial.get("passed") and trivial.get("reason"):
         reasons.append(trivial["reason"])
+    linear = linear_baseline(evaluation_uri)
+    if linear and linear.get("passed") is False and linear.get("reason"):
+        reasons.append(linear["reason"])
     return reasons
 
 
@@ -491,6 +508,9 @@ def model_blessing(artifact: ArtifactFiles) -> dict[str, Any]:
     beats = artifact.properties.get(BEATS_TRIVIAL_PROPERTY)
     if beats is not None:
         result["beats_trivial_predictor"] = beats == 1
+    within = artifact.properties.get("within_linear_baseline")
+    if within is not None:
+        result["within_linear_baseline"] = within == 1
     evaluation_uri = artifact.sibling_uris.get("evaluation")
     if evaluation_uri:
         result["reasons"] = blessing_reasons(evaluation_uri) or ["every threshold passed"]

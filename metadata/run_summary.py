@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
+from components.data_gate import training_checks
 from components.data_gate.anomalies import Finding, findings, gate_findings
 from components.span_example_gen import spans
 from metadata import artifact_readers
@@ -28,6 +30,8 @@ class RunSummary:
     confusion_matrix: dict | None = None
     # The Evaluator's trivial-predictor check (artifact_readers.trivial_baseline), if it ran.
     trivial_baseline: dict | None = None
+    # The Evaluator's linear baseline (artifact_readers.linear_baseline), if it ran.
+    linear_baseline: dict | None = None
     infra_blessed: bool | None = None
     infra_reason: str | None = None
     pushed_version: str | None = None
@@ -45,7 +49,9 @@ class RunSummary:
     skew_findings: list[Finding] | None = None
 
 
-def _data_checks(summary: RunSummary, outputs_by_node: dict[str, dict]) -> None:
+def _data_checks(
+    summary: RunSummary, outputs_by_node: dict[str, dict], gate: NodeExecution | None
+) -> None:
     examples = outputs_by_node.get(node_ids.LABELED_EXAMPLE_GEN, {}).get("examples")
     if examples:
         props = {
@@ -67,6 +73,14 @@ def _data_checks(summary: RunSummary, outputs_by_node: dict[str, dict]) -> None:
             split_names(drift[0]),
             bool(summary.drift_baseline_span),
         )
+    statistics = outputs_by_node.get(node_ids.STATISTICS_GEN, {}).get("statistics")
+    if gate is not None and statistics and summary.data_findings is not None:
+        # What the gate checked beyond the schema, from the same statistics and settings.
+        raw = custom_property(gate.execution, "training_checks")
+        if raw:
+            summary.data_findings += training_checks.findings(
+                training_checks.Settings(**json.loads(raw)), statistics[0].uri
+            )
     batch = outputs_by_node.get(node_ids.UNLABELED_EXAMPLE_GEN, {}).get("examples")
     if batch:
         summary.skew_span = str(custom_property(batch[0], "span"))
@@ -112,6 +126,7 @@ def summarize_run(index: StoreIndex, run_id: str) -> RunSummary:
             summary.per_class = evaluation["per_class"]
             summary.confusion_matrix = evaluation["confusion_matrix"]
             summary.trivial_baseline = evaluation["trivial_baseline"]
+            summary.linear_baseline = evaluation["linear_baseline"]
             summary.metrics = dict(evaluation["overall"])
             summary.metrics.update(
                 {f"{k} change": v for k, v in evaluation["baseline_diff"].items()}
@@ -129,5 +144,6 @@ def summarize_run(index: StoreIndex, run_id: str) -> RunSummary:
         elif node.node_id == node_ids.BULK_INFERRER and outputs.get("inference_result"):
             summary.predictions_uri = outputs["inference_result"][0].uri
             summary.predictions = artifact_readers.count_prediction_logs(summary.predictions_uri)
-    _data_checks(summary, outputs_by_node)
+    gate = next((n for n in summary.executions if n.node_id == node_ids.DATA_GATE), None)
+    _data_checks(summary, outputs_by_node, gate)
     return summary

@@ -315,9 +315,19 @@ def penguin_runs(tmp_path_factory):
     }
 
 
+REMARKS = (
+    "bright flat near the park",
+    "needs some work on the kitchen",
+    "quiet street with good schools nearby",
+    "renovated last year with a new roof",
+    "close to the station and the shops",
+)
+
+
 def write_house_prices(path: Path, rows: int = 600) -> None:
     """A CSV the project has never seen: a price (regression) that depends on the floor area,
-    the neighbourhood and the number of rooms, with names as people write them and empty cells."""
+    the neighbourhood, the number of rooms, the month of listing and the agent's remarks, with
+    names as people write them and empty cells."""
     import random
 
     rng = random.Random(11)
@@ -330,6 +340,8 @@ def write_house_prices(path: Path, rows: int = 600) -> None:
                 "Rooms",
                 "Neighbourhood/District",
                 "Has Garden?",
+                "Listed On",
+                "Agent Remarks",
                 "Sale Price (kEUR)",
             ]
         )
@@ -338,10 +350,15 @@ def write_house_prices(path: Path, rows: int = 600) -> None:
             rooms = rng.randint(1, 6)
             district = rng.choice(["Centre", "North", "Harbour", "Old Town"])
             garden = rng.choice(["yes", "no", ""])  # sometimes not recorded
+            month = rng.randint(1, 12)
+            listed = f"2024-{month:02d}-{rng.randint(1, 28):02d}"
+            remark = rng.choice(REMARKS) if rng.random() < 0.7 else ""
             price = (
                 2.5 * area
                 + 15 * rooms
                 + {"Centre": 120, "North": 20, "Harbour": 60, "Old Town": 90}[district]
+                + (25 if month in (4, 5, 6) else 0)  # spring sells dearer
+                + (40 if "renovated" in remark else -30 if "needs some work" in remark else 0)
                 + rng.gauss(0, 15)
             )
             writer.writerow(
@@ -351,6 +368,8 @@ def write_house_prices(path: Path, rows: int = 600) -> None:
                     rooms,
                     district if rng.random() > 0.05 else "",
                     garden,
+                    listed,
+                    remark,
                     round(price, 1),
                 ]
             )

@@ -228,7 +228,26 @@ def _binary(path: Path, edit=None) -> Path:
     return write_csv(path, BINARY_HEADER, rows)
 
 
+def _mixed_dates(path: Path) -> Path:
+    """A date column written as ISO dates in 3 rows of 4 and as 3/14/2024 in the others."""
+    rows = [
+        r[:-1] + [f"2024-03-{1 + i % 28:02d}" if i % 4 else f"{1 + i % 12}/14/2024", r[-1]]
+        for i, r in enumerate(binary_rows(40))
+    ]
+    return write_csv(path, [*BINARY_HEADER[:-1], "signed up", "answer"], rows)
+
+
 BAD_INPUTS = {
+    "dates in mixed formats": (
+        _mixed_dates,
+        ["--label", "answer"],
+        [
+            "column 'signed up' holds dates in mixed formats",
+            "like '2024-03-02'",
+            "like '1/14/2024'",
+            "write every value as an ISO date (2024-03-14)",
+        ],
+    ),
     "no such column": (
         lambda p: _binary(p),
         ["--label", "answr"],
@@ -372,3 +391,108 @@ def test_value_types_follow_tfx_csv_reading():
 def test_profile_names_are_pipeline_names():
     assert profile_name(Path("/x/My Data_2024")) == "my-data-2024"
     assert profile_name(Path("/x/___")) == "dataset"
+
+
+# ---- kinds beyond numbers and categories ----------------------------------------------------
+MESSY_ROWS = 400
+WORDS = "the app was slow and support said they would call back about my bill soon".split()
+
+
+def messy_rows() -> list[list[object]]:
+    """Dates, epoch seconds, booleans as words, free text in half the rows, a category with many
+    rare values, dates written one non-ISO way, and a label that is yes in about one row in
+    eight."""
+    rng = random.Random(5)
+    rows = []
+    for i in range(MESSY_ROWS):
+        churn = rng.random() < 0.13
+        signed_up = f"2023-{1 + i % 12:02d}-{1 + (i * 7) % 28:02d}"
+        created_at = 1_690_000_000 + i * 3_607 * 11
+        autopay = "False" if churn and rng.random() < 0.7 else "True"
+        words = rng.sample(WORDS, rng.randint(4, 9)) + (["cancel"] if churn else [])
+        notes = " ".join(words).capitalize() + "." if i % 2 else ""
+        city = f"Town {rng.randint(0, 29)}" if rng.random() < 0.8 else f"Hamlet {i}"
+        renewal = f"{1 + i % 12}/{1 + i % 28}/2025"
+        rows.append(
+            [f"A{i:04d}", signed_up, created_at, autopay, notes, city, renewal, "yes" if churn else "no"]
+        )
+    return rows
+
+
+MESSY_HEADER = [
+    "Account",
+    "Signed Up",
+    "created_at",
+    "Autopay",
+    "Notes",
+    "City",
+    "Renewal",
+    "Churned",
+]
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("messy")
+    source = write_csv(root / "accounts.csv", MESSY_HEADER, messy_rows())
+    out = root / "accounts"
+    result = run_init("--csv", source, "--label", "Churned", "--out", out)
+    assert result.exit_code == 0, result.output
+    return {"out": out, "result": result, "profile": profiles.load(out)}
+
+
+def test_dates_epochs_booleans_and_free_text_get_kinds_of_their_own(messy):
+    features = messy["profile"].features
+    kinds = {name: f.kind.value for name, f in features.items()}
+    assert kinds == {
+        "Account": "ignored",
+        "Signed Up": "datetime",
+        "created_at": "datetime",
+        "Autopay": "boolean",
+        "Notes": "text",
+        "City": "vocabulary",
+        "Renewal": "vocabulary",
+    }
+    signed_up, created = features["Signed Up"], features["created_at"]
+    assert signed_up.format == "iso" and signed_up.parts == ["day_of_week", "month", "age"]
+    assert signed_up.why.startswith("ISO dates from 2023-01-01 to 2023-12-")
+    assert created.format == "epoch_seconds"
+    assert created.parts == ["day_of_week", "month", "hour", "age"]
+    assert "seconds since 1970 from 2023-07-22" in created.why
+    assert features["Autopay"].why.startswith("yes/no values ('True' and 'False')")
+    notes = features["Notes"]
+    assert 10 <= notes.top_k <= len(WORDS) + 1 and 8 <= notes.max_tokens <= 12
+    assert "free text in" in notes.why and "embedded and averaged" in notes.why
+    # 30 towns in most rows, a hamlet in each of the others: the hamlets are left to the
+    # out-of-vocabulary ids.
+    city = features["City"]
+    assert city.top_k == 30 and city.oov_buckets == 10
+    assert "a vocabulary of the 30 seen in at least 3 labeled rows" in city.why
+
+
+def test_an_imbalanced_label_gets_class_weights_and_the_review_says_why(messy):
+    training = messy["profile"].training
+    assert training.class_weights == "balanced" and training.early_stopping
+    output = messy["result"].output
+    assert "the label is imbalanced: training.class_weights is balanced" in output
+    assert "'Renewal' looks like dates written as 03/14/2024 or 14/03/2024" in output
+    assert "free text, split into lower-cased words" in output and "'Notes'" in output
+    schema = text_format.Parse(
+        (messy["out"] / "schema.pbtxt").read_text().split("\n", 2)[2], schema_pb2.Schema()
+    )
+    by_name = {f.name: f for f in schema.feature}
+    # Dates and free text take new values in every span: no closed list of values.
+    assert not by_name["Signed Up"].HasField("domain") and not by_name["Notes"].HasField("domain")
+
+
+def test_free_text_in_too_few_rows_is_ignored_with_the_reason(tmp_path):
+    rows = messy_rows()
+    for i, row in enumerate(rows):
+        row[4] = row[4] if i < 40 and i % 2 else ""  # 20 rows of text
+    source = write_csv(tmp_path / "few.csv", MESSY_HEADER, rows)
+    result = run_init("--csv", source, "--label", "Churned", "--out", tmp_path / "few")
+    assert result.exit_code == 0, result.output
+    notes = profiles.load(tmp_path / "few").features["Notes"]
+    assert notes.kind.value == "ignored"
+    assert notes.why.startswith("free text in only ")
+    assert notes.why.endswith(" labeled rows: too few to learn words from (at least 30)")

@@ -21,12 +21,17 @@ from tests.conftest import taxi_config
 
 ROWS = 96
 PROFILES = {
+    # Every kind of input: numbers, a vocabulary, a boolean, dates (ISO and epoch) and text.
     "binary": """
 name: churn
 label: {column: "Churned?", task: binary, classes: ["no", "yes"]}
 features:
   Monthly Fee: numeric
   Plan/Type: vocabulary
+  Autopay: boolean
+  Signed Up: {kind: datetime, format: iso, parts: [day_of_week, month, hour, age]}
+  Last Login: {kind: datetime, format: epoch_seconds, parts: [hour, age]}
+  Notes: {kind: text, top_k: 20, max_tokens: 6}
 """,
     "multiclass": """
 name: plans
@@ -47,18 +52,37 @@ SPEC = {
     "Monthly Fee": tf.io.VarLenFeature(tf.float32),
     "Plan/Type": tf.io.VarLenFeature(tf.string),
     "Churned?": tf.io.VarLenFeature(tf.string),
+    "Autopay": tf.io.VarLenFeature(tf.string),
+    "Signed Up": tf.io.VarLenFeature(tf.string),
+    "Last Login": tf.io.VarLenFeature(tf.int64),
+    "Notes": tf.io.VarLenFeature(tf.string),
+}
+NOTES = {
+    "basic": "too expensive for what it does, will cancel",
+    "plus": "works fine",
+    "pro": "great support, fast answers and no downtime this month at all",
 }
 
 
 def _raw_rows(rng: np.random.Generator) -> list[dict]:
-    """Plans with fees that depend on the plan (so every task has something to learn)."""
+    """Plans with fees that depend on the plan (so every task has something to learn); dates,
+    a boolean and notes, some of them empty."""
     rows = []
-    for _ in range(ROWS):
+    for i in range(ROWS):
         plan = rng.choice(["basic", "plus", "pro"])
         fee = {"basic": 10.0, "plus": 30.0, "pro": 80.0}[plan] + rng.normal(0, 2)
         churned = "yes" if plan == "basic" else "no"
+        signed_up = f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}" + (f" {i % 24:02d}:15" if i % 2 else "")
         rows.append(
-            {"Monthly Fee": [fee], "Plan/Type": [plan.encode()], "Churned?": [churned.encode()]}
+            {
+                "Monthly Fee": [fee],
+                "Plan/Type": [plan.encode()],
+                "Churned?": [churned.encode()],
+                "Autopay": [] if i % 7 == 0 else [("True" if plan != "basic" else "False").encode()],
+                "Signed Up": [] if i % 10 == 0 else [signed_up.encode()],
+                "Last Login": [1_700_000_000 + 3_541 * i],
+                "Notes": [] if i % 3 == 0 else [NOTES[plan].encode()],
+            }
         )
     return rows
 
@@ -66,10 +90,12 @@ def _raw_rows(rng: np.random.Generator) -> list[dict]:
 def _example(row: dict, without: str | None) -> bytes:
     feature = {}
     for name, values in row.items():
-        if name == without:
+        if name == without or not values:
             continue
         if isinstance(values[0], bytes):
             feature[name] = tf.train.Feature(bytes_list=tf.train.BytesList(value=values))
+        elif isinstance(values[0], int):
+            feature[name] = tf.train.Feature(int64_list=tf.train.Int64List(value=values))
         else:
             feature[name] = tf.train.Feature(float_list=tf.train.FloatList(value=values))
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
@@ -209,14 +235,17 @@ def test_training_batches_are_the_transform_graph_applied_to_raw_examples(task_r
         """Each row's transformed values and label, rows in a canonical order."""
         table = np.array(
             [
-                [float(x[c][i]) for c in columns] + [float(y[i])]
+                [v for c in columns for v in np.ravel(np.asarray(x[c][i], dtype=float))]
+                + [float(y[i])]
                 for x, y in batch_list
                 for i in range(len(y))
             ]
         )
         return table[np.lexsort(table.T[::-1])]
 
-    expected = np.column_stack([features[c] for c in columns] + [label]).astype(float)
+    expected = np.column_stack(
+        [features[c].reshape(ROWS, -1) for c in columns] + [label]
+    ).astype(float)
     expected = expected[np.lexsort(expected.T[::-1])]
     half = len(batches) // 2
     np.testing.assert_allclose(rows(batches[:half]), expected, rtol=1e-6)

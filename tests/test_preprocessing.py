@@ -1,6 +1,7 @@
 """`preprocessing_fn` run for real with tf.Transform on a handful of rows."""
 
 import functools
+import tempfile
 
 import numpy as np
 import pytest
@@ -255,3 +256,88 @@ def test_integer_class_labels_and_a_regression_label(tmp_path):
     rows = [{"price": [12.5], "x": [1.0]}, {"price": [-3.0], "x": [2.0]}]
     output = _transform_rows(regression, rows, spec, tmp_path / "b")
     assert [r["price_xf"] for r in output] == [12.5, -3.0]
+
+
+NEW_KINDS_PROFILE = """
+name: new-kinds
+label: {column: label, task: binary, classes: ["0", "1"]}
+features:
+  joined: {kind: datetime, format: iso, parts: [day_of_week, month, hour, age]}
+  seen: {kind: datetime, format: epoch_milliseconds, parts: [day_of_week, hour]}
+  active: boolean
+  notes: {kind: text, top_k: 3, oov_buckets: 1, max_tokens: 4}
+"""
+NEW_KINDS_SPEC = {
+    "joined": tf.io.VarLenFeature(tf.string),
+    "seen": tf.io.VarLenFeature(tf.int64),
+    "active": tf.io.VarLenFeature(tf.string),
+    "notes": tf.io.VarLenFeature(tf.string),
+    "label": tf.io.VarLenFeature(tf.int64),
+}
+NEW_KINDS_ROWS = [
+    # 2024-03-04 was a Monday; 1_700_000_000_000 ms is Tuesday 2023-11-14 22:13:20 UTC.
+    {"joined": [b"2024-03-04 18:30:00"], "seen": [1_700_000_000_000], "active": [b"Yes"],
+     "notes": [b"Slow, slow delivery!"], "label": [1]},
+    {"joined": [b"2024-12-29"], "seen": [0], "active": [b"no"],
+     "notes": [b"slow app"], "label": [0]},
+    {"joined": [b"03/14/2024"], "seen": [], "active": [], "notes": [], "label": [0]},
+    {"joined": [], "seen": [86_400_000 * 4], "active": [b"maybe"],
+     "notes": [b"refund please, slow app again and again"], "label": [1]},
+]
+
+
+def test_dates_booleans_and_text_become_model_inputs():
+    """Days of week, months and hours on the circle, a z-scored age, missing or unreadable
+    dates at the centre; booleans in any spelling; words as ids of the most frequent, padded."""
+    from components import profile as profiles
+
+    profile = profiles.parse(NEW_KINDS_PROFILE, "test profile")
+    metadata = dataset_metadata.DatasetMetadata(
+        schema_utils.schema_from_feature_spec(NEW_KINDS_SPEC)
+    )
+    with tft_beam.Context(temp_dir=tempfile.mkdtemp(), force_tf_compat_v1=False):
+        (rows, _), _ = (NEW_KINDS_ROWS, metadata) | tft_beam.AnalyzeAndTransformDataset(
+            functools.partial(
+                preprocessing.preprocessing_fn,
+                custom_config={"profile": profile.transform_part()},
+            ),
+            output_record_batches=False,
+        )
+    names = {i.name for i in profile.model_inputs()}
+    assert set(rows[0]) == names | {profile.transformed_label}
+
+    def angle(row, part):
+        return np.arctan2(row[f"joined_{part}_sin_xf"], row[f"joined_{part}_cos_xf"])
+
+    monday = rows[0]
+    assert np.isclose(angle(monday, "day_of_week"), 0.0, atol=1e-6)  # Monday: 0
+    assert np.isclose(angle(monday, "month"), 2 * np.pi * 2 / 12)  # March: 2 of 0..11
+    assert np.isclose(angle(monday, "hour"), 2 * np.pi * 18 / 24 - 2 * np.pi)
+    sunday = rows[1]  # a date alone: hour 0; December: 11 of 0..11
+    assert np.isclose(angle(sunday, "day_of_week"), 2 * np.pi * 6 / 7 - 2 * np.pi)
+    assert np.isclose(angle(sunday, "month"), 2 * np.pi * 11 / 12 - 2 * np.pi)
+    assert np.isclose(sunday["joined_hour_cos_xf"], 1.0)
+    # Not ISO, and missing: no value, at the circle's centre, of mean age.
+    for row in rows[2:]:
+        assert row["joined_day_of_week_sin_xf"] == 0 and row["joined_day_of_week_cos_xf"] == 0
+        assert row["joined_age_xf"] == 0
+    # The two readable dates z-score to -1 and +1.
+    assert np.isclose(monday["joined_age_xf"], -1.0) and np.isclose(sunday["joined_age_xf"], 1.0)
+    # Epoch milliseconds: a Tuesday at 22:00; 1970-01-05 was a Monday at midnight.
+    tuesday = np.arctan2(rows[0]["seen_day_of_week_sin_xf"], rows[0]["seen_day_of_week_cos_xf"])
+    assert np.isclose(tuesday, 2 * np.pi / 7)
+    assert np.isclose(np.arctan2(rows[0]["seen_hour_sin_xf"], rows[0]["seen_hour_cos_xf"]),
+                      2 * np.pi * 22 / 24 - 2 * np.pi)
+    assert np.isclose(rows[3]["seen_day_of_week_cos_xf"], 1.0)
+    assert rows[2]["seen_hour_sin_xf"] == 0 and rows[2]["seen_hour_cos_xf"] == 0
+
+    assert [int(r["active_xf"]) for r in rows] == [1, 0, 2, 2]
+
+    # "slow" (4 rows' worth), then "app" (2), then "again" (2; ties broken by tf.Transform):
+    # ids 1.. for the 3 kept, 4 for every other word (one out-of-vocabulary id), 0 pads.
+    notes = [list(r["notes_xf"]) for r in rows]
+    assert all(len(n) == 4 for n in notes)
+    assert notes[0] == [1, 1, 4, 0]  # slow, slow, delivery (not kept)
+    assert notes[1][:2] == [1, notes[3][3]] and notes[1][2:] == [0, 0]  # slow, app
+    assert notes[2] == [0, 0, 0, 0]
+    assert notes[3][0] == 4 and notes[3][2] == 1  # refund (not kept), please, slow ...: 4 words

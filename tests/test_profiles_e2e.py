@@ -146,6 +146,9 @@ def test_a_new_csv_goes_from_init_to_a_blessed_pushed_model_and_predictions(hous
     init, profile_dir = house_prices_runs["init"], house_prices_runs["profile_dir"]
     assert init.returncode == 0, init.stdout + init.stderr
     assert "regression" in init.stdout and "python run_local.py --profile" in init.stdout
+    assert re.search(r"Listed On\s+datetime: ISO dates from 2024-01-", init.stdout)
+    assert re.search(r"Agent Remarks\s+text: free text in \d+ of \d+ labeled rows", init.stdout)
+    assert re.search(r"Has Garden\?\s+boolean: yes/no values", init.stdout)
     profile_text = (profile_dir / "profile.yaml").read_text()
     assert "name: house-prices" in profile_text
 
@@ -173,6 +176,24 @@ def test_a_new_csv_goes_from_init_to_a_blessed_pushed_model_and_predictions(hous
     )
     # The price swings by hundreds of kEUR; the model's error must be a fraction of that.
     assert trivial["candidate_value"] < 0.5 * trivial["trivial_value"]
+    # A ridge regression on the same transformed features, scored on the same eval rows: the
+    # price is linear in them, so it does well too, and the model is measured against it.
+    linear = json.loads(
+        (
+            Path(_outputs(index, executions, "Evaluator")["evaluation"][0].uri)
+            / "linear_baseline.json"
+        ).read_text()
+    )
+    assert linear["linear_value"] < 0.3 * trivial["trivial_value"]
+    assert linear["candidate_value"] == trivial["candidate_value"]
+    assert linear["gap"] == pytest.approx(
+        (linear["linear_value"] - linear["candidate_value"]) / linear["linear_value"]
+    )
+    assert linear["max_gap"] is None and linear["passed"] is None  # reported, not required
+    assert linear["linear_model"].startswith("ridge regression (alpha 1) on ")
+    assert linear["eval_rows"] > 50 and linear["train_rows"] > 3 * linear["eval_rows"] * 0.7
+    assert f"vs linear baseline (ridge regression (alpha 1) on " in out
+    assert f"RMSE {linear['linear_value']:.4g}, this model {linear['gap']:+.1%} lower RMSE" in out
 
     listed = run_cli("inspect", "runs", f"--metadata-uri={output_dir / 'metadata.db'}", timeout=120)
     assert listed.returncode == 0 and "COMPLETE" in listed.stdout

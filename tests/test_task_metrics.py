@@ -166,10 +166,19 @@ def test_penguin_inspect_models_and_report_show_the_task(penguin_run):
     assert re.search(r"^\s+class\s+precision\s+recall$", text, re.MULTILINE)
     assert re.search(r"confusion matrix \(\d+ examples", text)
     assert "vs trivial predictor (always class" in text
+    linear = artifact_readers.linear_baseline(outputs["evaluation"][0].uri)
+    assert linear["metric"] == "accuracy" and 0.5 < linear["linear_value"] <= 1
+    assert linear["linear_model"].startswith("logistic regression (C 1) on ")
+    assert re.search(
+        r"vs linear baseline \(logistic regression \(C 1\) on \d+ inputs\): accuracy "
+        rf"{linear['linear_value']:.4f}, this model [-+]\d\.\d{{4}}",
+        text,
+    )
+    assert f"fitted on {linear['train_rows']} training rows, scored on" in text
 
     models = invoke("models", f"--metadata-path={store}")
     assert models.exit_code == 0, models.output
-    assert re.search(r"accuracy \d\.\d{3}, examples \d+", models.stdout)
+    assert re.search(r"accuracy \d\.\d{3} \(linear \d\.\d{3}\), examples \d+", models.stdout)
     assert "precision" not in models.stdout and "AUC" not in models.stdout
 
     html = _report(stdout)
@@ -179,6 +188,7 @@ def test_penguin_inspect_models_and_report_show_the_task(penguin_run):
     assert re.findall(r"<tr><th>(\w+)</th>", matrix) == ["0", "1", "2"]
     assert len(re.findall(r'<td class="num diag">\d+</td>', matrix)) == 3
     assert "<h3>Trivial predictor</h3>" in html and "always class" in html
+    assert "<h3>Linear baseline</h3>" in html and "Fitted by scikit-learn on" in html
     assert "<th>AUC</th>" not in html
     # One span: nothing to drift from, and the report says so rather than list TFDV's noise.
     drift = html.split("<h3>Drift (new span vs previous span)</h3>", 1)[1].split("<h3>", 1)[0]

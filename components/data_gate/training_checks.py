@@ -3,8 +3,9 @@ checked by the data gate on the labeled statistics, before Transform.
 
 - a `text` feature needs text in some row of the training splits (else its vocabulary of words
   is empty, and the model would read nothing from it);
-- a binary or multiclass label needs two classes or more in the eval splits (else AUC is
-  undefined, and accuracy says nothing about the other classes).
+- a binary or multiclass label needs two classes or more in the training splits (else there is
+  nothing to tell apart) and in the eval splits (else AUC is undefined, and accuracy says nothing
+  about the other classes).
 """
 
 from __future__ import annotations
@@ -86,18 +87,27 @@ def findings(settings: Settings, statistics_uri: str) -> list[Finding]:
                 )
             )
     if settings.task != "regression" and not settings.derived_label:
-        values = sorted({v for stats in evaluation for v in _values(_feature(stats, settings.label))})
-        if len(values) == 1:
-            found.append(
-                Finding(
-                    CHECK,
-                    settings.label,
-                    "One class in the eval split",
-                    f"every labeled row of the eval split has the label {values[0]!r}, so the "
-                    "model cannot be evaluated (AUC needs both classes, accuracy all of them): "
-                    "add labeled rows of the other class(es); the eval split is about one "
-                    "row in four, chosen by a hash of the row",
-                    list(settings.eval_splits),
+        for role, splits, statistics in (
+            ("training", settings.train_splits, train),
+            ("eval", settings.eval_splits, evaluation),
+        ):
+            values = sorted({v for stats in statistics for v in _values(_feature(stats, settings.label))})
+            if len(values) == 1:
+                found.append(
+                    Finding(
+                        CHECK,
+                        settings.label,
+                        f"One class in the {role} split",
+                        f"every labeled row of the {role} split has the label {values[0]!r}, so "
+                        + (
+                            "the model cannot learn to tell the classes apart"
+                            if role == "training"
+                            else "the model cannot be evaluated (AUC needs both classes, "
+                            "accuracy all of them)"
+                        )
+                        + ": add labeled rows of the other class(es); the eval split is about "
+                        "one row in four, chosen by a hash of the row",
+                        list(splits),
+                    )
                 )
-            )
     return found
