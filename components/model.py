@@ -53,6 +53,8 @@ SHUFFLE_BUFFER = 10_000
 # so it runs on bigger batches than training does (a fifth less CPU for it on 100,000 rows).
 TRANSFORM_BATCH_SIZE = 1024
 DEFAULT_SEED = 42
+# How much faster the linear part of the model learns than the network (see build_keras_model).
+LINEAR_PART_SPEEDUP = 10.0
 # Regression: batches of training labels read to set the output's scale and offset.
 LABEL_SCALE_BATCHES = 50
 
@@ -150,19 +152,22 @@ def build_keras_model(
                 )
             )
             linear_parts.append(
-                keras.layers.Embedding(model_input.size, outputs, name=f"{name}_weight")(
-                    inputs[name]
-                )
+                keras.layers.Embedding(
+                    model_input.size,
+                    outputs,
+                    embeddings_initializer="zeros",
+                    name=f"{name}_weight",
+                )(inputs[name])
             )
         else:  # tokens: the average of the row's word embeddings (0 pads, and is left out)
             inputs[name] = keras.Input(shape=(model_input.length,), name=name, dtype="int64")
-            for dim, parts, suffix in (
-                (embedding_dim, deep_parts, "embedding"),
-                (outputs, linear_parts, "weight"),
+            for dim, parts, suffix, start in (
+                (embedding_dim, deep_parts, "embedding", "uniform"),
+                (outputs, linear_parts, "weight", "zeros"),
             ):
-                embedded = keras.layers.Embedding(model_input.size, dim, name=f"{name}_{suffix}")(
-                    inputs[name]
-                )
+                embedded = keras.layers.Embedding(
+                    model_input.size, dim, embeddings_initializer=start, name=f"{name}_{suffix}"
+                )(inputs[name])
                 parts.append(WordMean(name=f"{name}_{suffix}_mean")(embedded, inputs[name]))
     if numerics:
         numeric = (
@@ -171,7 +176,12 @@ def build_keras_model(
             else numerics[0]
         )
         deep_parts.insert(0, numeric)
-        linear_parts.insert(0, keras.layers.Dense(outputs, name="numeric_weights")(numeric))
+        linear_parts.insert(
+            0,
+            keras.layers.Dense(outputs, kernel_initializer="zeros", name="numeric_weights")(
+                numeric
+            ),
+        )
 
     x = (
         keras.layers.Concatenate(name="all_features")(deep_parts)
@@ -182,13 +192,23 @@ def build_keras_model(
         x = keras.layers.Dense(hparams.get("hidden_units"), activation="relu", name=f"hidden_{i}")(
             x
         )
-    logits = keras.layers.Dense(outputs, name="deep_output")(x)
+    if profile.model.linear_part:
+        # Both parts start at zero (the linear part's weights too, as linear models do): the
+        # network adds what the linear part misses (on little data, early stopping keeps the
+        # check where that still helped).
+        logits = keras.layers.Dense(outputs, kernel_initializer="zeros", name="deep_output")(x)
+    else:
+        logits = keras.layers.Dense(outputs, name="deep_output")(x)
     if profile.model.linear_part:
         linear = (
             keras.layers.Add(name="linear_output")(linear_parts)
             if len(linear_parts) > 1
             else linear_parts[0]
         )
+        # Adam moves each weight by about the learning rate per step: scaling the linear
+        # part's output makes it learn LINEAR_PART_SPEEDUP times faster than the network, as
+        # wide-and-deep models give their linear part a higher learning rate.
+        linear = keras.layers.Rescaling(LINEAR_PART_SPEEDUP, name="linear_speedup")(linear)
         logits = keras.layers.Add(name="wide_and_deep")([logits, linear])
     output_layer, loss, metrics = _head(profile.task, len(profile.label.class_names), label_scale)
     output = output_layer(logits)

@@ -94,7 +94,7 @@ def init_profile(
     rarest = (
         labeled_split[label].value_counts(normalize=True).min() if chosen.classes else None
     )
-    training = training_budgets(len(labeled_split), rarest)
+    training = training_budgets(len(labeled_split), rarest, len(chosen.classes or []))
     model = model_size(len(labeled_split), columns)
     name = profile_name(out_dir)
     positive = chosen.classes[1] if chosen.task == "binary" and chosen.classes else None
@@ -140,17 +140,19 @@ def date_notes(labeled_split, columns) -> list[str]:
     return notes
 
 
-def training_budgets(rows: int, rarest_class_share: float | None) -> dict:
+def training_budgets(rows: int, rarest_class_share: float | None, classes: int = 2) -> dict:
     """Budgets that follow the labeled row count: smaller batches for small data, training
     steps for about `epochs` passes over the train split (more passes for less data, as early
     stopping keeps the best check's weights), eval steps that cover the eval split, and balanced
-    class weights when the rarest class is under IMBALANCED_SHARE of the rows."""
+    class weights when the rarest class has under IMBALANCED_SHARE of an even share of the
+    rows."""
     batch_size = 32 if rows < 2_000 else 64 if rows < 20_000 else 128
-    epochs = 30 if rows < 5_000 else 10 if rows < 50_000 else 3
+    epochs = 300 if rows < 2_000 else 100 if rows < 5_000 else 20 if rows < 50_000 else 3
     steps_per_epoch = math.ceil(rows * TRAIN_SHARE / batch_size)
     low, high = STEP_BOUNDS
     train_steps = int(min(high, max(low, steps_per_epoch * epochs)))
     eval_rows = rows * (1 - TRAIN_SHARE)
+    even_share = 1 / max(2, classes)
     budgets = {
         "tuner_trials": 2,
         "tuner_train_steps": max(100, train_steps // 4),
@@ -159,7 +161,7 @@ def training_budgets(rows: int, rarest_class_share: float | None) -> dict:
         "batch_size": batch_size,
         "early_stopping": True,
     }
-    if rarest_class_share is not None and rarest_class_share < IMBALANCED_SHARE:
+    if rarest_class_share is not None and rarest_class_share < IMBALANCED_SHARE * even_share:
         budgets["class_weights"] = "balanced"
     return budgets
 

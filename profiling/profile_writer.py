@@ -161,8 +161,8 @@ def profile_text(report: InitReport, labeled_split: pd.DataFrame) -> str:
             f"{_passes(report)} passes over the train split, checked "
             "on the eval split with early stopping (the best check's weights are kept)"
             + (
-                "; balanced class weights, as the rarest class is under "
-                f"{IMBALANCED_SHARE:.0%} of the rows."
+                "; balanced class weights, as the rarest class has under "
+                f"{IMBALANCED_SHARE:.0%} of an even share of the rows."
                 if report.training.get("class_weights") == "balanced"
                 else "."
             )

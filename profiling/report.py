@@ -19,8 +19,9 @@ CATEGORICAL_DRIFT = 0.1
 SMALL_DATA_ROWS = 5000
 MARGIN_OVER_TRIVIAL = 0.05
 TRAIN_SHARE = 3 / 4  # ExampleGen's train split: 3 of 4 hash buckets (pipeline/config.py)
-# A label whose rarest class has less than this share of the rows gets balanced class weights.
-IMBALANCED_SHARE = 0.2
+# A label whose rarest class has less than this fraction of an even share of the rows (1/classes)
+# gets balanced class weights: binary under 25%, ten classes under 5%.
+IMBALANCED_SHARE = 0.5
 
 
 class InitError(ValueError):

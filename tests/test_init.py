@@ -149,9 +149,9 @@ def test_binary_profile_loads_with_a_kind_and_a_reason_for_every_column(binary):
     assert profile.slices == ["Plan / Tier"]
     assert profile.data_checks.drift == {"Plan / Tier": 0.1, "support calls": 0.1, "answer": 0.1}
     assert profile.skew == {"Plan / Tier": 0.1, "support calls": 0.1}
-    # 200 rows: small batches, the fewest steps (30 passes over 150 training rows is fewer),
-    # early stopping; two balanced classes need no class weights.
-    assert profile.training.batch_size == 32 and profile.training.train_steps == 300
+    # About 200 rows: small batches, 300 passes of 5 batches over the ~150 training rows, early
+    # stopping to keep the best check; two balanced classes need no class weights.
+    assert profile.training.batch_size == 32 and profile.training.train_steps == 1500
     assert profile.training.early_stopping and profile.training.class_weights == "none"
     assert profile.model.hidden_units == 32 and profile.model.linear_part
     assert profile.blessing.at_least == {} and profile.blessing.margin_over_trivial == 0.05
