@@ -109,8 +109,10 @@ def report_text(report: InitReport) -> str:
     lines += [
         f"Slices:   {', '.join(report.slices) or 'none'}",
         f"Drift:    {drift}",
-        f"Training: batch {training['batch_size']}, {training['train_steps']} steps, "
-        f"{training['tuner_trials']} tuner trials"
+        f"Training: batch {training['batch_size']}, {training['train_steps']} steps"
+        + (" with early stopping" if training.get("early_stopping") else "")
+        + f", {training['tuner_trials']} tuner trials"
+        + (", balanced class weights" if training.get("class_weights") == "balanced" else "")
         + (" (a small dataset)" if report.small_data else ""),
         "",
         "What to review (profile.yaml and schema.pbtxt) before the first run:",

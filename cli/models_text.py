@@ -18,7 +18,9 @@ def _metrics(
     parts = []
     for position, (key, value) in enumerate(metrics.items()):
         if position == 1 and linear is not None:
-            parts[-1] += f" (linear {linear:.4g})" if task == "regression" else f" (linear {linear:.3f})"
+            parts[-1] += (
+                f" (linear {linear:.4g})" if task == "regression" else f" (linear {linear:.3f})"
+            )
         label = artifact_readers.METRIC_LABELS.get(key, key)
         if key == "example_count":
             parts.append(f"{label} {int(value)}")

@@ -108,10 +108,11 @@ def linear_line(linear: dict) -> str:
         f"{text(linear['linear_value'])}"
     )
     if linear.get("gap") is not None:
-        difference = (
-            f"{linear['gap']:+.1%} lower RMSE" if regression else f"{linear['gap']:+.4f}"
-        )
-        line += f", this model {difference}"
+        gap = linear["gap"]
+        if regression:
+            line += f", this model's {abs(gap):.1%} {'lower' if gap >= 0 else 'higher'}"
+        else:
+            line += f", this model {gap:+.4f}"
     if linear.get("max_gap") is not None:
         allowed = f"{linear['max_gap']:.1%}" if regression else f"{linear['max_gap']:g}"
         line += f" (blessing.vs_linear_baseline allows {allowed} worse)"

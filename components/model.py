@@ -24,7 +24,7 @@ from tfx_bsl.public import tfxio
 
 from components import profile as profiles
 from components import tfx_private
-from components.profile import FeatureKind, Profile
+from components.profile import Profile
 from serving import warmup
 
 SERVING_SIGNATURE = "serving_default"

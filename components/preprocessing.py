@@ -19,9 +19,7 @@ from components.profile import FeatureKind, Profile
 MISSING_STRING = ""
 MISSING_NUMBER = 0
 # An ISO 8601 date, optionally with a time (RE2 syntax, as tf.strings.regex_full_match reads it).
-ISO_DATETIME = (
-    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
-)
+ISO_DATETIME = r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}(:?\d{2})?)?)?"
 # The period of each cyclical datetime part.
 _PERIODS = {"day_of_week": 7.0, "month": 12.0, "hour": 24.0}
 # Characters that separate words in free text: anything but letters, digits and apostrophes.

@@ -22,8 +22,8 @@ from components.csv_example_gen.component import csv_example_gen_component
 from components.curated_schema.component import CuratedSchemaImporter, content_fingerprint
 from components.data_gate.component import DataGate
 from components.data_gate.distribution_validator import DistributionValidator
-from components.evaluator.component import Evaluator
 from components.data_gate.training_checks import Settings as TrainingChecks
+from components.evaluator.component import Evaluator
 from components.evaluator.linear_baseline import Settings as LinearBaseline
 from components.evaluator.trivial_baseline import Settings as TrivialBaseline
 from components.infra_validator.component import InfraValidator

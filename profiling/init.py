@@ -91,9 +91,7 @@ def init_profile(
     if chosen.classes and chosen.label_type in (ValueType.INT, ValueType.TEXT):
         drift[label] = CATEGORICAL_DRIFT  # counted per class (categorical in the schema)
     small_data = len(labeled_split) < SMALL_DATA_ROWS
-    rarest = (
-        labeled_split[label].value_counts(normalize=True).min() if chosen.classes else None
-    )
+    rarest = labeled_split[label].value_counts(normalize=True).min() if chosen.classes else None
     training = training_budgets(len(labeled_split), rarest, len(chosen.classes or []))
     model = model_size(len(labeled_split), columns)
     name = profile_name(out_dir)

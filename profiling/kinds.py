@@ -82,9 +82,7 @@ def choose_kinds(
             "distinct": distinct,
             "missing": missing,
         }
-        kind, why, extra = _kind(
-            column, kind_of_values, rows, missing, distinct, present, numbers
-        )
+        kind, why, extra = _kind(column, kind_of_values, rows, missing, distinct, present, numbers)
         if kind != FeatureKind.IGNORED:
             model_input = profiles.transformed_name(column)
             if model_input in taken:
@@ -222,7 +220,9 @@ def _datetime(
         return None
     seen = formats[dated].value_counts()
     if len(seen) > 1 or not dated.all():
-        examples = [f"{count} like {values[formats == name].iloc[0]!r}" for name, count in seen.items()]
+        examples = [
+            f"{count} like {values[formats == name].iloc[0]!r}" for name, count in seen.items()
+        ]
         others = int((~dated).sum())
         if others:
             examples.append(f"{others} that are not dates, like {values[~dated].iloc[0]!r}")

@@ -179,7 +179,9 @@ def profile_text(report: InitReport, labeled_split: pd.DataFrame) -> str:
 
 def _passes(report: InitReport) -> int:
     train_rows = report.labeled_rows * TRAIN_SHARE
-    return max(1, round(report.training["train_steps"] * report.training["batch_size"] / train_rows))
+    return max(
+        1, round(report.training["train_steps"] * report.training["batch_size"] / train_rows)
+    )
 
 
 def _quoted(text: str) -> str:

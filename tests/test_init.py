@@ -414,7 +414,16 @@ def messy_rows() -> list[list[object]]:
         city = f"Town {rng.randint(0, 29)}" if rng.random() < 0.8 else f"Hamlet {i}"
         renewal = f"{1 + i % 12}/{1 + i % 28}/2025"
         rows.append(
-            [f"A{i:04d}", signed_up, created_at, autopay, notes, city, renewal, "yes" if churn else "no"]
+            [
+                f"A{i:04d}",
+                signed_up,
+                created_at,
+                autopay,
+                notes,
+                city,
+                renewal,
+                "yes" if churn else "no",
+            ]
         )
     return rows
 

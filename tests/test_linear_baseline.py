@@ -152,7 +152,9 @@ def test_the_gate_refuses_text_that_is_never_there_and_an_eval_split_of_one_clas
     assert "every labeled row of the eval split has the label 'no'" in found[1].description
 
     fixed = tmp_path / "fixed"
-    _write_statistics(fixed, "train", pd.DataFrame({"notes": ["a b", None], "churned": ["yes", "no"]}))
+    _write_statistics(
+        fixed, "train", pd.DataFrame({"notes": ["a b", None], "churned": ["yes", "no"]})
+    )
     _write_statistics(fixed, "eval", pd.DataFrame({"notes": ["c", None], "churned": ["no", "yes"]}))
     only_notes = dataclasses.replace(settings, text_columns=["notes"])
     assert training_checks.findings(only_notes, str(fixed)) == []
@@ -223,7 +225,12 @@ def test_a_run_stops_at_the_gate_for_empty_text_and_an_eval_split_of_one_class(t
 
     moods, topics = ["slow", "fast", "broken", "great"], ["bill", "login", "refund"]
     rows = [
-        [i, f"plan {i % 3}", f"{moods[i % 4]} app and {topics[i % 3]} issue number {i}", "yes" if i % 2 else "no"]
+        [
+            i,
+            f"plan {i % 3}",
+            f"{moods[i % 4]} app and {topics[i % 3]} issue number {i}",
+            "yes" if i % 2 else "no",
+        ]
         for i in range(60)
     ]
     source = tmp_path / "source.csv"

@@ -72,13 +72,17 @@ def _raw_rows(rng: np.random.Generator) -> list[dict]:
         plan = rng.choice(["basic", "plus", "pro"])
         fee = {"basic": 10.0, "plus": 30.0, "pro": 80.0}[plan] + rng.normal(0, 2)
         churned = "yes" if plan == "basic" else "no"
-        signed_up = f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}" + (f" {i % 24:02d}:15" if i % 2 else "")
+        signed_up = f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}" + (
+            f" {i % 24:02d}:15" if i % 2 else ""
+        )
         rows.append(
             {
                 "Monthly Fee": [fee],
                 "Plan/Type": [plan.encode()],
                 "Churned?": [churned.encode()],
-                "Autopay": [] if i % 7 == 0 else [("True" if plan != "basic" else "False").encode()],
+                "Autopay": []
+                if i % 7 == 0
+                else [("True" if plan != "basic" else "False").encode()],
                 "Signed Up": [] if i % 10 == 0 else [signed_up.encode()],
                 "Last Login": [1_700_000_000 + 3_541 * i],
                 "Notes": [] if i % 3 == 0 else [NOTES[plan].encode()],
@@ -243,9 +247,9 @@ def test_training_batches_are_the_transform_graph_applied_to_raw_examples(task_r
         )
         return table[np.lexsort(table.T[::-1])]
 
-    expected = np.column_stack(
-        [features[c].reshape(ROWS, -1) for c in columns] + [label]
-    ).astype(float)
+    expected = np.column_stack([features[c].reshape(ROWS, -1) for c in columns] + [label]).astype(
+        float
+    )
     expected = expected[np.lexsort(expected.T[::-1])]
     half = len(batches) // 2
     np.testing.assert_allclose(rows(batches[:half]), expected, rtol=1e-6)

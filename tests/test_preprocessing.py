@@ -276,13 +276,28 @@ NEW_KINDS_SPEC = {
 }
 NEW_KINDS_ROWS = [
     # 2024-03-04 was a Monday; 1_700_000_000_000 ms is Tuesday 2023-11-14 22:13:20 UTC.
-    {"joined": [b"2024-03-04 18:30:00"], "seen": [1_700_000_000_000], "active": [b"Yes"],
-     "notes": [b"Slow, slow delivery!"], "label": [1]},
-    {"joined": [b"2024-12-29"], "seen": [0], "active": [b"no"],
-     "notes": [b"slow app"], "label": [0]},
+    {
+        "joined": [b"2024-03-04 18:30:00"],
+        "seen": [1_700_000_000_000],
+        "active": [b"Yes"],
+        "notes": [b"Slow, slow delivery!"],
+        "label": [1],
+    },
+    {
+        "joined": [b"2024-12-29"],
+        "seen": [0],
+        "active": [b"no"],
+        "notes": [b"slow app"],
+        "label": [0],
+    },
     {"joined": [b"03/14/2024"], "seen": [], "active": [], "notes": [], "label": [0]},
-    {"joined": [], "seen": [86_400_000 * 4], "active": [b"maybe"],
-     "notes": [b"refund please, slow app again and again"], "label": [1]},
+    {
+        "joined": [],
+        "seen": [86_400_000 * 4],
+        "active": [b"maybe"],
+        "notes": [b"refund please, slow app again and again"],
+        "label": [1],
+    },
 ]
 
 
@@ -326,8 +341,10 @@ def test_dates_booleans_and_text_become_model_inputs():
     # Epoch milliseconds: a Tuesday at 22:00; 1970-01-05 was a Monday at midnight.
     tuesday = np.arctan2(rows[0]["seen_day_of_week_sin_xf"], rows[0]["seen_day_of_week_cos_xf"])
     assert np.isclose(tuesday, 2 * np.pi / 7)
-    assert np.isclose(np.arctan2(rows[0]["seen_hour_sin_xf"], rows[0]["seen_hour_cos_xf"]),
-                      2 * np.pi * 22 / 24 - 2 * np.pi)
+    assert np.isclose(
+        np.arctan2(rows[0]["seen_hour_sin_xf"], rows[0]["seen_hour_cos_xf"]),
+        2 * np.pi * 22 / 24 - 2 * np.pi,
+    )
     assert np.isclose(rows[3]["seen_day_of_week_cos_xf"], 1.0)
     assert rows[2]["seen_hour_sin_xf"] == 0 and rows[2]["seen_hour_cos_xf"] == 0
 

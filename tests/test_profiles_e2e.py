@@ -192,8 +192,10 @@ def test_a_new_csv_goes_from_init_to_a_blessed_pushed_model_and_predictions(hous
     assert linear["max_gap"] is None and linear["passed"] is None  # reported, not required
     assert linear["linear_model"].startswith("ridge regression (alpha 1) on ")
     assert linear["eval_rows"] > 50 and linear["train_rows"] > 3 * linear["eval_rows"] * 0.7
-    assert f"vs linear baseline (ridge regression (alpha 1) on " in out
-    assert f"RMSE {linear['linear_value']:.4g}, this model {linear['gap']:+.1%} lower RMSE" in out
+    assert "vs linear baseline (ridge regression (alpha 1) on " in out
+    gap = linear["gap"]
+    direction = "lower" if gap >= 0 else "higher"
+    assert f"RMSE {linear['linear_value']:.4g}, this model's {abs(gap):.1%} {direction}" in out
 
     listed = run_cli("inspect", "runs", f"--metadata-uri={output_dir / 'metadata.db'}", timeout=120)
     assert listed.returncode == 0 and "COMPLETE" in listed.stdout

@@ -14,6 +14,7 @@ import dataclasses
 import os
 
 from components.data_gate.anomalies import Finding
+from components.evaluator.trivial_baseline import feature_statistics
 
 CHECK = "training"
 
@@ -28,14 +29,6 @@ class Settings:
     text_columns: list[str]
     train_splits: list[str]
     eval_splits: list[str]
-
-
-def _feature(statistics, name: str):
-    for dataset in statistics.datasets:
-        for feature in dataset.features:
-            if (feature.path.step and list(feature.path.step) == [name]) or feature.name == name:
-                return feature
-    return None
 
 
 def _present(feature) -> int:
@@ -68,13 +61,15 @@ def findings(settings: Settings, statistics_uri: str) -> list[Finding]:
     import tensorflow_data_validation as tfdv
 
     def load(split: str):
-        return tfdv.load_stats_binary(os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb"))
+        return tfdv.load_stats_binary(
+            os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
+        )
 
     train = [load(s) for s in settings.train_splits]
     evaluation = [load(s) for s in settings.eval_splits]
     found = []
     for column in settings.text_columns:
-        if sum(_present(_feature(stats, column)) for stats in train) == 0:
+        if sum(_present(feature_statistics(stats, column)) for stats in train) == 0:
             found.append(
                 Finding(
                     CHECK,
@@ -91,7 +86,13 @@ def findings(settings: Settings, statistics_uri: str) -> list[Finding]:
             ("training", settings.train_splits, train),
             ("eval", settings.eval_splits, evaluation),
         ):
-            values = sorted({v for stats in statistics for v in _values(_feature(stats, settings.label))})
+            values = sorted(
+                {
+                    v
+                    for stats in statistics
+                    for v in _values(feature_statistics(stats, settings.label))
+                }
+            )
             if len(values) == 1:
                 found.append(
                     Finding(

@@ -150,7 +150,9 @@ def design_matrix(profile, columns: dict[str, np.ndarray]):
     return sparse.hstack(blocks, format="csr")
 
 
-def fit_and_score(profile, train: dict, evaluation: dict, metric: str) -> tuple[float | None, str, int, int, str]:
+def fit_and_score(
+    profile, train: dict, evaluation: dict, metric: str
+) -> tuple[float | None, str, int, int, str]:
     """(the baseline's metric on the eval rows, the model in words, train rows, eval rows,
     note when there is no figure)."""
     from sklearn.linear_model import LogisticRegression, Ridge
@@ -197,19 +199,15 @@ def check(
     from components import profile as profiles
 
     profile = profiles.from_config(settings.profile)
-    train = transformed_rows(
-        examples_uri,
-        settings.train_splits,
-        transform_uri,
-        settings.max_rows,
-        [split_counts.get(s, 0) for s in settings.train_splits],
-    )
-    evaluation = transformed_rows(
-        examples_uri,
-        settings.eval_splits,
-        transform_uri,
-        settings.max_rows,
-        [split_counts.get(s, 0) for s in settings.eval_splits],
+    train, evaluation = (
+        transformed_rows(
+            examples_uri,
+            splits,
+            transform_uri,
+            settings.max_rows,
+            [split_counts.get(s, 0) for s in splits],
+        )
+        for splits in (settings.train_splits, settings.eval_splits)
     )
     linear, described, train_rows, eval_rows, note = fit_and_score(
         profile, train, evaluation, settings.metric

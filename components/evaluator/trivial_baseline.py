@@ -56,10 +56,11 @@ class Result:
         )
 
 
-def _label_stats(statistics: statistics_pb2.DatasetFeatureStatisticsList, label: str):
+def feature_statistics(statistics: statistics_pb2.DatasetFeatureStatisticsList, name: str):
+    """One column's statistics in a split's statistics; None when it has none."""
     for dataset in statistics.datasets:
         for feature in dataset.features:
-            if (feature.path.step and list(feature.path.step) == [label]) or feature.name == label:
+            if (feature.path.step and list(feature.path.step) == [name]) or feature.name == name:
                 return feature
     return None
 
@@ -107,7 +108,7 @@ def check(
         return Result(settings.metric, trivial, candidate_value, required, passed, predictor)
 
     def label_features(splits: list[str]):
-        found = [_label_stats(split_statistics[s], settings.label) for s in splits]
+        found = [feature_statistics(split_statistics[s], settings.label) for s in splits]
         return [f for f in found if f is not None]
 
     train, evaluation = label_features(settings.train_splits), label_features(settings.eval_splits)
