@@ -462,6 +462,9 @@ def datasets(
     return train, evaluation
 
 
+# Early stopping checks the eval split at most every this many steps: shorter stretches compare
+# noise (a training of fewer than twice this many steps is not stopped early).
+MIN_STEPS_PER_CHECK = 100
 # The metric early stopping and the Tuner watch on the eval split, per task: (Keras's name,
 # better when).
 VALIDATION_METRIC = {
@@ -484,7 +487,10 @@ def fit(
     check's weights; with balanced class weights when the profile asks for them."""
     budgets = profile.training
     class_weight = class_weights(profile, train)
-    if not budgets.early_stopping:
+    checks = min(budgets.checks, train_steps // MIN_STEPS_PER_CHECK)
+    if not budgets.early_stopping or checks < 2:
+        # Without early stopping, or too short a training to compare checks (a check every
+        # MIN_STEPS_PER_CHECK steps at least): every step, and the last weights.
         return model.fit(
             train,
             epochs=1,
@@ -494,7 +500,6 @@ def fit(
             class_weight=class_weight,
             verbose=2,
         )
-    checks = min(budgets.checks, train_steps)
     monitor, mode = VALIDATION_METRIC[profile.task]
     return model.fit(
         train,
