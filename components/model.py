@@ -91,6 +91,22 @@ def search_space(model_size: dict[str, Any] | None = None) -> keras_tuner.HyperP
     return hp
 
 
+def _embedding(size: int, outputs: int, embedding_dim: int, name: str) -> keras.layers.Embedding:
+    """One table for a categorical input's two uses: its first `outputs` columns are the linear
+    part's weights for each id (starting at zero), the rest its embedding in the network
+    (Keras's default start). One variable instead of two: half the optimizer's work per input."""
+
+    def start(shape, dtype=None):
+        weights = keras.initializers.RandomUniform(-0.05, 0.05)(shape, dtype=dtype)
+        return keras.ops.concatenate(
+            [keras.ops.zeros((shape[0], outputs), dtype=dtype), weights[:, outputs:]], axis=1
+        )
+
+    return keras.layers.Embedding(
+        size, outputs + embedding_dim, embeddings_initializer=start, name=f"{name}_embedding"
+    )
+
+
 @keras.saving.register_keras_serializable(package="components.model")
 class WordMean(keras.layers.Layer):
     """The mean of a row's word embeddings, leaving out the padding (id 0); zeros for a row
@@ -153,29 +169,15 @@ def build_keras_model(
             numerics.append(keras.ops.expand_dims(inputs[name], -1))
         elif model_input.kind == "categorical":
             inputs[name] = keras.Input(shape=(), name=name, dtype="int64")
-            deep_parts.append(
-                keras.layers.Embedding(model_input.size, embedding_dim, name=f"{name}_embedding")(
-                    inputs[name]
-                )
-            )
-            linear_parts.append(
-                keras.layers.Embedding(
-                    model_input.size,
-                    outputs,
-                    embeddings_initializer="zeros",
-                    name=f"{name}_weight",
-                )(inputs[name])
-            )
+            embedded = _embedding(model_input.size, outputs, embedding_dim, name)(inputs[name])
+            linear_parts.append(embedded[..., :outputs])
+            deep_parts.append(embedded[..., outputs:])
         else:  # tokens: the average of the row's word embeddings (0 pads, and is left out)
             inputs[name] = keras.Input(shape=(model_input.length,), name=name, dtype="int64")
-            for dim, parts, suffix, start in (
-                (embedding_dim, deep_parts, "embedding", "uniform"),
-                (outputs, linear_parts, "weight", "zeros"),
-            ):
-                embedded = keras.layers.Embedding(
-                    model_input.size, dim, embeddings_initializer=start, name=f"{name}_{suffix}"
-                )(inputs[name])
-                parts.append(WordMean(name=f"{name}_{suffix}_mean")(embedded, inputs[name]))
+            embedded = _embedding(model_input.size, outputs, embedding_dim, name)(inputs[name])
+            mean = WordMean(name=f"{name}_mean")(embedded, inputs[name])
+            linear_parts.append(mean[..., :outputs])
+            deep_parts.append(mean[..., outputs:])
     if numerics:
         numeric = (
             keras.layers.Concatenate(name="numeric_features")(numerics)

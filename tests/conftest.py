@@ -315,13 +315,11 @@ def penguin_runs(tmp_path_factory):
     }
 
 
-REMARKS = (
-    "bright flat near the park",
-    "needs some work on the kitchen",
-    "quiet street with good schools nearby",
-    "renovated last year with a new roof",
-    "close to the station and the shops",
-)
+# The agent's remarks: a state, a feature and a place, so that most remarks differ (free text);
+# "renovated" sells dearer, "needs work" cheaper.
+REMARK_STATES = ("renovated last year", "needs work", "well kept", "bright and airy", "original")
+REMARK_FEATURES = ("new kitchen", "large windows", "wooden floors", "a balcony", "two bathrooms")
+REMARK_PLACES = ("near the park", "on a quiet street", "close to the station", "by the river")
 
 
 def write_house_prices(path: Path, rows: int = 600) -> None:
@@ -352,13 +350,18 @@ def write_house_prices(path: Path, rows: int = 600) -> None:
             garden = rng.choice(["yes", "no", ""])  # sometimes not recorded
             month = rng.randint(1, 12)
             listed = f"2024-{month:02d}-{rng.randint(1, 28):02d}"
-            remark = rng.choice(REMARKS) if rng.random() < 0.7 else ""
+            remark = (
+                f"{rng.choice(REMARK_STATES).capitalize()}, {rng.choice(REMARK_FEATURES)}, "
+                f"{rng.choice(REMARK_PLACES)}, built in {rng.randint(1890, 2020)}"
+                if rng.random() < 0.7
+                else ""
+            )
             price = (
                 2.5 * area
                 + 15 * rooms
                 + {"Centre": 120, "North": 20, "Harbour": 60, "Old Town": 90}[district]
                 + (25 if month in (4, 5, 6) else 0)  # spring sells dearer
-                + (40 if "renovated" in remark else -30 if "needs some work" in remark else 0)
+                + (40 if "renovated" in remark.lower() else -30 if "needs work" in remark else 0)
                 + rng.gauss(0, 15)
             )
             writer.writerow(

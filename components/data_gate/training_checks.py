@@ -11,10 +11,9 @@ checked by the data gate on the labeled statistics, before Transform.
 from __future__ import annotations
 
 import dataclasses
-import os
 
 from components.data_gate.anomalies import Finding
-from components.evaluator.trivial_baseline import feature_statistics
+from components.evaluator.trivial_baseline import feature_statistics, load_split_statistics
 
 CHECK = "training"
 
@@ -58,15 +57,9 @@ def _values(feature) -> list[str]:
 
 
 def findings(settings: Settings, statistics_uri: str) -> list[Finding]:
-    import tensorflow_data_validation as tfdv
-
-    def load(split: str):
-        return tfdv.load_stats_binary(
-            os.path.join(statistics_uri, f"Split-{split}", "FeatureStats.pb")
-        )
-
-    train = [load(s) for s in settings.train_splits]
-    evaluation = [load(s) for s in settings.eval_splits]
+    loaded = load_split_statistics(statistics_uri, settings.train_splits + settings.eval_splits)
+    train = [loaded[s] for s in settings.train_splits]
+    evaluation = [loaded[s] for s in settings.eval_splits]
     found = []
     for column in settings.text_columns:
         if sum(_present(feature_statistics(stats, column)) for stats in train) == 0:
