@@ -226,7 +226,9 @@ def test_regression_summary_shows_rmse_mae_mse_and_the_trivial_rmse(regression_r
 
     store = run["output_dir"] / "metadata.db"
     models = invoke("models", f"--metadata-path={store}")
-    assert re.search(r"RMSE [\d.]+ \(linear [\d.]+\), MAE [\d.]+, MSE [\d.]+, examples \d+", models.stdout)
+    assert re.search(
+        r"RMSE [\d.]+ \(linear [\d.]+\), MAE [\d.]+, MSE [\d.]+, examples \d+", models.stdout
+    )
     html = _report(run["stdout"])
     assert "root_mean_squared_error" in html and "<h3>Trivial predictor</h3>" in html
     assert "always the training mean" in html and "Confusion matrix" not in html
