@@ -55,7 +55,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = PROJECT_ROOT / "bench"
 sys.path.insert(0, str(BENCH_DIR))
 
-import quality_data  # noqa: E402  (bench/ is on sys.path from here on)
+import generate_data  # noqa: E402  (bench/ is on sys.path from here on)
+import quality_data  # noqa: E402
 
 DATASETS = ("customers", "sensors", "breast_cancer", "digits", "diabetes", "penguin")
 DESCRIPTIONS = {
@@ -123,19 +124,11 @@ def write_penguin(path: Path) -> str:
     ]
     if not files:
         raise FileNotFoundError(f"no CSV under {labeled}/*/")
-    header = None
+    header, rows = generate_data.read_rows(files)  # one header for all, checked
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out)
-        for file in files:
-            with file.open(newline="", encoding="utf-8") as f:
-                reader = csv.reader(f)
-                this_header = next(reader)
-                if header is None:
-                    header = this_header
-                    writer.writerow(header)
-                elif this_header != header:
-                    raise ValueError(f"{file}: its header differs from {files[0]}'s")
-                writer.writerows(row for row in reader if row)
+        writer.writerow(header)
+        writer.writerows(row for row in rows if row)
     return label
 
 

@@ -13,11 +13,24 @@ one of scikit-learn's bundled datasets. scikit-learn is imported inside `write_s
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import math
 import random
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def _csv_writer(path: Path, header: list[str]):
+    """A csv writer on `path` (its folder made), the header written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        yield writer
+
 
 # --- customers -----------------------------------------------------------------------------
 
@@ -124,11 +137,7 @@ def write_customers(path: Path, rows: int = 5000, seed: int = 7) -> None:
         "Tenure Months",
         "Churned",
     ]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
+    with _csv_writer(path, header) as writer:
         for i in range(rows):
             signup = SIGNUP_START + dt.timedelta(days=rng.randrange(SIGNUP_DAYS))
             plan = rng.choices(plan_names, weights=plan_weights)[0]
@@ -254,11 +263,7 @@ def write_sensor_readings(path: Path, rows: int = 4000, seed: int = 11) -> None:
         "Humidity %",
         "Output kW",
     ]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
+    with _csv_writer(path, header) as writer:
         for _ in range(rows):
             when = rng.randrange(READING_START, READING_END)
             moment = dt.datetime.fromtimestamp(when, tz=dt.timezone.utc)

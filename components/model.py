@@ -502,26 +502,22 @@ def fit(
     budgets = profile.training
     class_weight = class_weights(profile, train)
     checks = min(budgets.checks, train_steps // MIN_STEPS_PER_CHECK)
+    common = {
+        "validation_data": evaluation,
+        "validation_steps": eval_steps,
+        "class_weight": class_weight,
+        "verbose": 2,
+    }
     if not budgets.early_stopping or checks < 2:
         # Without early stopping, or too short a training to compare checks (a check every
         # MIN_STEPS_PER_CHECK steps at least): every step, and the last weights.
-        return model.fit(
-            train,
-            epochs=1,
-            steps_per_epoch=train_steps,
-            validation_data=evaluation,
-            validation_steps=eval_steps,
-            class_weight=class_weight,
-            verbose=2,
-        )
+        return model.fit(train, epochs=1, steps_per_epoch=train_steps, **common)
     monitor, mode = VALIDATION_METRIC[profile.task]
     return model.fit(
         train,
         epochs=checks,
         steps_per_epoch=max(1, train_steps // checks),
-        validation_data=evaluation,
-        validation_steps=eval_steps,
-        class_weight=class_weight,
+        **common,
         callbacks=[
             keras.callbacks.EarlyStopping(
                 monitor=monitor,
@@ -531,7 +527,6 @@ def fit(
                 verbose=1,
             )
         ],
-        verbose=2,
     )
 
 

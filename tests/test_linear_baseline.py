@@ -91,19 +91,22 @@ def test_a_ridge_regression_scores_rmse_and_the_gap_says_which_is_better():
     assert linear_baseline.gap("auc", 0.84, 0.85) == pytest.approx(-0.01)
 
 
+# A candidate 0.05 AUC below the baseline where blessing.vs_linear_baseline allows 0.02.
+FAILING = linear_baseline.Result(
+    metric="auc",
+    linear_value=0.9,
+    candidate_value=0.85,
+    linear_model="logistic regression",
+    train_rows=100,
+    eval_rows=40,
+    max_gap=0.02,
+    gap=-0.05,
+    passed=False,
+)
+
+
 def test_a_requirement_fails_with_a_sentence_that_names_the_setting():
-    result = linear_baseline.Result(
-        metric="auc",
-        linear_value=0.9,
-        candidate_value=0.85,
-        linear_model="logistic regression",
-        train_rows=10,
-        eval_rows=5,
-        max_gap=0.02,
-        gap=-0.05,
-        passed=False,
-    )
-    record = linear_baseline.as_record(result)
+    record = linear_baseline.as_record(FAILING)
     assert record["reason"] == (
         "auc 0.8500 is 0.0500 below the linear baseline's 0.9000; "
         "blessing.vs_linear_baseline allows 0.0200"
@@ -169,18 +172,7 @@ def test_a_candidate_too_far_below_the_baseline_loses_its_blessing(tmp_path, mon
 
     from components.evaluator import executor
 
-    failing = linear_baseline.Result(
-        metric="auc",
-        linear_value=0.9,
-        candidate_value=0.85,
-        linear_model="logistic regression",
-        train_rows=100,
-        eval_rows=40,
-        max_gap=0.02,
-        gap=-0.05,
-        passed=False,
-    )
-    monkeypatch.setattr(linear_baseline, "check", lambda *args, **kwargs: failing)
+    monkeypatch.setattr(linear_baseline, "check", lambda *args, **kwargs: FAILING)
     blessing = standard_artifacts.ModelBlessing()
     blessing.uri = str(tmp_path / "blessing")
     (tmp_path / "blessing").mkdir()
@@ -201,6 +193,7 @@ def test_a_candidate_too_far_below_the_baseline_loses_its_blessing(tmp_path, mon
     executor.Executor()._linear_baseline(
         json.dumps(dataclasses.asdict(settings)),
         {"examples": [examples], "transform_graph": [transform]},
+        executor._Reads(str(evaluation), None),
         str(evaluation),
         blessing,
     )

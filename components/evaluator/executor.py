@@ -43,6 +43,32 @@ def _candidate_value(evaluation_uri: str, metric_key: str) -> float | None:
     return None
 
 
+class _Reads:
+    """What both checks read, read once: StatisticsGen's split statistics and the candidate's
+    overall metrics in TFMA's output."""
+
+    def __init__(self, evaluation_uri: str, statistics_uri: str | None):
+        self._evaluation_uri, self._statistics_uri = evaluation_uri, statistics_uri
+        self._statistics: dict[str, Any] = {}
+        self._values: dict[str, float | None] = {}
+
+    def statistics(self, splits: list[str]) -> dict[str, Any]:
+        """The splits' statistics ({} without a StatisticsGen input)."""
+        if self._statistics_uri is None:
+            return {}
+        missing = [s for s in splits if s not in self._statistics]
+        if missing:
+            self._statistics.update(
+                trivial_baseline.load_split_statistics(self._statistics_uri, missing)
+            )
+        return {s: self._statistics[s] for s in splits}
+
+    def candidate_value(self, metric_key: str) -> float | None:
+        if metric_key not in self._values:
+            self._values[metric_key] = _candidate_value(self._evaluation_uri, metric_key)
+        return self._values[metric_key]
+
+
 class Executor(tfx_private.EvaluatorExecutor):
     """Runs TFX's Evaluator, then withdraws the blessing of a candidate that does not beat the
     trivial predictor, or (when the profile requires it) falls too far below the linear
@@ -53,23 +79,22 @@ class Executor(tfx_private.EvaluatorExecutor):
         super().Do(input_dict, output_dict, exec_properties)
         evaluation_uri = output_dict["evaluation"][0].uri
         blessing = output_dict["blessing"][0]
+        statistics = input_dict.get(STATISTICS_KEY) or []
+        reads = _Reads(evaluation_uri, statistics[0].uri if statistics else None)
         raw = exec_properties.get(TRIVIAL_BASELINE_KEY)
         if raw:
-            self._trivial_check(raw, input_dict, evaluation_uri, blessing)
+            self._trivial_check(raw, reads, evaluation_uri, blessing)
         raw = exec_properties.get(LINEAR_BASELINE_KEY)
         if raw and input_dict.get(TRANSFORM_GRAPH_KEY):
-            self._linear_baseline(raw, input_dict, evaluation_uri, blessing)
+            self._linear_baseline(raw, input_dict, reads, evaluation_uri, blessing)
 
-    def _trivial_check(self, raw: str, input_dict, evaluation_uri: str, blessing) -> None:
+    def _trivial_check(self, raw: str, reads: _Reads, evaluation_uri: str, blessing) -> None:
         settings = trivial_baseline.Settings(**json.loads(raw))
-        statistics = input_dict.get(STATISTICS_KEY) or []
         split_statistics: dict[str, Any] = {}
         if settings.task != "binary":
-            split_statistics = trivial_baseline.load_split_statistics(
-                statistics[0].uri, settings.train_splits + settings.eval_splits
-            )
+            split_statistics = reads.statistics(settings.train_splits + settings.eval_splits)
         result = trivial_baseline.check(
-            settings, split_statistics, _candidate_value(evaluation_uri, settings.metric_key)
+            settings, split_statistics, reads.candidate_value(settings.metric_key)
         )
         with open(os.path.join(evaluation_uri, trivial_baseline.RESULT_FILE), "w") as f:
             record = {
@@ -83,25 +108,22 @@ class Executor(tfx_private.EvaluatorExecutor):
         if not result.passed:
             _withdraw_blessing(blessing)
 
-    def _linear_baseline(self, raw: str, input_dict, evaluation_uri: str, blessing) -> None:
+    def _linear_baseline(
+        self, raw: str, input_dict, reads: _Reads, evaluation_uri: str, blessing
+    ) -> None:
         settings = linear_baseline.Settings(**json.loads(raw))
-        statistics = input_dict.get(STATISTICS_KEY) or []
-        counts = {}
-        if statistics:
-            loaded = trivial_baseline.load_split_statistics(
-                statistics[0].uri, settings.train_splits + settings.eval_splits
-            )
-            counts = {
-                split: sum(d.num_examples for d in stats.datasets)
-                for split, stats in loaded.items()
-            }
-        metric_key = profile_metric_key(settings)
+        counts = {
+            split: sum(d.num_examples for d in stats.datasets)
+            for split, stats in reads.statistics(
+                settings.train_splits + settings.eval_splits
+            ).items()
+        }
         result = linear_baseline.check(
             settings,
             input_dict["examples"][0].uri,
             input_dict[TRANSFORM_GRAPH_KEY][0].uri,
             counts,
-            _candidate_value(evaluation_uri, metric_key),
+            reads.candidate_value(profile_metric_key(settings)),
         )
         with open(os.path.join(evaluation_uri, linear_baseline.RESULT_FILE), "w") as f:
             json.dump(linear_baseline.as_record(result), f, indent=1)
