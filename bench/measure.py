@@ -24,6 +24,10 @@ class Measurement:
     cpu_system_seconds: float
     cpu_sampled_seconds: float  # sum of each sampled process's own CPU, as last seen
     peak_rss_bytes: int  # sampled sum over the process tree
+    # Proportional set size summed over the tree (shared pages split between the processes that
+    # map them, so forked workers' shared libraries count once): the memory the run needs.
+    peak_pss_bytes: int
+    peak_pss_at_seconds: float  # when that peak was sampled, from the start
     max_process_rss_bytes: int  # the largest single process: ru_maxrss, or sampled if larger
     rss_samples: int
     exit_code: int
@@ -48,6 +52,9 @@ class TreeSampler(threading.Thread):
         self.interval = interval
         self.peak = 0
         self.process_peak = 0
+        self.pss_peak = 0
+        self.pss_peak_at = 0.0
+        self._sampling_since = time.perf_counter()
         self.samples = 0
         self._cpu: dict[tuple[int, float], float] = {}  # (pid, start time) -> user + system
         self._stop_event = threading.Event()
@@ -62,7 +69,7 @@ class TreeSampler(threading.Thread):
             tree = [self.process, *self.process.children(recursive=True)]
         except psutil.Error:
             return
-        total = 0
+        total = pss_total = 0
         for process in tree:
             try:
                 with process.oneshot():
@@ -72,9 +79,12 @@ class TreeSampler(threading.Thread):
             except psutil.Error:
                 continue  # exited between listing and reading
             total += rss
+            pss_total += _pss_bytes(process.pid)
             self.process_peak = max(self.process_peak, rss)
             self._cpu[key] = times.user + times.system
         self.peak = max(self.peak, total)
+        if pss_total > self.pss_peak:
+            self.pss_peak, self.pss_peak_at = pss_total, time.perf_counter() - self._sampling_since
         self.samples += 1
 
     def run(self) -> None:
@@ -85,6 +95,19 @@ class TreeSampler(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join()
+
+
+def _pss_bytes(pid: int) -> int:
+    """The process's proportional set size, from the kernel's one-line summary of its mappings
+    (/proc/PID/smaps_rollup, Linux 4.14+); 0 when it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024  # kB
+    except OSError:
+        pass
+    return 0
 
 
 def _processes_in_group(pgid: int) -> list[psutil.Process]:
@@ -152,6 +175,8 @@ def measure(
         cpu_system_seconds=round(usage.ru_stime, 3),
         cpu_sampled_seconds=round(sampler.cpu_seconds, 3),
         peak_rss_bytes=sampler.peak,
+        peak_pss_bytes=sampler.pss_peak,
+        peak_pss_at_seconds=round(sampler.pss_peak_at, 1),
         max_process_rss_bytes=max(usage.ru_maxrss * 1024, sampler.process_peak),  # KiB on Linux
         rss_samples=sampler.samples,
         exit_code=process.returncode,

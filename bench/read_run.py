@@ -47,7 +47,14 @@ def _number(value) -> float | None:
 
 def components_of(executions: list[NodeExecution]) -> list[dict]:
     return [
-        {"node_id": e.node_id, "state": e.state, "seconds": round(e.seconds, 3)} for e in executions
+        {
+            "node_id": e.node_id,
+            "state": e.state,
+            "seconds": round(e.seconds, 3),
+            # When it started (Unix seconds): which stages ran at the run's memory peak.
+            "started_epoch": e.execution.create_time_since_epoch / 1000,
+        }
+        for e in executions
     ]
 
 

@@ -3,6 +3,7 @@ notes) and the results JSON itself, with its targets evaluated."""
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
@@ -35,6 +36,7 @@ def _resources_row(run: dict) -> list:
         fmt_seconds(cpu),
         f"{cpu / wall:.2f}" if wall and cpu is not None else "-",
         fmt_bytes(run.get("peak_rss_bytes")),
+        fmt_bytes(run.get("peak_pss_bytes")),
         fmt_bytes(run.get("max_process_rss_bytes")),
         "-" if load is None else f"{load:.2f}",
         _exit_text(run),
@@ -46,6 +48,7 @@ RESOURCE_HEADER = [
     "CPU (user+sys)",
     "CPU/wall",
     "Peak RSS (tree)",
+    "Peak PSS (tree)",
     "Largest process",
     "Load before",
     "Exit",
@@ -54,6 +57,64 @@ RESOURCE_HEADER = [
 
 def _names(nodes: list[str] | None) -> str:
     return ", ".join(nodes) if nodes else "none"
+
+
+def _running_at_peak(run: dict) -> str:
+    """The components running when the run's summed PSS peaked."""
+    at = run.get("peak_pss_at_seconds")
+    started = run.get("started_at")
+    if at is None or not started:
+        return "-"
+    moment = datetime.datetime.fromisoformat(started).timestamp() + at
+    running = [
+        c["node_id"]
+        for c in run.get("components") or []
+        if "started_epoch" in c
+        and c["started_epoch"] <= moment <= c["started_epoch"] + c["seconds"]
+    ]
+    return ", ".join(running) or "none (start-up or summary)"
+
+
+# Stages whose work grows with the rows (the others train for a fixed number of steps or read
+# one small artifact).
+ROW_BOUND_STAGES = (
+    "CsvExampleGen",
+    "StatisticsGen",
+    "Transform",
+    "Evaluator",
+    "BulkInferrer",
+    "UnlabeledExampleGen",
+)
+
+
+def _scale_limits(scale: list[dict]) -> list[str]:
+    """Per scale run: rows per minute of each row-bound stage, memory per million rows, and what
+    ran at the memory peak: the single-box limits README "Scaling out" quotes."""
+    rows = []
+    for run in scale:
+        seconds = {c["node_id"]: c["seconds"] for c in run.get("components") or []}
+        per_stage = [
+            f"{run['rows'] / seconds[stage] * 60:,.0f}" if seconds.get(stage) else "-"
+            for stage in ROW_BOUND_STAGES[:4]
+        ]
+        pss = run.get("peak_pss_bytes")
+        rows.append(
+            [
+                f"{run['rows']:,}",
+                *per_stage,
+                fmt_bytes(pss / (run["rows"] / 1e6)) if pss else "-",
+                _running_at_peak(run),
+            ]
+        )
+    return _table(
+        [
+            "Labeled rows",
+            *(f"{stage} rows/min" for stage in ROW_BOUND_STAGES[:4]),
+            "Peak PSS per million rows",
+            "Running at the PSS peak",
+        ],
+        rows,
+    )
 
 
 def _run_section(run: dict, cold: dict | None) -> list[str]:
@@ -671,6 +732,7 @@ def render_markdown(results: dict) -> str:
             ],
             rows,
         )
+        lines += _scale_limits(scale)
         lines += [
             "Data: `bench/generate_data.py` (resampled shipped rows with noise, seed "
             f"{settings['seed']}), split evenly over 2 labeled spans; the batch to score has "

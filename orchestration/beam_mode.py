@@ -35,6 +35,15 @@ def labeled_bytes_read(labeled_dir: Path, span_pattern: str, training_spans: int
     return total
 
 
+def unlabeled_bytes_read(unlabeled_dir: Path, span_pattern: str) -> int:
+    """Bytes of CSV in the batch to score (the latest unlabeled span)."""
+    folders = spans.span_folders(str(unlabeled_dir), span_pattern)
+    if not folders:
+        return 0
+    pattern = spans.pattern_for_span(span_pattern, max(folders))
+    return sum(p.stat().st_size for p in unlabeled_dir.glob(pattern) if p.is_file())
+
+
 def resolve(mode: str, data_bytes: int) -> str:
     if mode != AUTO:
         return mode
@@ -67,12 +76,25 @@ class BeamChoice:
     mode: str  # in_memory or multi_processing
     labeled_bytes: int
     beam_args: tuple[str, ...]  # the DirectRunner's options, then the user's
+    # For the Beam components that read only the batch to score (its ExampleGen, its statistics
+    # and BulkInferrer), added after `beam_args`: the mode the batch's own size picks,
+    # when "auto" picked another for the labeled data. A batch of 100k rows scores in one
+    # process faster than two workers start (each imports TensorFlow).
+    unlabeled_beam_args: tuple[str, ...] = ()
 
     def describe(self) -> str:
         chosen = "auto, " if self.requested == AUTO else ""
+        unlabeled = next(
+            (
+                a.split("=", 1)[1]
+                for a in self.unlabeled_beam_args
+                if a.startswith("--direct_running_mode=")
+            ),
+            None,
+        )
         return (
             f"DirectRunner {self.mode} ({chosen}{self.labeled_bytes / 2**20:.1f} MiB of labeled "
-            "CSV to read)"
+            "CSV to read)" + (f"; the batch to score {unlabeled}" if unlabeled else "")
         )
 
 
@@ -80,4 +102,21 @@ def choose(config: PipelineConfig) -> BeamChoice:
     """The mode for a run of `config` (its `beam_mode`, "auto" deciding by the data it reads)."""
     size = labeled_bytes_read(config.labeled_data_dir, config.span_pattern, config.training_spans)
     mode = resolve(config.beam_mode, size)
-    return BeamChoice(config.beam_mode, mode, size, local_beam_args(mode, config.extra_beam_args))
+    unlabeled_args: tuple[str, ...] = ()
+    users_direct_options = any(
+        arg.startswith(("--direct_running_mode", "--direct_num_workers", "--runner"))
+        for arg in config.extra_beam_args
+    )
+    if config.beam_mode == AUTO and not users_direct_options:
+        unlabeled_mode = resolve(
+            AUTO, unlabeled_bytes_read(config.unlabeled_data_dir, config.span_pattern)
+        )
+        if unlabeled_mode != mode:
+            unlabeled_args = direct_runner_args(unlabeled_mode)
+    return BeamChoice(
+        config.beam_mode,
+        mode,
+        size,
+        local_beam_args(mode, config.extra_beam_args),
+        unlabeled_args,
+    )

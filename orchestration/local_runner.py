@@ -208,6 +208,7 @@ def _run(
     pipeline = create_pipeline(
         config,
         beam_pipeline_args=beam.beam_args,
+        unlabeled_beam_args=beam.unlabeled_beam_args,
         metadata_connection_config=config.metadata_location.connection_config(),
         exclude_candidate_from_baseline=True,
     )

@@ -150,8 +150,19 @@ def check_metadata_store(config: PipelineConfig) -> None:
         raise SetupError(str(e)) from e
 
 
+def check_beam_runner(config: PipelineConfig) -> None:
+    """A runner other than the DirectRunner (`--beam-arg=--runner=...`) has what it needs to start
+    here: its job server jar or service, its cloud project and credentials."""
+    from components import beam_runner
+
+    problem = beam_runner.runner_problem(config.extra_beam_args)
+    if problem:
+        raise SetupError(problem[0].upper() + problem[1:] + ".")
+
+
 def run_all(config: PipelineConfig) -> None:
     check_output_dir(config.output_dir)
+    check_beam_runner(config)
     check_metadata_store(config)
     check_data_dir(config)
     check_curated_schema(config.curated_schema_file)

@@ -195,13 +195,15 @@ def create_pipeline(
     config: PipelineConfig,
     *,
     beam_pipeline_args: Sequence[str] = (),
+    unlabeled_beam_args: Sequence[str] = (),
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
     exclude_candidate_from_baseline: bool = True,
 ) -> tfx.dsl.Pipeline:
     """The whole chain, from CSV ingestion to a pushed model and batch predictions.
 
     Reads and writes only the config's `*_location`s. The orchestrator supplies the Beam options
-    (the DirectRunner mode it chose, then the config's extra ones), the metadata connection (None
+    (the DirectRunner mode it chose, then the config's extra ones; `unlabeled_beam_args` are
+    added for the components that read only the batch to score), the metadata connection (None
     on Kubeflow, which brings its own) and chooses the Evaluator's baseline:
     the latest blessed model other than the candidate (local; an unchanged re-run is then fully
     cached instead of evaluating the model against itself), or TFX's stock latest blessed model
@@ -415,6 +417,10 @@ def create_pipeline(
         data_spec=tfx.proto.DataSpec(example_splits=[UNLABELED_SPLIT]),
         model_spec=tfx.proto.ModelSpec(model_signature_name=[model.SERVING_SIGNATURE]),
     )
+
+    if unlabeled_beam_args:
+        for component in (unlabeled_example_gen, unlabeled_statistics_gen, bulk_inferrer):
+            component.with_beam_pipeline_args(list(unlabeled_beam_args))
 
     return tfx.dsl.Pipeline(
         pipeline_name=config.pipeline_name,

@@ -47,3 +47,24 @@ def test_the_choice_describes_itself_and_carries_the_users_options(tmp_path):
     assert choice.beam_args[-1] == "--runner=FlinkRunner"
     forced = beam_mode.choose(taxi_config(data_dir=tmp_path, beam_mode="multi_processing"))
     assert forced.describe().startswith("DirectRunner multi_processing (1.0 MiB")
+
+
+def test_the_batch_to_score_runs_in_memory_when_only_the_labeled_data_is_large(tmp_path):
+    big = beam_mode.MULTI_PROCESSING_FROM_BYTES
+    for role, size in (("labeled", big), ("unlabeled", 2**20)):
+        (tmp_path / role / "span-1").mkdir(parents=True)
+        (tmp_path / role / "span-1" / "taxi.csv").write_bytes(b"x" * size)
+    choice = beam_mode.choose(taxi_config(data_dir=tmp_path))
+    assert choice.mode == "multi_processing"
+    assert choice.unlabeled_beam_args == beam_mode.direct_runner_args("in_memory")
+    assert choice.describe().endswith("; the batch to score in_memory")
+    # Chosen by the user (a mode, or the DirectRunner's own options): the same for every component.
+    assert beam_mode.choose(
+        taxi_config(data_dir=tmp_path, beam_mode="multi_processing")
+    ).unlabeled_beam_args == ()
+    assert beam_mode.choose(
+        taxi_config(data_dir=tmp_path, extra_beam_args=("--direct_num_workers=4",))
+    ).unlabeled_beam_args == ()
+    # A large batch to score keeps the labeled data's mode.
+    (tmp_path / "unlabeled" / "span-1" / "taxi.csv").write_bytes(b"x" * big)
+    assert beam_mode.choose(taxi_config(data_dir=tmp_path)).unlabeled_beam_args == ()

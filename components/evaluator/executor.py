@@ -9,7 +9,7 @@ import os
 from typing import Any
 
 from components import tfx_private
-from components.evaluator import linear_baseline, trivial_baseline
+from components.evaluator import lean_extracts, linear_baseline, trivial_baseline
 
 TRIVIAL_BASELINE_KEY = "trivial_baseline"
 LINEAR_BASELINE_KEY = "linear_baseline"
@@ -76,7 +76,16 @@ class Executor(tfx_private.EvaluatorExecutor):
     linear_baseline.json."""
 
     def Do(self, input_dict: dict[str, list], output_dict: dict[str, list], exec_properties):  # noqa: N802
-        super().Do(input_dict, output_dict, exec_properties)
+        # TFMA's extractors with the batches trimmed before they are split per example
+        # (lean_extracts.py), through the hook TFX's executor reads from its properties.
+        super().Do(
+            input_dict,
+            output_dict,
+            {
+                lean_extracts.CUSTOM_EXTRACTORS_PROPERTY: lean_extracts.CUSTOM_EXTRACTORS_PATH,
+                **exec_properties,
+            },
+        )
         evaluation_uri = output_dict["evaluation"][0].uri
         blessing = output_dict["blessing"][0]
         statistics = input_dict.get(STATISTICS_KEY) or []
