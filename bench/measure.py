@@ -42,6 +42,9 @@ class Measurement:
         return max(self.cpu_user_seconds + self.cpu_system_seconds, self.cpu_sampled_seconds)
 
 
+PSS_INTERVAL_SECONDS = 2.0
+
+
 class TreeSampler(threading.Thread):
     """Samples a process and its descendants until stopped: the largest summed RSS, the largest
     single process's RSS, and each process's own CPU time as last seen."""
@@ -54,6 +57,7 @@ class TreeSampler(threading.Thread):
         self.process_peak = 0
         self.pss_peak = 0
         self.pss_peak_at = 0.0
+        self._next_pss = 0.0
         self._sampling_since = time.perf_counter()
         self.samples = 0
         self._cpu: dict[tuple[int, float], float] = {}  # (pid, start time) -> user + system
@@ -69,6 +73,12 @@ class TreeSampler(threading.Thread):
             tree = [self.process, *self.process.children(recursive=True)]
         except psutil.Error:
             return
+        # PSS makes the kernel walk every page of every process (10 to 20 ms for one of
+        # TensorFlow's processes; at every RSS sample it took a third of a core from the run):
+        # read every PSS_INTERVAL_SECONDS, and only when the summed RSS (never below the PSS)
+        # is above the PSS peak so far, i.e. when a new peak is possible.
+        now = time.perf_counter()
+        read_pss = now >= self._next_pss
         total = pss_total = 0
         for process in tree:
             try:
@@ -79,12 +89,14 @@ class TreeSampler(threading.Thread):
             except psutil.Error:
                 continue  # exited between listing and reading
             total += rss
-            pss_total += _pss_bytes(process.pid)
             self.process_peak = max(self.process_peak, rss)
             self._cpu[key] = times.user + times.system
         self.peak = max(self.peak, total)
+        if read_pss and total > self.pss_peak:
+            self._next_pss = now + PSS_INTERVAL_SECONDS
+            pss_total = sum(_pss_bytes(process.pid) for process in tree)
         if pss_total > self.pss_peak:
-            self.pss_peak, self.pss_peak_at = pss_total, time.perf_counter() - self._sampling_since
+            self.pss_peak, self.pss_peak_at = pss_total, now - self._sampling_since
         self.samples += 1
 
     def run(self) -> None:

@@ -5,6 +5,7 @@ rendering."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import sys
 import time
@@ -305,6 +306,28 @@ def test_cpu_of_a_descendant_nobody_waits_for_is_counted(tmp_path):
     assert m.cpu_seconds >= 1.2
 
 
+def test_shared_pages_count_once_in_the_peak_pss(tmp_path):
+    # A parent fills 300 MiB, then forks 3 children that only read it: summed RSS counts the
+    # pages 4 times, PSS once (split between the processes that map them).
+    script = (
+        "import os, time\n"
+        "block = bytearray(300 * 2**20)\n"
+        "for i in range(0, len(block), 4096): block[i] = 1\n"
+        "children = []\n"
+        "for _ in range(3):\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0: time.sleep(3); os._exit(0)\n"
+        "    children.append(pid)\n"
+        "for pid in children: os.waitpid(pid, 0)\n"
+    )
+    m = measure([sys.executable, "-c", script], tmp_path, tmp_path / "log", 60.0, 0.1)
+    assert m.exit_code == 0
+    mib = 2**20
+    assert m.peak_rss_bytes > 1000 * mib  # 4 x 300 MiB, and the interpreters
+    assert 300 * mib < m.peak_pss_bytes < 500 * mib
+    assert 0 < m.peak_pss_at_seconds < 10
+
+
 def test_scale_runs_get_the_cap(monkeypatch, tmp_path):
     settings = Settings(
         out_dir=tmp_path,
@@ -470,3 +493,45 @@ def test_serving_targets_judge_each_goal_and_name_where_grpc_is_slower():
     load["points"][1] = _serving_point("REST", 1, 32, 3000, p99=18, errors=3)
     assert serving_targets(load)[1]["status"] == MISSED
     assert {t["status"] for t in serving_targets({"error": "wrk not found"})} == {NOT_MEASURED}
+
+
+def test_the_scale_limits_give_rows_per_minute_per_stage_and_what_ran_at_the_peak():
+    start = datetime.datetime.fromisoformat("2026-11-30T09:00:00+00:00").timestamp()
+    scale = run(
+        "scale_1000000",
+        200.0,
+        rows=1_000_000,
+        peak_pss_bytes=3 * GIB,
+        peak_pss_at_seconds=150.0,
+        components=[
+            {
+                "node_id": "CsvExampleGen",
+                "state": "executed",
+                "seconds": 30.0,
+                "started_epoch": start + 10,
+            },
+            {
+                "node_id": "Transform",
+                "state": "executed",
+                "seconds": 40.0,
+                "started_epoch": start + 60,
+            },
+            {
+                "node_id": "Evaluator",
+                "state": "executed",
+                "seconds": 60.0,
+                "started_epoch": start + 120,
+            },
+            {
+                "node_id": "InfraValidator",
+                "state": "executed",
+                "seconds": 5.0,
+                "started_epoch": start + 120,
+            },
+        ],
+    )
+    markdown = render_markdown(results_with(scale))
+    # 1M rows in 30 s is 2M rows a minute; no StatisticsGen in this run; 3 GiB over 1M rows.
+    assert (
+        "| 1,000,000 | 2,000,000 | - | 1,500,000 | 1,000,000 | 3.00 GiB | Evaluator |" in markdown
+    )
