@@ -42,15 +42,16 @@ class Measurement:
         return max(self.cpu_user_seconds + self.cpu_system_seconds, self.cpu_sampled_seconds)
 
 
-PSS_INTERVAL_SECONDS = 2.0
+PSS_INTERVAL_SECONDS = 5.0
 
 
 class TreeSampler(threading.Thread):
     """Samples a process and its descendants until stopped: the largest summed RSS, the largest
     single process's RSS, and each process's own CPU time as last seen."""
 
-    def __init__(self, pid: int, interval: float):
+    def __init__(self, pid: int, interval: float, pss_interval: float = PSS_INTERVAL_SECONDS):
         super().__init__(daemon=True)
+        self.pss_interval = pss_interval
         self.process = psutil.Process(pid)
         self.interval = interval
         self.peak = 0
@@ -74,8 +75,8 @@ class TreeSampler(threading.Thread):
         except psutil.Error:
             return
         # PSS makes the kernel walk every page of every process (10 to 20 ms for one of
-        # TensorFlow's processes; at every RSS sample it took a third of a core from the run):
-        # read every PSS_INTERVAL_SECONDS, and only when the summed RSS (never below the PSS)
+        # TensorFlow's processes; read at every RSS sample, it took a third of a core):
+        # read every `pss_interval` seconds, and only when the summed RSS (never below the PSS)
         # is above the PSS peak so far, i.e. when a new peak is possible.
         now = time.perf_counter()
         read_pss = now >= self._next_pss
@@ -93,7 +94,7 @@ class TreeSampler(threading.Thread):
             self._cpu[key] = times.user + times.system
         self.peak = max(self.peak, total)
         if read_pss and total > self.pss_peak:
-            self._next_pss = now + PSS_INTERVAL_SECONDS
+            self._next_pss = now + self.pss_interval
             pss_total = sum(_pss_bytes(process.pid) for process in tree)
         if pss_total > self.pss_peak:
             self.pss_peak, self.pss_peak_at = pss_total, now - self._sampling_since
@@ -146,7 +147,12 @@ def _end_group(pgid: int, grace_seconds: float = 15.0) -> None:
 
 
 def measure(
-    command: list[str], cwd: Path, log_path: Path, timeout: float, interval: float
+    command: list[str],
+    cwd: Path,
+    log_path: Path,
+    timeout: float,
+    interval: float,
+    pss_interval: float = PSS_INTERVAL_SECONDS,
 ) -> Measurement:
     """Runs `command` (stdout and stderr to `log_path`) in its own session and measures it."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,7 +162,7 @@ def measure(
         process = subprocess.Popen(
             command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-        sampler = TreeSampler(process.pid, interval)
+        sampler = TreeSampler(process.pid, interval, pss_interval)
         sampler.start()
 
         def on_timeout() -> None:

@@ -59,12 +59,18 @@ def test_the_batch_to_score_runs_in_memory_when_only_the_labeled_data_is_large(t
     assert choice.unlabeled_beam_args == beam_mode.direct_runner_args("in_memory")
     assert choice.describe().endswith("; the batch to score in_memory")
     # Chosen by the user (a mode, or the DirectRunner's own options): the same for every component.
-    assert beam_mode.choose(
-        taxi_config(data_dir=tmp_path, beam_mode="multi_processing")
-    ).unlabeled_beam_args == ()
-    assert beam_mode.choose(
-        taxi_config(data_dir=tmp_path, extra_beam_args=("--direct_num_workers=4",))
-    ).unlabeled_beam_args == ()
+    assert (
+        beam_mode.choose(
+            taxi_config(data_dir=tmp_path, beam_mode="multi_processing")
+        ).unlabeled_beam_args
+        == ()
+    )
+    assert (
+        beam_mode.choose(
+            taxi_config(data_dir=tmp_path, extra_beam_args=("--direct_num_workers=4",))
+        ).unlabeled_beam_args
+        == ()
+    )
     # A large batch to score keeps the labeled data's mode.
     (tmp_path / "unlabeled" / "span-1" / "taxi.csv").write_bytes(b"x" * big)
     assert beam_mode.choose(taxi_config(data_dir=tmp_path)).unlabeled_beam_args == ()

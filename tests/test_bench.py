@@ -320,7 +320,7 @@ def test_shared_pages_count_once_in_the_peak_pss(tmp_path):
         "    children.append(pid)\n"
         "for pid in children: os.waitpid(pid, 0)\n"
     )
-    m = measure([sys.executable, "-c", script], tmp_path, tmp_path / "log", 60.0, 0.1)
+    m = measure([sys.executable, "-c", script], tmp_path, tmp_path / "log", 60.0, 0.1, 0.5)
     assert m.exit_code == 0
     mib = 2**20
     assert m.peak_rss_bytes > 1000 * mib  # 4 x 300 MiB, and the interpreters
