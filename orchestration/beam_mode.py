@@ -77,24 +77,22 @@ class BeamChoice:
     labeled_bytes: int
     beam_args: tuple[str, ...]  # the DirectRunner's options, then the user's
     # For the Beam components that read only the batch to score (its ExampleGen, its statistics
-    # and BulkInferrer), added after `beam_args`: the mode the batch's own size picks,
-    # when "auto" picked another for the labeled data. A batch of 100k rows scores in one
-    # process faster than two workers start (each imports TensorFlow).
-    unlabeled_beam_args: tuple[str, ...] = ()
+    # and BulkInferrer): the mode the batch's own size picks, when "auto" picked another for the
+    # labeled data. A batch of 100k rows scores in one process faster than two workers start
+    # (each imports TensorFlow).
+    unlabeled_mode: str | None = None
+
+    @property
+    def unlabeled_beam_args(self) -> tuple[str, ...]:
+        """Options added after `beam_args` for those components (none: the same mode)."""
+        return direct_runner_args(self.unlabeled_mode) if self.unlabeled_mode else ()
 
     def describe(self) -> str:
         chosen = "auto, " if self.requested == AUTO else ""
-        unlabeled = next(
-            (
-                a.split("=", 1)[1]
-                for a in self.unlabeled_beam_args
-                if a.startswith("--direct_running_mode=")
-            ),
-            None,
-        )
+        unlabeled = f"; the batch to score {self.unlabeled_mode}" if self.unlabeled_mode else ""
         return (
             f"DirectRunner {self.mode} ({chosen}{self.labeled_bytes / 2**20:.1f} MiB of labeled "
-            "CSV to read)" + (f"; the batch to score {unlabeled}" if unlabeled else "")
+            f"CSV to read){unlabeled}"
         )
 
 
@@ -102,21 +100,16 @@ def choose(config: PipelineConfig) -> BeamChoice:
     """The mode for a run of `config` (its `beam_mode`, "auto" deciding by the data it reads)."""
     size = labeled_bytes_read(config.labeled_data_dir, config.span_pattern, config.training_spans)
     mode = resolve(config.beam_mode, size)
-    unlabeled_args: tuple[str, ...] = ()
+    unlabeled_mode = None
     users_direct_options = any(
         arg.startswith(("--direct_running_mode", "--direct_num_workers", "--runner"))
         for arg in config.extra_beam_args
     )
     if config.beam_mode == AUTO and not users_direct_options:
-        unlabeled_mode = resolve(
+        by_size = resolve(
             AUTO, unlabeled_bytes_read(config.unlabeled_data_dir, config.span_pattern)
         )
-        if unlabeled_mode != mode:
-            unlabeled_args = direct_runner_args(unlabeled_mode)
+        unlabeled_mode = by_size if by_size != mode else None
     return BeamChoice(
-        config.beam_mode,
-        mode,
-        size,
-        local_beam_args(mode, config.extra_beam_args),
-        unlabeled_args,
+        config.beam_mode, mode, size, local_beam_args(mode, config.extra_beam_args), unlabeled_mode
     )
