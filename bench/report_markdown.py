@@ -75,16 +75,9 @@ def _running_at_peak(run: dict) -> str:
     return ", ".join(running) or "none (start-up or summary)"
 
 
-# Stages whose work grows with the rows (the others train for a fixed number of steps or read
-# one small artifact).
-ROW_BOUND_STAGES = (
-    "CsvExampleGen",
-    "StatisticsGen",
-    "Transform",
-    "Evaluator",
-    "BulkInferrer",
-    "UnlabeledExampleGen",
-)
+# The stages whose work grows with the labeled rows (the others train for a number of steps,
+# read one small artifact, or read only the batch to score, which the generator caps).
+ROW_BOUND_STAGES = ("CsvExampleGen", "StatisticsGen", "Transform", "Evaluator")
 
 
 def _scale_limits(scale: list[dict]) -> list[str]:
@@ -95,7 +88,7 @@ def _scale_limits(scale: list[dict]) -> list[str]:
         seconds = {c["node_id"]: c["seconds"] for c in run.get("components") or []}
         per_stage = [
             f"{run['rows'] / seconds[stage] * 60:,.0f}" if seconds.get(stage) else "-"
-            for stage in ROW_BOUND_STAGES[:4]
+            for stage in ROW_BOUND_STAGES
         ]
         pss = run.get("peak_pss_bytes")
         rows.append(
@@ -109,7 +102,7 @@ def _scale_limits(scale: list[dict]) -> list[str]:
     return _table(
         [
             "Labeled rows",
-            *(f"{stage} rows/min" for stage in ROW_BOUND_STAGES[:4]),
+            *(f"{stage} rows/min" for stage in ROW_BOUND_STAGES),
             "Peak PSS per million rows",
             "Running at the PSS peak",
         ],

@@ -75,7 +75,7 @@ def _jar_problem(runner: str, options) -> str | None:
 
     option, module, server_class = _JAR_RUNNERS[runner]
     server = getattr(importlib.import_module(module), server_class)(options)
-    given = getattr(server, "_jar", None)
+    given = options.get_all_options().get(option)
     if given and not os.path.exists(given) and not urllib.parse.urlparse(given).scheme:
         return (
             f"the {runner} cannot start: its job server jar {given} (--beam-arg=--{option}) "

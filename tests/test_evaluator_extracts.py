@@ -13,10 +13,9 @@ from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.types import artifact_utils
 
 from components.evaluator import executor, lean_extracts
-from metadata.runs import run_contexts, run_executions
-from metadata.store import StoreIndex, input_artifacts, output_artifacts
+from metadata.store import input_artifacts, output_artifacts
 from pipeline.definition import eval_config
-from tests.conftest import PIPELINE_NAME, taxi_config
+from tests.conftest import run_node, taxi_config
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("taxi-sample")]
 
@@ -49,9 +48,7 @@ def _typed(store, artifacts_by_key: dict) -> dict:
 def test_the_evaluation_equals_tfmas_default_extractors(e2e_runs, tmp_path):
     output_dir = e2e_runs["output_dir"]
     assert e2e_runs["first"].returncode == 0
-    index = StoreIndex.open(output_dir / "metadata.db")
-    cold_run = run_contexts(index.store, PIPELINE_NAME)[-1]
-    node = next(n for n in run_executions(index, cold_run.id) if n.node_id == "Evaluator")
+    index, node = run_node(output_dir, "Evaluator", run_position=-1)  # the cold run
     inputs = _typed(index.store, input_artifacts(index.store, node.execution.id))
     written = output_artifacts(index.store, node.execution.id)
     outputs = _typed(index.store, written)
