@@ -59,7 +59,9 @@ from pipeline.config import BEAM_MODES, PROFILE_SETTINGS
     context_settings=CONTEXT_SETTINGS,
     epilog="Exit codes: 0 success; 1 a component failed; 2 bad settings or inputs found before "
     "the run (or another run on the same output directory); 3 the data gate refused the data; "
-    "4 `monitor` found a threshold crossed; 5 `reproduce`: the replay differs from the run; 130 stopped with Ctrl-C; 143 stopped with SIGTERM. "
+    "4 `monitor` found a threshold crossed; 5 `reproduce`: the replay differs from the run; "
+    "6 a fault outside the pipeline (a process killed, ML Metadata's server lost, a full disk, "
+    "a read-only folder); 130 stopped with Ctrl-C; 143 stopped with SIGTERM. "
     "`python run_local.py COMMAND --help` documents each command.",
 )
 @profile_option
@@ -121,6 +123,18 @@ from pipeline.config import BEAM_MODES, PROFILE_SETTINGS
     help="Bit-identical models and metrics for the same data, code and settings (TensorFlow's "
     "op determinism, every tuner trial seeded, a fixed hash seed); `reproduce` proves it. "
     "--no-deterministic trades that for speed.",
+)
+@setting(
+    "--retries",
+    "Run a component again up to N times when it failed from a transient fault (its process "
+    "killed, ML Metadata's server lost); Kubeflow: each task's retry policy.",
+    metavar="N",
+)
+@setting(
+    "--metadata-retry-seconds",
+    "How long ML Metadata calls that cannot reach the database are retried, with back-off, "
+    "before the run gives up (at the start and during the run).",
+    metavar="SECONDS",
 )
 @click.option(
     "--no-cache", is_flag=True, help="Re-execute every component instead of reusing cached results."

@@ -13,6 +13,9 @@ BAD_SETTINGS = 2  # bad settings or inputs found before anything ran
 DATA_REFUSED = 3  # the data gate refused the data
 MONITOR_ALERT = 4  # `monitor`: the served traffic crossed a threshold
 NOT_REPRODUCED = 5  # `reproduce`: the replay's artifacts differ from the run's
+# A fault outside the pipeline's code and data stopped the run (orchestration/faults.py): a
+# component's process killed, ML Metadata's server lost, the disk full, a folder read-only.
+FAULT = 6
 INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 TERMINATED = 143  # SIGTERM (128 + SIGTERM)
 

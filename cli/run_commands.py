@@ -20,10 +20,10 @@ import click
 
 from cli import exit_codes, report
 from cli.summary_text import format_summary
-from metadata import run_lock
+from metadata import connection_retry, run_lock
 from metadata.run_summary import summarize_run
 from metadata.store import StoreIndex
-from orchestration import beam_mode, node_process, preflight
+from orchestration import beam_mode, faults, node_process, preflight
 from orchestration.console import output_to_log_file
 from orchestration.dag_schedule import default_parallelism
 from pipeline import run_environment
@@ -125,7 +125,8 @@ def run_locally(config: PipelineConfig, parallelism: int | None = None) -> int:
                 # (about 10 s): it starts first, to import while this process checks the inputs
                 # (importing the user code) and compiles the pipeline.
                 node_process.warm_up()
-                preflight.run_all(config)
+                connection_retry.install(config.metadata_retry_seconds)
+                preflight.run_all(config, say=lambda text: console.write(text + "\n"))
                 return _run_and_report(
                     config, beam, console, log_path, started, run_id, parallelism
                 )
@@ -156,6 +157,12 @@ def _run_and_report(
         _finish(config, e.run_id, console, log_path, started)
         return exit_codes.DATA_REFUSED
     except local_runner.PipelineRunError as e:
+        if e.fault is not None:
+            console.write(
+                f"\nerror: {e.node_id} failed: {e.fault.sentence}\nNothing was pushed. "
+                f"{_where_recorded(config)}; the full log is {log_path}.\n"
+            )
+            return exit_codes.FAULT
         console.write(
             f"\nerror: {e.node_id or 'The pipeline'} failed: {e.cause_text()}\n"
             f"Nothing was pushed. ML Metadata records the failed execution in "
@@ -163,14 +170,26 @@ def _run_and_report(
             "again: completed components are reused from the cache.\n"
         )
         return exit_codes.COMPONENT_FAILED
-    except Exception:  # noqa: BLE001 - reported in words; the traceback goes to the log
+    except Exception as e:  # noqa: BLE001 - reported in words; the traceback goes to the log
         logging.exception("Unexpected error")
+        fault = faults.classify_in_run(e, None, config)
+        if fault is not None:
+            console.write(f"\nerror: {fault.sentence}\nThe full log is {log_path}.\n")
+            return exit_codes.FAULT
         console.write(
             f"\nerror: the run stopped on an unexpected error; the traceback is in {log_path}.\n"
         )
         return exit_codes.COMPONENT_FAILED
     _finish(config, run_id, console, log_path, started)
     return exit_codes.OK
+
+
+def _where_recorded(config: PipelineConfig) -> str:
+    """Where ML Metadata records the failed step (or that it may not have)."""
+    return (
+        f"ML Metadata records the failed step in {config.metadata_location} (when it could be "
+        "reached)"
+    )
 
 
 def compile_for_kubeflow(

@@ -56,6 +56,11 @@ class UnusableStore(Exception):
     The store is left as it is."""
 
 
+class ServerUnreachable(UnusableStore):
+    """No database server answers at the store's address (refused, or no answer in time): one
+    that may be starting or restarting, which `--metadata-retry-seconds` waits for."""
+
+
 _SQLITE_HEADER = b"SQLite format 3\x00"
 
 
@@ -189,12 +194,12 @@ def connect_server(location: MetadataLocation) -> metadata_store.MetadataStore:
             "host in --metadata-uri (or MLMD_URI)."
         ) from None
     except TimeoutError:
-        raise UnusableStore(
+        raise ServerUnreachable(
             f"cannot reach {where}: no answer within {CONNECT_TIMEOUT_SECONDS} s. Check the "
             "address in --metadata-uri (or MLMD_URI) and any firewall between."
         ) from None
     except OSError as e:
-        raise UnusableStore(
+        raise ServerUnreachable(
             f"cannot reach {where}: {e.strerror or e}. Is the server running and listening on "
             "that port? Check --metadata-uri (or MLMD_URI)."
         ) from None

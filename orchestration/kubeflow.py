@@ -56,10 +56,26 @@ def compile_pipeline(
     runner.run(pipeline, write_out=True)
     job = json.loads(job_path.read_text())
     spec = job["pipelineSpec"]
+    if config.retries:
+        for task in spec["root"]["dag"]["tasks"].values():
+            task["retryPolicy"] = retry_policy(config.retries)
+        job_path.write_text(json.dumps(job, sort_keys=True))
     spec["defaultPipelineRoot"] = job["runtimeConfig"]["gcsOutputDirectory"]
     spec_path = output_dir / f"{config.pipeline_name}.yaml"
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return CompiledPipeline(pipeline_spec=spec_path, pipeline_job=job_path)
+
+
+def retry_policy(retries: int) -> dict:
+    """KFP v2's retry policy for a task (PipelineTaskSpec.RetryPolicy, as the `kfp` SDK's
+    `set_retry` writes it): `retries` more attempts, 30 s apart at first, doubling, at most an
+    hour. Kubeflow retries a task whatever failed it; locally, only a transient fault is retried."""
+    return {
+        "maxRetryCount": retries,
+        "backoffDuration": "30s",
+        "backoffFactor": 2.0,
+        "backoffMaxDuration": "3600s",
+    }
 
 
 def submit(

@@ -28,7 +28,7 @@ from components.data_gate.executor import DataRefused
 from components.span_example_gen.csv_checks import InvalidInputData
 from metadata import runs
 from metadata.store import latest_node_execution, open_store
-from orchestration import node_process
+from orchestration import faults, node_process
 from orchestration.beam_mode import BeamChoice
 from orchestration.console import ComponentProgress
 from orchestration.dag_schedule import DagSchedule, default_parallelism
@@ -47,13 +47,21 @@ _STOP_GRACE_SECONDS = 30.0
 
 
 class PipelineRunError(Exception):
-    """A component failed in run `run_id`; `node_id` names it, `cause` is what it raised."""
+    """A component failed in run `run_id`; `node_id` names it, `cause` is what it raised,
+    `fault` the fault outside the pipeline behind it, if one was (orchestration/faults.py)."""
 
-    def __init__(self, run_id: str, node_id: str | None, cause: BaseException):
+    def __init__(
+        self,
+        run_id: str,
+        node_id: str | None,
+        cause: BaseException,
+        fault: faults.Fault | None = None,
+    ):
         super().__init__(f"{node_id or 'the pipeline'} failed: {type(cause).__name__}: {cause}")
         self.run_id = run_id
         self.node_id = node_id
         self.cause = cause
+        self.fault = fault
 
     def cause_text(self) -> str:
         """The cause for people: input-data errors (written for them) in full, others' first line."""
@@ -68,18 +76,53 @@ class DataRefusedError(PipelineRunError):
 
 
 def record_failure(
-    config: PipelineConfig, run_id: str, node_id: str | None, cause: BaseException
+    config: PipelineConfig,
+    run_id: str,
+    node_id: str | None,
+    cause: BaseException,
+    fault: faults.Fault | None = None,
 ) -> None:
-    """Writes the failure's message on the node's failed execution in ML Metadata (TFX marks an
-    execution FAILED when its executor raises, but keeps no message)."""
+    """Writes the failure's message (the fault's sentence, when a fault caused it) on the node's
+    failed execution in ML Metadata: TFX marks an execution FAILED when its executor raises, but
+    keeps no message, and leaves it RUNNING when its process was killed. A store that cannot be
+    reached (the fault itself, perhaps) is left as it is: said in the log."""
     if node_id is None:
         return
-    store = open_store(config.metadata_location, writable=True)
-    latest = latest_node_execution(store, config.pipeline_name, node_id, run_id)
-    if latest is None or latest.state != "failed":
-        return
-    tfx_private.set_execution_failure(latest.execution, f"{type(cause).__name__}: {cause}")
-    store.put_executions([latest.execution])
+    message = fault.sentence if fault else f"{type(cause).__name__}: {cause}"
+    try:
+        store = open_store(config.metadata_location, writable=True)
+        latest = latest_node_execution(store, config.pipeline_name, node_id, run_id)
+        if latest is None or latest.state not in ("failed", "running"):
+            return
+        latest.execution.last_known_state = Execution.FAILED
+        tfx_private.set_execution_failure(latest.execution, message)
+        store.put_executions([latest.execution])
+    except Exception:  # noqa: BLE001 - the run's own outcome matters more; the log has it
+        logging.exception("Recording %s's failure in ML Metadata failed", node_id)
+
+
+RETRIED_PROPERTY = "retried_after"
+
+
+def record_retry(config: PipelineConfig, run_id: str, node_id: str, fault: faults.Fault) -> None:
+    """Adds the fault a node is being run again after to its execution's `retried_after`
+    property (one line per retry). TFX runs a node again in the same execution (one per node and
+    run), which ends as the retry ends."""
+    try:
+        store = open_store(config.metadata_location, writable=True)
+        latest = latest_node_execution(store, config.pipeline_name, node_id, run_id)
+        if latest is None:
+            return
+        properties = latest.execution.custom_properties
+        earlier = (
+            properties[RETRIED_PROPERTY].string_value if RETRIED_PROPERTY in properties else ""
+        )
+        properties[RETRIED_PROPERTY].string_value = "\n".join(
+            line for line in (earlier, fault.sentence) if line
+        )
+        store.put_executions([latest.execution])
+    except Exception:  # noqa: BLE001 - the retry goes ahead; the log has why it is not recorded
+        logging.exception("Recording %s's retry in ML Metadata failed", node_id)
 
 
 def cancel_unfinished(
@@ -227,18 +270,27 @@ def _run(
         execution = latest_node_execution(store, config.pipeline_name, node_id, run_id)
         return execution.state if execution else "skipped"
 
+    def job(node_id: str) -> NodeJob:
+        return NodeJob(
+            serialized_ir,
+            node_id,
+            log_path,
+            secrets,
+            config.deterministic,
+            config.metadata_retry_seconds,
+        )
+
     progress = ComponentProgress(console, schedule.nodes, state_of)
     running = _RunningNodes()
-    failures: list[NodeOutcome] = []
+    failures: list[tuple[NodeOutcome, faults.Fault | None]] = []
     stopped_from_outside: list[NodeOutcome] = []
+    retried: dict[str, int] = {}
     try:
         with sigterm_raises():
             while True:
                 for node_id in schedule.next_nodes():
                     progress.started(node_id)
-                    running.by_node[node_id] = node_process.start(
-                        NodeJob(serialized_ir, node_id, log_path, secrets, config.deterministic)
-                    )
+                    running.by_node[node_id] = node_process.start(job(node_id))
                     schedule.start(node_id)
                 if not running.by_node:
                     break
@@ -249,11 +301,27 @@ def _run(
                         stopped_from_outside.append(outcome)
                         raise RunInterrupted(outcome.signal_number)
                     succeeded = outcome.status == "succeeded"
+                    fault = (
+                        None
+                        if succeeded
+                        else faults.classify_in_run(outcome.error, node.node_id, config)
+                    )
+                    if fault and fault.transient and retried.get(node.node_id, 0) < config.retries:
+                        retried[node.node_id] = retried.get(node.node_id, 0) + 1
+                        record_retry(config, run_id, node.node_id, fault)
+                        progress.note(
+                            f"{node.node_id}: {fault.kind} ({_first_line(outcome.error)}); "
+                            f"running it again, retry {retried[node.node_id]} of "
+                            f"{config.retries} (--retries)"
+                        )
+                        logging.warning("%s: %s; retrying", node.node_id, fault.sentence)
+                        running.by_node[node.node_id] = node_process.start(job(node.node_id))
+                        continue
                     schedule.finish(node.node_id, succeeded)
                     progress.finished(node.node_id, None if succeeded else "failed")
                     if not succeeded:
-                        failures.append(outcome)
-                        _failed(config, run_id, progress, running, outcome)
+                        failures.append((outcome, fault))
+                        _failed(config, run_id, progress, running, outcome, fault)
     except (KeyboardInterrupt, RunInterrupted) as e:
         signal_number = signal.SIGINT if isinstance(e, KeyboardInterrupt) else e.signal_number
         _stopped(config, run_id, progress, running, schedule, signal_number, stopped_from_outside)
@@ -265,9 +333,14 @@ def _run(
     if failures:
         for node, reason in schedule.not_run().items():
             logging.info("%s did not run: %s", node, reason)
-        first = failures[0]
+        first, fault = failures[0]
         error = DataRefusedError if isinstance(first.error, DataRefused) else PipelineRunError
-        raise error(run_id, first.node_id, first.error) from first.error
+        raise error(run_id, first.node_id, first.error, fault) from first.error
+
+
+def _first_line(error: BaseException | None) -> str:
+    lines = str(error).strip().splitlines() or [""]
+    return lines[0][:200]
 
 
 def _failed(
@@ -276,9 +349,10 @@ def _failed(
     progress: ComponentProgress,
     running: _RunningNodes,
     outcome: NodeOutcome,
+    fault: faults.Fault | None,
 ) -> None:
     """Records a node's failure in ML Metadata, and says which running nodes the run waits for."""
-    record_failure(config, run_id, outcome.node_id, outcome.error)
+    record_failure(config, run_id, outcome.node_id, outcome.error, fault)
     if running.by_node:
         progress.note(
             f"{outcome.node_id} failed: no further component starts; waiting for "
@@ -303,5 +377,7 @@ def _stopped(
         progress.finished(node_id, "canceled")
         schedule.finish(node_id, succeeded=False)
     reason = f"canceled: the run was stopped by {describe(signal_number)}"
-    recorded_failed = {o.node_id for o in outcomes if o.recorded_failed}
+    # A node that reports a failure after the signal was sent to it failed because it was
+    # stopped (the interrupt surfaced as some other error inside its libraries): canceled too.
+    recorded_failed = {o.node_id for o in outcomes if o.recorded_failed or o.status == "failed"}
     cancel_unfinished(config, run_id, reason, failed_nodes=recorded_failed)

@@ -62,6 +62,8 @@ class NodeJob:
     secrets: tuple[str, ...] = ()  # never written to the log (the ML Metadata password)
     # Batches by byte size, not by timing, so that the same data gives the same float sums.
     deterministic: bool = True
+    # ML Metadata calls to a database server that cannot be reached are retried this long.
+    metadata_retry_seconds: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,6 +218,7 @@ def _run_node(job: NodeJob, outcomes: multiprocessing.connection.Connection) -> 
     from tfx.components.infra_validator import error_types
 
     from components import tfx_private
+    from metadata import connection_retry
     from orchestration.console import output_to_log_file
 
     # Handlers set up in the server process by the libraries it imported write to its stderr,
@@ -226,6 +229,7 @@ def _run_node(job: NodeJob, outcomes: multiprocessing.connection.Connection) -> 
         logger.info("Component %s is running (process %d).", job.node_id, os.getpid())
         if job.deterministic:
             tfx_private.batch_deterministically()
+        connection_retry.install(job.metadata_retry_seconds)
         try:
             with sigterm_raises():
                 tfx_private.launch_node(job.pipeline_ir, job.node_id)

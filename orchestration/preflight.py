@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import tempfile
+import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from components import profile as profiles
-from metadata.store import UnusableStore, check_sqlite_store, connect_server
+from metadata.store import ServerUnreachable, UnusableStore, check_sqlite_store, connect_server
 from pipeline.config import PipelineConfig
 
 
@@ -137,17 +140,43 @@ def check_curated_schema(schema_file: Path) -> None:
         ) from e
 
 
-def check_metadata_store(config: PipelineConfig) -> None:
+def check_metadata_store(
+    config: PipelineConfig, say: Callable[[str], None] = logging.warning
+) -> None:
     """The run's ML Metadata store is one this environment can write: a SQLite file (or none yet),
     or a server database that accepts the login."""
     location = config.metadata_location
-    try:
-        if location.is_sqlite:
+    if location.is_sqlite:
+        try:
             check_sqlite_store(location.path, writable=True)
-        else:
+        except UnusableStore as e:
+            raise SetupError(str(e)) from e
+        return
+    # A server that is starting or restarting is waited for (--metadata-retry-seconds).
+    deadline = time.monotonic() + config.metadata_retry_seconds
+    wait, waited = 0.5, False
+    while True:
+        try:
             connect_server(location)
-    except UnusableStore as e:
-        raise SetupError(str(e)) from e
+            return
+        except ServerUnreachable as e:
+            if time.monotonic() >= deadline:
+                said = (
+                    f" (waited {config.metadata_retry_seconds:g} s, --metadata-retry-seconds)"
+                    if waited
+                    else ""
+                )
+                raise SetupError(f"{e}{said}") from e
+            if not waited:
+                say(
+                    f"waiting: {e} Waiting up to {config.metadata_retry_seconds:g} s for it "
+                    "(--metadata-retry-seconds)."
+                )
+            waited = True
+            time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
+            wait = min(wait * 2, 5.0)
+        except UnusableStore as e:
+            raise SetupError(str(e)) from e
 
 
 def check_beam_runner(config: PipelineConfig) -> None:
@@ -160,10 +189,11 @@ def check_beam_runner(config: PipelineConfig) -> None:
         raise SetupError(problem[0].upper() + problem[1:] + ".")
 
 
-def run_all(config: PipelineConfig) -> None:
+def run_all(config: PipelineConfig, say: Callable[[str], None] = logging.warning) -> None:
+    """Every pre-run check; `say` tells the person waiting what the checks wait for."""
     check_output_dir(config.output_dir)
     check_beam_runner(config)
-    check_metadata_store(config)
+    check_metadata_store(config, say)
     check_data_dir(config)
     check_curated_schema(config.curated_schema_file)
     check_profile_columns(config)

@@ -135,6 +135,12 @@ class PipelineConfig:
     # Beam pipeline options of the user's, after the ones the orchestration sets (later win).
     extra_beam_args: tuple[str, ...] = ()
     enable_cache: bool = True
+    # Transient faults (README, Faults and what happens): a component that failed from one (its
+    # process killed, ML Metadata's server lost) is run again up to `retries` times, locally and
+    # as Kubeflow's retry policy; ML Metadata calls that cannot reach the database are retried
+    # with back-off for up to `metadata_retry_seconds` before the run gives up.
+    retries: int = _at_least(0, 0)
+    metadata_retry_seconds: float = _at_least(0.0, 60.0)
     # ML Metadata for local runs: None is the output directory's SQLite file (`metadata_path`);
     # a MySQL or PostgreSQL database is shared by many runs and machines.
     metadata: MetadataLocation | None = None

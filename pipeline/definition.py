@@ -28,6 +28,7 @@ from components.evaluator.linear_baseline import Settings as LinearBaseline
 from components.evaluator.trivial_baseline import Settings as TrivialBaseline
 from components.infra_validator.component import InfraValidator
 from components.profile import FeatureKind, Profile
+from components.pusher.component import pusher_component
 from components.span_example_gen import spans
 from components.span_example_gen.component import SpanCsvExampleGen
 from components.statistics_gen.component import statistics_gen_component
@@ -376,7 +377,7 @@ def create_pipeline(
         request_timeout_seconds=config.infra_request_timeout_seconds,
     )
 
-    pusher = tfx.components.Pusher(
+    pusher = pusher_component(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=infra_validator.outputs["blessing"],

@@ -142,6 +142,7 @@ class ModelRepository:
         self.poll_seconds = poll_seconds
         self._versions: dict[int, ServedVersion] = {}
         self._seen: dict[int, tuple] = {}  # version -> folder fingerprint at the last scan
+        self._deleted: set[int] = set()  # served versions whose folder is gone (said once)
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None
@@ -201,10 +202,24 @@ class ModelRepository:
         )
         wanted_available = settled and any(v.state == State.AVAILABLE for v in wanted_states)
         for version, served in list(self._versions.items()):
-            gone = version not in on_disk
-            replaced = version not in wanted and wanted_available
-            if served.state == State.AVAILABLE and (gone or replaced):
+            if served.state != State.AVAILABLE:
+                continue
+            if version not in wanted and wanted_available:
                 self._unload(served)
+            elif version not in on_disk and version not in self._deleted:
+                # Its folder was deleted and nothing replaces it: it keeps answering from
+                # memory (as TF Serving keeps a version whose folder disappears while no other
+                # is found), and says so once.
+                self._deleted.add(version)
+                log.warning(
+                    "Model %s version %d: its folder %s was deleted; still serving it from "
+                    "memory until another version is pushed (a restarted server would not find "
+                    "it)",
+                    self.name,
+                    version,
+                    served.path,
+                )
+        self._deleted -= set(on_disk)  # back (restored): said again if deleted again
 
     def _load(self, version: int, path: str, fingerprint: tuple) -> None:
         served = ServedVersion(version, path, State.LOADING, fingerprint=fingerprint)

@@ -410,14 +410,17 @@ class RequestLogger:
                 taken += 1
                 self._write_entry(entry)
             try:
+                counts_due = time.monotonic() - last_counts >= 5
                 if self._unflushed and (
-                    not taken or time.monotonic() - self._flushed >= FLUSH_SECONDS
+                    not taken or counts_due or time.monotonic() - self._flushed >= FLUSH_SECONDS
                 ):
-                    # What is logged is readable in the open file within about a second.
+                    # What is logged is readable in the open file within about a second, and
+                    # before the counts say it was logged (a killed worker's counts never exceed
+                    # what its file holds).
                     self._writer.flush()
                     self._unflushed, self._flushed = False, time.monotonic()
                 self._rotate_if_due()
-                if time.monotonic() - last_counts >= 5:
+                if counts_due:
                     self._write_counts()
                     last_counts = time.monotonic()
             except Exception:  # noqa: BLE001 - logging must not stop serving; said in the log

@@ -53,6 +53,8 @@ class DatabaseServer:
     folder: Path
     process: subprocess.Popen
     admin_sql: list[str]  # a command that runs the SQL given as its last argument as superuser
+    # How it was started (the command through the user prefix, and its log): `restart()`.
+    launch: tuple[list[str], str | None, list[str], Path] | None = None
 
     def uri(self, *, password: str | None = None, database: str = DATABASE, port=None) -> str:
         secret = f":{password}" if password is not None else ""
@@ -69,6 +71,28 @@ class DatabaseServer:
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    def kill(self) -> None:
+        """SIGKILL to every process of the server, as a crash or the OOM killer would end it;
+        its data folder stays, for `restart()`."""
+        for pid in server_processes(self):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait(30)
+        deadline = time.monotonic() + 30
+        while server_processes(self) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    def restart(self) -> None:
+        """Starts the server again on its data folder and port (after `kill()`)."""
+        prefix, user, command, log = self.launch
+        if self.scheme == "postgresql":  # a crashed postmaster leaves its pid file
+            with contextlib.suppress(FileNotFoundError):
+                (self.folder / "data" / "postmaster.pid").unlink()
+            for lock in self.folder.glob(".s.PGSQL.*"):
+                lock.unlink()
+        self.process = _spawn(prefix, user, command, log)
+        _wait_for_port(self.port, self.process, log)
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -134,31 +158,27 @@ def start_mariadb() -> DatabaseServer:
         capture_output=True,
     )
     port = free_port()
-    process = _spawn(
-        prefix,
-        user,
-        [
-            server,
-            "--no-defaults",
-            f"--datadir={data}",
-            f"--port={port}",
-            "--bind-address=127.0.0.1",
-            f"--socket={socket_path}",
-            f"--pid-file={folder / 'mysqld.pid'}",
-            f"--log-error={log}",
-            "--skip-log-bin",
-            "--innodb-buffer-pool-size=64M",
-            "--max-connections=200",
-        ],
-        log,
-    )
+    command = [
+        server,
+        "--no-defaults",
+        f"--datadir={data}",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        f"--socket={socket_path}",
+        f"--pid-file={folder / 'mysqld.pid'}",
+        f"--log-error={log}",
+        "--skip-log-bin",
+        "--innodb-buffer-pool-size=64M",
+        "--max-connections=200",
+    ]
+    process = _spawn(prefix, user, command, log)
     _wait_for_port(port, process, log)
     # The server's superuser is the OS user that owns the server, over its socket
     # (mariadb-install-db makes that account authenticate by socket).
     account = user or pwd.getpwuid(os.geteuid()).pw_name
     client = shutil.which("mariadb") or "mysql"
     admin_sql = [*prefix, client, "--no-defaults", f"-u{account}", f"--socket={socket_path}", "-e"]
-    server = DatabaseServer("mysql", port, folder, process, admin_sql)
+    server = DatabaseServer("mysql", port, folder, process, admin_sql, (prefix, user, command, log))
     for host in _MARIADB_HOSTS:
         sql = f"CREATE USER '{USER}'@'{host}' IDENTIFIED BY '{PASSWORD}'"
         subprocess.run([*admin_sql, sql], check=True, capture_output=True)
@@ -200,26 +220,22 @@ def start_postgresql() -> DatabaseServer:
         capture_output=True,
     )
     port = free_port()
-    process = _spawn(
-        prefix,
-        user,
-        [
-            _postgres_bin("postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(folder),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "max_connections=200",
-        ],
-        log,
-    )
+    command = [
+        _postgres_bin("postgres"),
+        "-D",
+        str(data),
+        "-p",
+        str(port),
+        "-k",
+        str(folder),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "fsync=off",
+        "-c",
+        "max_connections=200",
+    ]
+    process = _spawn(prefix, user, command, log)
     _wait_for_port(port, process, log)
     psql = shutil.which("psql") or "psql"
     admin_sql = [
@@ -235,7 +251,9 @@ def start_postgresql() -> DatabaseServer:
         "postgres",
         "-c",
     ]
-    server = DatabaseServer("postgresql", port, folder, process, admin_sql)
+    server = DatabaseServer(
+        "postgresql", port, folder, process, admin_sql, (prefix, user, command, log)
+    )
     server.create_database(DATABASE)
     return server
 

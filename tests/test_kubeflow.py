@@ -157,6 +157,27 @@ def test_no_cache_switches_caching_off(tmp_path):
     assert all(not t.get("cachingOptions", {}).get("enableCache") for t in tasks.values())
 
 
+def test_retries_become_every_tasks_retry_policy(tmp_path):
+    compiled = _compile_in_process(tmp_path, retries=2)
+    spec = yaml.safe_load(compiled.pipeline_spec.read_text())
+    tasks = spec["root"]["dag"]["tasks"]
+    assert len(tasks) > 10
+    for task in tasks.values():
+        assert task["retryPolicy"] == kubeflow.retry_policy(2)
+    # KFP's own proto takes it (what the API server reads), in the spec and the Vertex job.
+    parsed = json_format.ParseDict(spec, pipeline_spec_pb2.PipelineSpec())
+    assert parsed.root.dag.tasks["Trainer"].retry_policy.max_retry_count == 2
+    assert parsed.root.dag.tasks["Trainer"].retry_policy.backoff_duration.seconds == 30
+    job = json.loads(compiled.pipeline_job.read_text())
+    assert (
+        job["pipelineSpec"]["root"]["dag"]["tasks"]["Trainer"]["retryPolicy"]["maxRetryCount"] == 2
+    )
+    # Without --retries, no policy: KFP's default, no retry.
+    plain = _compile_in_process(tmp_path / "plain")
+    plain_tasks = yaml.safe_load(plain.pipeline_spec.read_text())["root"]["dag"]["tasks"]
+    assert not any("retryPolicy" in t for t in plain_tasks.values())
+
+
 def test_default_locations_are_the_image_and_the_local_pipeline_root(tmp_path):
     locations = kubeflow_locations.task_locations(
         tmp_path, "taxi-tips", taxi_config().data_dir, taxi_config().curated_schema_file

@@ -6,14 +6,19 @@ checked to be gone. Full pipeline runs are the expensive part, so each behaviour
 runs on one of the two servers, not on both:
 - MariaDB takes two full runs started together on one database, each reporting its own run, and
   `inspect` and `report` on them, because concurrent writes are where InnoDB's deadlocks show.
-- PostgreSQL takes a run killed with SIGKILL in the middle of Transform, read back as INTERRUPTED,
-  then resumed from the cache, and `inspect` and `report` on them, because one run at a time shows
-  that, and it still gives PostgreSQL full runs of its own (a cold one, then one from the cache).
+  Its server is killed (SIGKILL) while both runs work and started again a few seconds later:
+  both runs wait for it (`--metadata-retry-seconds`) and complete.
+- PostgreSQL takes its server killed in the middle of Transform and not back within
+  `--metadata-retry-seconds`: the run stops with exit 6 naming the server; once the server is
+  started again, the run reads back as INTERRUPTED and the next run resumes from the cache, and
+  `inspect` and `report` read them, because one run at a time shows that, and it still gives
+  PostgreSQL full runs of its own (a cold one, then one from the cache).
 - Both take several processes creating ML Metadata's tables in an empty database at the same
   moment, because each engine collides its own way (MariaDB's deadlocks, PostgreSQL's catalog
   collisions).
 - Both refuse a wrong password, a missing database and a port nobody listens on with exit 2 before
-  any run, because each engine's driver words the failure its own way.
+  any run (the last after waiting `--metadata-retry-seconds` for a server that may be starting),
+  because each engine's driver words the failure its own way.
 
 `make test` runs the suite with `-n auto --dist loadgroup`: every test is in the xdist group of
 the server it uses ("shared-mariadb" or "shared-postgresql"), so that one worker starts each server.
@@ -24,7 +29,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -44,6 +48,11 @@ MARIADB = pytest.mark.xdist_group("shared-mariadb")
 POSTGRESQL = pytest.mark.xdist_group("shared-postgresql")
 
 _INTO_TRANSFORM_SECONDS = 3.0
+# MariaDB is down this long in the middle of the concurrent runs, well within the runs' default
+# --metadata-retry-seconds (60).
+_SERVER_DOWN_SECONDS = 6.0
+# PostgreSQL's run waits this long for its killed server before it gives up.
+_RETRY_SECONDS = 3
 
 
 def _serve(start):
@@ -145,10 +154,28 @@ def concurrent_runs(mariadb, sample_data_dir, tmp_path_factory):
         for name, run in runs.items()
         if run["process"].poll() is None
     }
-    for run in runs.values():
+    # The server killed as the first run's statistics start (the small steps after them all
+    # read and write ML Metadata within seconds), and started again: the runs wait for it.
+    seen = []
+    for line in runs["a"]["process"].stdout:
+        seen.append(line)
+        if node_status(line).get("StatisticsGen", "").startswith("running ..."):
+            break
+    server_killed = all(run["process"].poll() is None for run in runs.values())
+    mariadb.kill()
+    time.sleep(_SERVER_DOWN_SECONDS)
+    mariadb.restart()
+    for name, run in runs.items():
         run["stdout"], run["stderr"] = run["process"].communicate(timeout=900)
+        if name == "a":
+            run["stdout"] = "".join(seen) + run["stdout"]
         run["returncode"] = run["process"].returncode
-    return {"runs": runs, "command_lines": command_lines, "reader_env": _reader_env(mariadb)}
+    return {
+        "runs": runs,
+        "command_lines": command_lines,
+        "reader_env": _reader_env(mariadb),
+        "server_killed": server_killed,
+    }
 
 
 @MARIADB
@@ -173,6 +200,20 @@ def test_two_runs_at_once_on_one_database_both_complete_and_report_their_own_run
         assert f"reports/run-{ids[name].replace(':', '-')}.html" in run["stdout"]
         assert f"-> {run['output_dir']}/serving_model/" in run["stdout"]
         assert {c["state"] for c in recorded["components"]} <= {"executed", "cached", "resolved"}
+
+
+@MARIADB
+def test_runs_wait_for_a_killed_and_restarted_server_and_complete(concurrent_runs):
+    assert concurrent_runs["server_killed"], "a run ended before the server was killed"
+    waited = []
+    for run in concurrent_runs["runs"].values():
+        assert run["returncode"] == 0, run["stdout"] + run["stderr"]
+        text = "".join(log.read_text() for log in (run["output_dir"] / "logs").glob("run-*.log"))
+        if "cannot be reached" in text:
+            assert "retrying for up to 60 s (--metadata-retry-seconds)" in text
+            assert re.search(r"MySQL server at 127\.0\.0\.1:\d+ answers again after", text)
+            waited.append(run)
+    assert waited, "no run met the server while it was down"
 
 
 @MARIADB
@@ -240,36 +281,49 @@ def test_inspect_and_report_read_the_concurrent_runs_from_mariadb(concurrent_run
 
 @pytest.fixture(scope="module")
 def killed_then_resumed(postgresql, sample_data_dir, tmp_path_factory):
-    """A run on the sample killed with SIGKILL a few seconds into Transform (on an empty store,
-    so everything before Transform ran for it), what `inspect runs` says then, as JSON and as
-    text, and the next run on the same output directory (None when the first was not killed)."""
+    """A run on the sample whose PostgreSQL server is killed with SIGKILL a few seconds into
+    Transform (on an empty store, so everything before Transform ran for it) and not back within
+    the run's --metadata-retry-seconds; what `inspect runs` says once the server is started
+    again, as JSON and as text; and the next run on the same output directory (None when the
+    first did not stop on the lost server)."""
     output_dir = tmp_path_factory.mktemp("killed-postgresql") / "outputs"
     env = _reader_env(postgresql)
     args = (f"--data-dir={sample_data_dir}", f"--output-dir={output_dir}", *FAST_RUN_ARGS)
-    process = _start_run(*args, env=env)
+    process = _start_run(*args, f"--metadata-retry-seconds={_RETRY_SECONDS}", env=env)
     seen = []
     for line in process.stdout:
         seen.append(line)
         if node_status(line).get("Transform", "").startswith("running ..."):
             time.sleep(_INTO_TRANSFORM_SECONDS)
-            process.send_signal(signal.SIGKILL)
+            postgresql.kill()
             break
-    process.communicate(timeout=60)
-    killed = process.returncode == -signal.SIGKILL
+    out, err = process.communicate(timeout=300)
+    postgresql.restart()
+    stopped = process.returncode == 6
     return {
         "output_dir": output_dir,
         "env": env,
         "returncode": process.returncode,
-        "console": "".join(seen),
+        "console": "".join(seen) + out + err,
         "listed_json": run_cli("inspect", "runs", "--json", env=env),
         "listed_text": run_cli("inspect", "runs", env=env),
-        "resumed": run_cli(*args, env=env) if killed else None,
+        "resumed": run_cli(*args, env=env) if stopped else None,
     }
 
 
 @POSTGRESQL
-def test_a_run_killed_in_transform_reads_as_interrupted(killed_then_resumed):
-    assert killed_then_resumed["returncode"] == -signal.SIGKILL, killed_then_resumed["console"]
+def test_a_run_whose_server_is_lost_says_so_and_reads_as_interrupted(killed_then_resumed):
+    console = killed_then_resumed["console"]
+    assert killed_then_resumed["returncode"] == 6, console
+    said = console[console.index("\nerror: ") :]
+    assert "ML Metadata's database could not be reached during" in said
+    assert re.search(
+        rf"the PostgreSQL server at 127\.0\.0\.1:\d+ did not answer for {_RETRY_SECONDS} s "
+        r"\(--metadata-retry-seconds\)",
+        said,
+    ), said
+    assert "Start the server again" in said and "Traceback" not in console
+    assert db_servers.PASSWORD not in console
     listed = killed_then_resumed["listed_json"]
     assert listed.returncode == 0, listed.stderr
     [killed] = json.loads(listed.stdout)  # the store was empty: the killed run is its only run
@@ -315,7 +369,13 @@ def test_inspect_and_report_read_the_killed_and_resumed_runs_from_postgresql(
 def _refused(*, uri: str, env: dict[str, str], tmp_path: Path):
     output_dir = tmp_path / "outputs"
     result = run_cli(
-        f"--output-dir={output_dir}", "--metadata-uri", uri, *FAST_RUN_ARGS, env=env, timeout=120
+        f"--output-dir={output_dir}",
+        "--metadata-uri",
+        uri,
+        "--metadata-retry-seconds=2",
+        *FAST_RUN_ARGS,
+        env=env,
+        timeout=120,
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
@@ -360,6 +420,9 @@ def test_a_port_nobody_listens_on_is_refused_before_the_run(server, tmp_path):
     assert f"cannot reach the {engine} server at 127.0.0.1:{port}" in said
     assert f"127.0.0.1:{port}, database 'mlmd'" in said
     assert "Connection refused" in said
+    # Waited for first, as for a server that is starting: said at once, then given up.
+    assert "waiting: cannot reach" in said and "Waiting up to 2 s for it" in said
+    assert "(waited 2 s, --metadata-retry-seconds)" in said
 
 
 # Connects at the given wall-clock moment, then writes and reads a type: one process of several

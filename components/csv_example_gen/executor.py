@@ -29,6 +29,7 @@ from tfx.utils import proto_utils
 
 from components import data_files, tfx_private
 from components.span_example_gen import fast_csv
+from components.span_example_gen.csv_checks import InvalidInputData
 
 EXAMPLES_KEY = standard_component_specs.EXAMPLES_KEY
 
@@ -76,8 +77,50 @@ def _writes_tfrecords_of_examples(exec_properties: dict[str, Any]) -> bool:
     )
 
 
+class InputChangedWhileRead(InvalidInputData):
+    """An input file was changed or deleted while ExampleGen read it."""
+
+
+def file_states(paths: list[str]) -> dict[str, tuple | None]:
+    """Size, modification time and inode of each local file (None: not there); object-store
+    files (gs://, s3://), immutable once written, are not checked."""
+    states = {}
+    for path in paths:
+        if "://" in path:
+            continue
+        try:
+            stat = os.stat(path)
+            states[path] = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        except FileNotFoundError:
+            states[path] = None
+    return states
+
+
+def check_unchanged(before: dict[str, tuple | None]) -> None:
+    """Raises InputChangedWhileRead, naming each file, if any file of `before` changed since."""
+    changed = []
+    for path, state in before.items():
+        now = file_states([path])[path]
+        if now == state:
+            continue
+        if now is None:
+            changed.append(f"{path} was deleted")
+        else:
+            changed.append(f"{path} was changed ({state[0]:,} bytes before, {now[0]:,} now)")
+    if changed:
+        raise InputChangedWhileRead(
+            f"{'; '.join(changed)} while ExampleGen read it, so what was read mixes two versions "
+            "and nothing was kept. Run again once the file is complete (write a new span's files "
+            "in a folder of their own and move it into place when they are whole)."
+        )
+
+
 class Executor(csv_executor.Executor):
     """TFX's CsvExampleGen executor: `fast_csv`'s conversion, splits written as they are read."""
+
+    def files_to_read(self, split_files: list[str]) -> list[str]:
+        """Every input file the run reads (the files of the input splits' patterns)."""
+        return split_files
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:  # noqa: N802 (TFX's name)
         return _CsvToExamples
@@ -105,29 +148,37 @@ class Executor(csv_executor.Executor):
         ).split_names = artifact_utils.encode_split_names(
             example_gen_utils.generate_output_split_names(input_config, output_config)
         )
-        with self._make_beam_pipeline() as pipeline:
-            for split_name, examples in self.GenerateExamplesByBeam(
-                pipeline, exec_properties
-            ).items():
-                split_uri = artifact_utils.get_split_uri(output_dict[EXAMPLES_KEY], split_name)
-                _ = (
-                    examples
-                    | f"Serialize[{split_name}]" >> beam.ParDo(write_split.MaybeSerialize())
-                    | f"Write[{split_name}]"
-                    >> beam.io.WriteToTFRecord(
-                        os.path.join(split_uri, write_split.DEFAULT_FILE_NAME),
-                        file_name_suffix=".gz",
-                    )
-                )
-        # The artifact properties TFX's Do sets, when the component names the formats.
-        payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
-        file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         files = [
             path
             for split in input_config.splits
             for path in sorted(tf.io.gfile.glob(os.path.join(input_base, split.pattern)))
         ]
+        # A file written or deleted while it is read gives examples from neither version.
+        read_files = file_states(self.files_to_read(files))
+        logging.info("Reading %d input file(s): %s", len(read_files), ", ".join(read_files))
+        try:
+            with self._make_beam_pipeline() as pipeline:
+                for split_name, examples in self.GenerateExamplesByBeam(
+                    pipeline, exec_properties
+                ).items():
+                    split_uri = artifact_utils.get_split_uri(output_dict[EXAMPLES_KEY], split_name)
+                    _ = (
+                        examples
+                        | f"Serialize[{split_name}]" >> beam.ParDo(write_split.MaybeSerialize())
+                        | f"Write[{split_name}]"
+                        >> beam.io.WriteToTFRecord(
+                            os.path.join(split_uri, write_split.DEFAULT_FILE_NAME),
+                            file_name_suffix=".gz",
+                        )
+                    )
+        except Exception:
+            check_unchanged(read_files)  # the cause, when a file changed under the reader
+            raise
+        check_unchanged(read_files)
+        # The artifact properties TFX's Do sets, when the component names the formats.
+        payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
         span = exec_properties.get(example_gen_utils.SPAN_PROPERTY_NAME)
         for examples_artifact in output_dict[EXAMPLES_KEY]:
             data_files.record(examples_artifact, {span: files})

@@ -117,6 +117,10 @@ class Executor(csv_example_gen.Executor):
             self._files_by_span[span], exec_properties, pattern
         )
 
+    def files_to_read(self, split_files: list[str]) -> list[str]:
+        """The files of every span of the window, not only the latest span's."""
+        return [path for files in self._files_by_span.values() for path in files]
+
     def Do(self, input_dict, output_dict, exec_properties) -> None:
         training_spans = exec_properties[TRAINING_SPANS_KEY]
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
