@@ -88,6 +88,7 @@ LONGEST_GROUPS_FIRST = (
     # two candidates released, a refused run
     "taxi-sample",
     "test_kubeflow",  # 160: run-spec, every compiled task in a process of its own
+    "faults",  # 140: a cold run with a retry, then faulted runs and their resumptions
     "shared-mariadb",  # 105
     "test_bad_data",  # 95
     "shared-postgresql",  # 95
