@@ -105,19 +105,19 @@ def classify(
         if isinstance(cause, NodeProcessDied):
             return Fault(
                 KILLED,
-                f"{str(cause).rstrip('.')}. Nothing it wrote was published. If memory ran out (dmesg names the "
-                "OOM killer), give the machine more memory or run fewer components at once "
-                "(--parallelism 1); run again to resume from the cache, or pass --retries N to "
-                "run a killed component again by itself.",
+                f"{str(cause).rstrip('.')}. Nothing it wrote was published. If memory ran "
+                "out (dmesg names the OOM killer), give the machine more memory or run fewer "
+                "components at once (--parallelism 1); run again to resume from the cache, or "
+                "pass --retries N to run a killed component again by itself.",
                 transient=True,
             )
         if is_unreachable(cause, metadata_config):
             return Fault(
                 METADATA_LOST,
-                f"ML Metadata's database could not be reached during {where}: {_first_line(cause)}. "
-                "Start the server again (or wait until it is back) and run again: completed "
-                "components are reused from the cache; --metadata-retry-seconds sets how long a "
-                "run waits for it.",
+                f"ML Metadata's database could not be reached during {where}: "
+                f"{_first_line(cause)}. Start the server again (or wait until it is back) and "
+                "run again: completed components are reused from the cache; "
+                "--metadata-retry-seconds sets how long a run waits for it.",
                 transient=True,
             )
     for cause in _chain(error):
@@ -126,17 +126,7 @@ def classify(
         if number in (errno.ENOSPC, errno.EDQUOT) or _DISK_FULL_TEXT.search(text):
             sqlite = sqlite_store is not None and "database or disk is full" in text
             path = str(sqlite_store) if sqlite else _path_of(cause, output_dir) or str(output_dir)
-            mount = _mount_point(path)
-            if sqlite:
-                path = f"ML Metadata's SQLite store {path}"
-            return Fault(
-                DISK_FULL,
-                f"the disk is full: {where} could not write {path} (the filesystem at {mount} "
-                f"has {_free_mib(mount)}). Free space there, or point "
-                f"{'--metadata-uri' if sqlite else '--output-dir'} at a larger disk, and run "
-                "again: completed components are reused from the cache.",
-                transient=False,
-            )
+            return _disk_full(where, path, sqlite)
         if number == errno.EROFS or _READ_ONLY_TEXT.search(text) or number == errno.EACCES:
             sqlite = sqlite_store is not None and "readonly database" in text
             path = str(sqlite_store) if sqlite else _path_of(cause, output_dir) or str(output_dir)
@@ -152,7 +142,40 @@ def classify(
                 "from the cache.",
                 transient=False,
             )
+    # Some libraries fail on a full disk in other words (TensorFlow: a NotFoundError for the file
+    # its write could not finish): a filesystem left without room is taken as the cause.
+    if _free_bytes(output_dir) < _NEARLY_FULL_BYTES:
+        return _disk_full(where, str(output_dir), sqlite=False, said=_first_line(error))
+    if sqlite_store is not None and _free_bytes(sqlite_store.parent) < _NEARLY_FULL_BYTES:
+        return _disk_full(where, str(sqlite_store), sqlite=True, said=_first_line(error))
     return None
+
+
+_NEARLY_FULL_BYTES = 1 << 20
+
+
+def _free_bytes(path: Path) -> float:
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return float("inf")
+
+
+def _disk_full(where: str, path: str, sqlite: bool, said: str | None = None) -> Fault:
+    mount = _mount_point(path)
+    what = f"ML Metadata's SQLite store {path}" if sqlite else path
+    option = "--metadata-uri" if sqlite else "--output-dir"
+    return Fault(
+        DISK_FULL,
+        f"the disk is full: {where} could not write {what} (the filesystem at {mount} has "
+        f"{_free_mib(mount)}{'; it failed with ' + said if said else ''}). Free space there, "
+        f"or point {option} at a larger disk, and run again: completed components are reused "
+        "from the cache.",
+        transient=False,
+    )
 
 
 def _first_line(error: BaseException) -> str:

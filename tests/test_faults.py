@@ -6,7 +6,7 @@ what the last one kept (README, "Faults and what happens", lists each row with i
   component runs again and the run completes;
 - the same without retries: exit 6, the step FAILED in ML Metadata with the reason;
 - the disk under the output directory full in the middle of Trainer (a tmpfs this test mounts,
-  filled with `fallocate`): exit 6, Trainer FAILED, nothing pushed;
+  filled by a file written until the filesystem is full): exit 6, Trainer FAILED, nothing pushed;
 - the serving folder read-only (a read-only bind mount): Pusher fails, no version folder appears;
 - the next run, the faults gone, resumes: only what failed runs;
 - the batch to score's CSV changed while ExampleGen reads it: exit 1, nothing kept;
@@ -23,6 +23,7 @@ faults are skipped with the reason.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import shutil
@@ -92,10 +93,18 @@ def read_only(folder: Path):
 
 
 def fill(folder: Path) -> Path:
-    """Takes every free byte of `folder`'s filesystem with one file, returned."""
+    """Takes every free byte of `folder`'s filesystem with one file, returned: written until the
+    filesystem says it is full (a component may be writing there at the same time)."""
     filler = folder / "filler"
-    free = shutil.disk_usage(folder).free
-    subprocess.run(["fallocate", "-l", str(free), str(filler)], check=True)
+    with open(filler, "wb", buffering=0) as out:
+        for block in (1 << 20, 4096):
+            zeros = bytes(block)
+            try:
+                while True:
+                    out.write(zeros)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
     assert shutil.disk_usage(folder).free < 64 * 1024
     return filler
 
@@ -173,7 +182,7 @@ def faulted(sample_data_dir, tmp_path_factory):
     seen: dict = {"metadata": metadata, "serving": serving, "data": data, "output": output_dir}
     with contextlib.ExitStack() as stack:
         if CAN_MOUNT:
-            stack.enter_context(mounted("-t", "tmpfs", "-o", "size=2g", "tmpfs", at=output_dir))
+            stack.enter_context(mounted("-t", "tmpfs", "-o", "size=256m", "tmpfs", at=output_dir))
 
         # A component's process killed, retried once: the run completes.
         run = Run([*base, *FAST_RUN_ARGS, "--retries=1"])
@@ -192,7 +201,7 @@ def faulted(sample_data_dir, tmp_path_factory):
         run.kill_node("Trainer", after_seconds=1.0)
         seen["killed"] = run.finish()
         seen["killed_executions"] = _node_executions(metadata)
-        seen["versions_after_kill"] = _versions(serving)
+        seen["versions_after_killed"] = _versions(serving)
         if not CAN_MOUNT:
             yield seen
             return
@@ -278,45 +287,57 @@ def test_a_killed_component_is_run_again_with_retries(faulted):
     assert len(faulted["versions_after_retry"]) == 1
 
 
-def test_a_killed_component_without_retries_fails_the_run_named_and_recorded(faulted):
-    result = faulted["killed"]
+def _assert_fault(faulted: dict, run: str, node_id: str, said: str, recorded: str) -> str:
+    """Run `run` stopped with exit 6 saying `error: NODE failed: SAID...`, recorded the node
+    FAILED with `recorded` in its message, and pushed nothing. Returns its error paragraph."""
+    result = faulted[run]
     assert result["returncode"] == FAULT_EXIT, result["stdout"]
-    said = _said(result)
-    assert "error: Trainer failed: the process running Trainer was killed by SIGKILL" in said
-    assert "--retries N" in said and "Nothing was pushed." in said
-    assert "Traceback" not in result["stdout"]
-    trainer = faulted["killed_executions"]["Trainer"]
-    assert trainer.state == "failed"
-    assert "killed by SIGKILL" in trainer.failure
+    error = _said(result)
+    assert f"error: {node_id} failed: {said}" in error
+    assert "Nothing was pushed." in error and "Traceback" not in result["stdout"]
+    execution = faulted[f"{run}_executions"][node_id]
+    assert execution.state == "failed" and recorded in execution.failure
+    assert faulted[f"versions_after_{run}"] == faulted["versions_after_retry"]
+    return error
+
+
+def test_a_killed_component_without_retries_fails_the_run_named_and_recorded(faulted):
+    said = _assert_fault(
+        faulted,
+        "killed",
+        "Trainer",
+        "the process running Trainer was killed by SIGKILL",
+        recorded="killed by SIGKILL",
+    )
+    assert "--retries N" in said
     assert faulted["killed_executions"]["Transform"].state == "cached"
-    assert faulted["versions_after_kill"] == faulted["versions_after_retry"]
 
 
 @needs_mount
 def test_a_full_disk_mid_step_fails_the_step_named_and_pushes_nothing(faulted):
-    result = faulted["disk_full"]
-    assert result["returncode"] == FAULT_EXIT, result["stdout"]
-    said = _said(result)
     output = faulted["output"]
-    assert f"error: Trainer failed: the disk is full: Trainer could not write {output}/" in said
-    assert f"(the filesystem at {output} has 0.0 MiB free)" in said and "Free space there" in said
-    trainer = faulted["disk_full_executions"]["Trainer"]
-    assert trainer.state == "failed" and "the disk is full" in trainer.failure
-    assert faulted["versions_after_disk_full"] == faulted["versions_after_retry"]
+    said = _assert_fault(
+        faulted,
+        "disk_full",
+        "Trainer",
+        f"the disk is full: Trainer could not write {output}",
+        recorded="the disk is full",
+    )
+    assert f"(the filesystem at {output} has 0.0 MiB free" in said and "Free space there" in said
 
 
 @needs_mount
 def test_a_read_only_serving_folder_fails_pusher_and_leaves_no_version(faulted):
-    result = faulted["read_only"]
-    assert result["returncode"] == FAULT_EXIT, result["stdout"]
-    said = _said(result)
-    assert f"error: Pusher failed: {faulted['serving']} is on a read-only filesystem" in said
-    status = node_status(result["stdout"])
+    _assert_fault(
+        faulted,
+        "read_only",
+        "Pusher",
+        f"{faulted['serving']} is on a read-only filesystem",
+        recorded="read-only filesystem",
+    )
+    status = node_status(faulted["read_only"]["stdout"])
     assert status["Transform"].startswith("cached")  # resumed after the full disk
     assert status["Trainer"].startswith("executed")
-    pusher = faulted["read_only_executions"]["Pusher"]
-    assert pusher.state == "failed" and "read-only filesystem" in pusher.failure
-    assert faulted["versions_after_read_only"] == faulted["versions_after_retry"]
     assert faulted["push_leftovers"] == []
 
 
