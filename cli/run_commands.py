@@ -159,8 +159,9 @@ def _run_and_report(
     except local_runner.PipelineRunError as e:
         if e.fault is not None:
             console.write(
-                f"\nerror: {e.node_id} failed: {e.fault.sentence}\nNothing was pushed. "
-                f"{_where_recorded(config)}; the full log is {log_path}.\n"
+                f"\nerror: {e.node_id} failed: {e.fault.sentence}\nNothing was pushed. ML "
+                f"Metadata records the failed step in {config.metadata_location} (when it could "
+                f"be reached); the full log is {log_path}.\n"
             )
             return exit_codes.FAULT
         console.write(
@@ -182,14 +183,6 @@ def _run_and_report(
         return exit_codes.COMPONENT_FAILED
     _finish(config, run_id, console, log_path, started)
     return exit_codes.OK
-
-
-def _where_recorded(config: PipelineConfig) -> str:
-    """Where ML Metadata records the failed step (or that it may not have)."""
-    return (
-        f"ML Metadata records the failed step in {config.metadata_location} (when it could be "
-        "reached)"
-    )
 
 
 def compile_for_kubeflow(

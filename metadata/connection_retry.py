@@ -17,10 +17,12 @@ exist. SQLite stores are files: nothing here applies to them.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import socket
 import time
+from collections.abc import Iterator
 
 from ml_metadata import errors
 from ml_metadata.metadata_store import metadata_store
@@ -147,23 +149,38 @@ def _reconnect(store: metadata_store.MetadataStore) -> None:
     )
 
 
-def _retrying(config, attempt, on_unreachable=None):
+def back_off(seconds: float) -> Iterator[None]:
+    """Waits between attempts, for up to `seconds` from now: 0.5 s, doubling, at most 5 s, the
+    last cut to end at the bound. Yields after each wait, once per attempt still to make."""
+    deadline = time.monotonic() + seconds
+    wait = _FIRST_WAIT_SECONDS
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(wait, left))
+        wait = min(wait * 2, _LONGEST_WAIT_SECONDS)
+        yield
+
+
+def _retrying(config, attempt, on_unreachable=lambda: None):
     server = server_of(config)
     if not server or _retry_seconds <= 0:
         return attempt()
-    started, first_error = None, None
-    wait = _FIRST_WAIT_SECONDS
-    while True:
+
+    def unreachable(error: Exception) -> bool:
+        if isinstance(error, MetadataServerLost) or not is_unreachable(error, config):
+            return False
+        on_unreachable()
+        return True
+
+    first_error = last_error = started = None
+    for _ in itertools.chain([None], back_off(_retry_seconds)):
         try:
             result = attempt()
         except Exception as e:  # noqa: BLE001 - only an unreachable server is retried
-            if not is_unreachable(e, config) or isinstance(e, MetadataServerLost):
+            if not unreachable(e):
                 raise
-            if on_unreachable is not None:
-                on_unreachable()
-            now = time.monotonic()
-            if started is None:
-                started, first_error = now, e
+            last_error = e
+            if first_error is None:
+                first_error, started = e, time.monotonic()
                 log.warning(
                     "ML Metadata: %s cannot be reached (%s); retrying for up to %g s "
                     "(--metadata-retry-seconds)",
@@ -171,19 +188,16 @@ def _retrying(config, attempt, on_unreachable=None):
                     _first_line(e),
                     _retry_seconds,
                 )
-            if now - started >= _retry_seconds:
-                raise MetadataServerLost(
-                    f"{server} did not answer for {_retry_seconds:g} s "
-                    f"(--metadata-retry-seconds): {_first_line(first_error)}"
-                ) from e
-            time.sleep(min(wait, max(0.0, started + _retry_seconds - now)))
-            wait = min(wait * 2, _LONGEST_WAIT_SECONDS)
             continue
         if started is not None:
             log.warning(
                 "ML Metadata: %s answers again after %.1f s", server, time.monotonic() - started
             )
         return result
+    raise MetadataServerLost(
+        f"{server} did not answer for {_retry_seconds:g} s "
+        f"(--metadata-retry-seconds): {_first_line(first_error)}"
+    ) from last_error
 
 
 def _first_line(error: BaseException) -> str:

@@ -22,26 +22,24 @@ AUTO, IN_MEMORY, MULTI_PROCESSING = BEAM_MODES
 MULTI_PROCESSING_FROM_BYTES = 64 * 2**20
 
 
+def _span_bytes(folder: Path, span_pattern: str, span: int) -> int:
+    pattern = spans.pattern_for_span(span_pattern, span)
+    return sum(p.stat().st_size for p in folder.glob(pattern) if p.is_file())
+
+
 def labeled_bytes_read(labeled_dir: Path, span_pattern: str, training_spans: int) -> int:
     """Bytes of CSV in the spans a run reads (the training window and the drift baseline)."""
     folders = spans.span_folders(str(labeled_dir), span_pattern)
     if not folders:
         return 0
     plan = spans.SpanPlan.make(max(folders), training_spans)
-    total = 0
-    for span in plan.all_spans():
-        pattern = spans.pattern_for_span(span_pattern, span)
-        total += sum(p.stat().st_size for p in labeled_dir.glob(pattern) if p.is_file())
-    return total
+    return sum(_span_bytes(labeled_dir, span_pattern, span) for span in plan.all_spans())
 
 
 def unlabeled_bytes_read(unlabeled_dir: Path, span_pattern: str) -> int:
     """Bytes of CSV in the batch to score (the latest unlabeled span)."""
     folders = spans.span_folders(str(unlabeled_dir), span_pattern)
-    if not folders:
-        return 0
-    pattern = spans.pattern_for_span(span_pattern, max(folders))
-    return sum(p.stat().st_size for p in unlabeled_dir.glob(pattern) if p.is_file())
+    return _span_bytes(unlabeled_dir, span_pattern, max(folders)) if folders else 0
 
 
 def resolve(mode: str, data_bytes: int) -> str:

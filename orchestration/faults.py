@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 
 from metadata.connection_retry import is_unreachable
+from orchestration.interrupts import causes
 
 KILLED = "killed"
 METADATA_LOST = "metadata server lost"
@@ -40,19 +41,11 @@ class Fault:
     transient: bool
 
 
-def _chain(error: BaseException):
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        yield error
-        error = error.__cause__ or error.__context__
-
-
 def _path_of(error: BaseException, output_dir: Path) -> str | None:
     """The file the error names: an OSError's own, else the first absolute path in its text
     under the output directory, else the first whose folder exists (TensorFlow's messages
     also hold device names such as /job:localhost)."""
-    for cause in _chain(error):
+    for cause in causes(error):
         if isinstance(cause, OSError) and cause.filename:
             return str(cause.filename)
     found = _PATH_IN_TEXT.findall(str(error))
@@ -61,12 +54,17 @@ def _path_of(error: BaseException, output_dir: Path) -> str | None:
     return next(iter(inside + existing), None)
 
 
-def _mount_point(path: str) -> Path:
-    """The mount point of the filesystem holding `path` (or its nearest existing parent)."""
+def _nearest_existing(path: str | Path) -> Path:
+    """`path`, or its nearest parent that exists (what a failed write may not have made)."""
     folder = Path(path).absolute()
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
-    folder = folder.resolve()
+    return folder
+
+
+def _mount_point(path: str) -> Path:
+    """The mount point of the filesystem holding `path` (or its nearest existing parent)."""
+    folder = _nearest_existing(path).resolve()
     try:  # the longest mount point above it (bind mounts included, which st_dev cannot tell)
         with open("/proc/self/mounts") as mounts:
             points = [Path(line.split()[1].replace("\\040", " ")) for line in mounts]
@@ -75,13 +73,6 @@ def _mount_point(path: str) -> Path:
         while not os.path.ismount(folder) and folder != folder.parent:
             folder = folder.parent
         return folder
-
-
-def _free_mib(folder: Path) -> str:
-    try:
-        return f"{shutil.disk_usage(folder).free / 2**20:.1f} MiB free"
-    except OSError:
-        return "free space unknown"
 
 
 def classify(
@@ -101,7 +92,7 @@ def classify(
     where = node_id or "the run"
     from orchestration.node_process import NodeProcessDied  # noqa: PLC0415 - no cycle at import
 
-    for cause in _chain(error):
+    for cause in causes(error):
         if isinstance(cause, NodeProcessDied):
             return Fault(
                 KILLED,
@@ -115,21 +106,22 @@ def classify(
             return Fault(
                 METADATA_LOST,
                 f"ML Metadata's database could not be reached during {where}: "
-                f"{_first_line(cause)}. Start the server again (or wait until it is back) and "
+                f"{_type_and_first_line(cause)}. Start the server again (or wait until it is back) and "
                 "run again: completed components are reused from the cache; "
                 "--metadata-retry-seconds sets how long a run waits for it.",
                 transient=True,
             )
-    for cause in _chain(error):
+    for cause in causes(error):
         number = cause.errno if isinstance(cause, OSError) else None
         text = str(cause)
+        # SQLite names no file in its errors: its store is the run's, when the words are its.
+        sqlite = sqlite_store is not None and (
+            "database or disk is full" in text or "readonly database" in text
+        )
+        path = str(sqlite_store) if sqlite else _path_of(cause, output_dir) or str(output_dir)
         if number in (errno.ENOSPC, errno.EDQUOT) or _DISK_FULL_TEXT.search(text):
-            sqlite = sqlite_store is not None and "database or disk is full" in text
-            path = str(sqlite_store) if sqlite else _path_of(cause, output_dir) or str(output_dir)
             return _disk_full(where, path, sqlite)
         if number == errno.EROFS or _READ_ONLY_TEXT.search(text) or number == errno.EACCES:
-            sqlite = sqlite_store is not None and "readonly database" in text
-            path = str(sqlite_store) if sqlite else _path_of(cause, output_dir) or str(output_dir)
             why = (
                 "may not be written (permission denied)"
                 if number == errno.EACCES
@@ -145,23 +137,25 @@ def classify(
     # Some libraries fail on a full disk in other words (TensorFlow: a NotFoundError for the file
     # its write could not finish): a filesystem left without room is taken as the cause.
     if _free_bytes(output_dir) < _NEARLY_FULL_BYTES:
-        return _disk_full(where, str(output_dir), sqlite=False, said=_first_line(error))
+        return _disk_full(where, str(output_dir), sqlite=False, said=_type_and_first_line(error))
     if sqlite_store is not None and _free_bytes(sqlite_store.parent) < _NEARLY_FULL_BYTES:
-        return _disk_full(where, str(sqlite_store), sqlite=True, said=_first_line(error))
+        return _disk_full(where, str(sqlite_store), sqlite=True, said=_type_and_first_line(error))
     return None
 
 
 _NEARLY_FULL_BYTES = 1 << 20
 
 
-def _free_bytes(path: Path) -> float:
-    folder = Path(path)
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+def _free_bytes(path: str | Path) -> float:
     try:
-        return shutil.disk_usage(folder).free
+        return shutil.disk_usage(_nearest_existing(path)).free
     except OSError:
         return float("inf")
+
+
+def _free_mib(folder: Path) -> str:
+    free = _free_bytes(folder)
+    return "free space unknown" if free == float("inf") else f"{free / 2**20:.1f} MiB free"
 
 
 def _disk_full(where: str, path: str, sqlite: bool, said: str | None = None) -> Fault:
@@ -178,10 +172,14 @@ def _disk_full(where: str, path: str, sqlite: bool, said: str | None = None) -> 
     )
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException | None) -> str:
+    """The first line of what `error` says, for a sentence (at most 200 characters)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    text = lines[0] if lines else ""
-    return f"{type(error).__name__}: {text}"[:300]
+    return lines[0][:200] if lines else ""
+
+
+def _type_and_first_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {first_line(error)}"
 
 
 def classify_in_run(error: BaseException | None, node_id: str | None, config) -> Fault | None:

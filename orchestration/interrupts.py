@@ -32,14 +32,20 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def causes(error: BaseException | None) -> Iterator[BaseException]:
+    """`error`, then what it was raised from or while handling, and so on (each once)."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        yield error
+        error = error.__cause__ or error.__context__
+
+
 def interrupt_inside(error: BaseException) -> int | None:
     """The signal behind an error that is an interrupt, or one in disguise: Beam's DirectRunner
     re-raises a Ctrl-C (KeyboardInterrupt) or SIGTERM (RunInterrupted) that reached one of its
     steps as `RuntimeError("KeyboardInterrupt [while running '...']")`. None for a real failure."""
-    seen: set[int] = set()
-    cause: BaseException | None = error
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
+    for cause in causes(error):
         if isinstance(cause, KeyboardInterrupt):
             return signal.SIGINT
         if isinstance(cause, RunInterrupted):
@@ -49,7 +55,6 @@ def interrupt_inside(error: BaseException) -> int | None:
             return signal.SIGINT
         if text.startswith(RunInterrupted.__name__):
             return signal.SIGTERM
-        cause = cause.__cause__ or cause.__context__
     return None
 
 

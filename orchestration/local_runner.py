@@ -11,6 +11,7 @@ finish (their results are kept for the re-run); Ctrl-C or SIGTERM stops every ru
 
 from __future__ import annotations
 
+import collections
 import getpass
 import logging
 import multiprocessing.connection
@@ -18,6 +19,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -27,7 +29,7 @@ from components import tfx_private
 from components.data_gate.executor import DataRefused
 from components.span_example_gen.csv_checks import InvalidInputData
 from metadata import runs
-from metadata.store import latest_node_execution, open_store
+from metadata.store import NodeExecution, latest_node_execution, open_store
 from orchestration import faults, node_process
 from orchestration.beam_mode import BeamChoice
 from orchestration.console import ComponentProgress
@@ -75,6 +77,25 @@ class DataRefusedError(PipelineRunError):
     """The data gate refused the data of run `run_id`."""
 
 
+def _update_node_execution(
+    config: PipelineConfig,
+    run_id: str,
+    node_id: str,
+    update: Callable[[NodeExecution], bool],
+    what: str,
+) -> None:
+    """Applies `update` to the node's latest execution in the run and writes it back, when it
+    says to (returns True). A store that cannot be reached (the fault itself, perhaps) is left
+    as it is: said in the log, and the run goes on to its own outcome."""
+    try:
+        store = open_store(config.metadata_location, writable=True)
+        latest = latest_node_execution(store, config.pipeline_name, node_id, run_id)
+        if latest is not None and update(latest):
+            store.put_executions([latest.execution])
+    except Exception:  # noqa: BLE001 - the run's own outcome matters more; the log has it
+        logging.exception("Recording %s's %s in ML Metadata failed", node_id, what)
+
+
 def record_failure(
     config: PipelineConfig,
     run_id: str,
@@ -84,21 +105,19 @@ def record_failure(
 ) -> None:
     """Writes the failure's message (the fault's sentence, when a fault caused it) on the node's
     failed execution in ML Metadata: TFX marks an execution FAILED when its executor raises, but
-    keeps no message, and leaves it RUNNING when its process was killed. A store that cannot be
-    reached (the fault itself, perhaps) is left as it is: said in the log."""
+    keeps no message, and leaves it RUNNING when its process was killed."""
     if node_id is None:
         return
     message = fault.sentence if fault else f"{type(cause).__name__}: {cause}"
-    try:
-        store = open_store(config.metadata_location, writable=True)
-        latest = latest_node_execution(store, config.pipeline_name, node_id, run_id)
-        if latest is None or latest.state not in ("failed", "running"):
-            return
+
+    def failed(latest: NodeExecution) -> bool:
+        if latest.state not in ("failed", "running"):
+            return False
         latest.execution.last_known_state = Execution.FAILED
         tfx_private.set_execution_failure(latest.execution, message)
-        store.put_executions([latest.execution])
-    except Exception:  # noqa: BLE001 - the run's own outcome matters more; the log has it
-        logging.exception("Recording %s's failure in ML Metadata failed", node_id)
+        return True
+
+    _update_node_execution(config, run_id, node_id, failed, "failure")
 
 
 RETRIED_PROPERTY = "retried_after"
@@ -108,11 +127,8 @@ def record_retry(config: PipelineConfig, run_id: str, node_id: str, fault: fault
     """Adds the fault a node is being run again after to its execution's `retried_after`
     property (one line per retry). TFX runs a node again in the same execution (one per node and
     run), which ends as the retry ends."""
-    try:
-        store = open_store(config.metadata_location, writable=True)
-        latest = latest_node_execution(store, config.pipeline_name, node_id, run_id)
-        if latest is None:
-            return
+
+    def retried(latest: NodeExecution) -> bool:
         properties = latest.execution.custom_properties
         earlier = (
             properties[RETRIED_PROPERTY].string_value if RETRIED_PROPERTY in properties else ""
@@ -120,9 +136,9 @@ def record_retry(config: PipelineConfig, run_id: str, node_id: str, fault: fault
         properties[RETRIED_PROPERTY].string_value = "\n".join(
             line for line in (earlier, fault.sentence) if line
         )
-        store.put_executions([latest.execution])
-    except Exception:  # noqa: BLE001 - the retry goes ahead; the log has why it is not recorded
-        logging.exception("Recording %s's retry in ML Metadata failed", node_id)
+        return True
+
+    _update_node_execution(config, run_id, node_id, retried, "retry")
 
 
 def cancel_unfinished(
@@ -284,7 +300,7 @@ def _run(
     running = _RunningNodes()
     failures: list[tuple[NodeOutcome, faults.Fault | None]] = []
     stopped_from_outside: list[NodeOutcome] = []
-    retried: dict[str, int] = {}
+    retried: collections.Counter[str] = collections.Counter()
     try:
         with sigterm_raises():
             while True:
@@ -306,11 +322,11 @@ def _run(
                         if succeeded
                         else faults.classify_in_run(outcome.error, node.node_id, config)
                     )
-                    if fault and fault.transient and retried.get(node.node_id, 0) < config.retries:
-                        retried[node.node_id] = retried.get(node.node_id, 0) + 1
+                    if fault and fault.transient and retried[node.node_id] < config.retries:
+                        retried[node.node_id] += 1
                         record_retry(config, run_id, node.node_id, fault)
                         progress.note(
-                            f"{node.node_id}: {fault.kind} ({_first_line(outcome.error)}); "
+                            f"{node.node_id}: {fault.kind} ({faults.first_line(outcome.error)}); "
                             f"running it again, retry {retried[node.node_id]} of "
                             f"{config.retries} (--retries)"
                         )
@@ -336,11 +352,6 @@ def _run(
         first, fault = failures[0]
         error = DataRefusedError if isinstance(first.error, DataRefused) else PipelineRunError
         raise error(run_id, first.node_id, first.error, fault) from first.error
-
-
-def _first_line(error: BaseException | None) -> str:
-    lines = str(error).strip().splitlines() or [""]
-    return lines[0][:200]
 
 
 def _failed(

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import itertools
 import logging
 import tempfile
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 from components import profile as profiles
+from metadata import connection_retry
 from metadata.store import ServerUnreachable, UnusableStore, check_sqlite_store, connect_server
 from pipeline.config import PipelineConfig
 
@@ -153,30 +154,19 @@ def check_metadata_store(
             raise SetupError(str(e)) from e
         return
     # A server that is starting or restarting is waited for (--metadata-retry-seconds).
-    deadline = time.monotonic() + config.metadata_retry_seconds
-    wait, waited = 0.5, False
-    while True:
+    seconds = config.metadata_retry_seconds
+    for attempt, _ in enumerate(itertools.chain([None], connection_retry.back_off(seconds))):
         try:
             connect_server(location)
             return
         except ServerUnreachable as e:
-            if time.monotonic() >= deadline:
-                said = (
-                    f" (waited {config.metadata_retry_seconds:g} s, --metadata-retry-seconds)"
-                    if waited
-                    else ""
-                )
-                raise SetupError(f"{e}{said}") from e
-            if not waited:
-                say(
-                    f"waiting: {e} Waiting up to {config.metadata_retry_seconds:g} s for it "
-                    "(--metadata-retry-seconds)."
-                )
-            waited = True
-            time.sleep(min(wait, max(0.0, deadline - time.monotonic())))
-            wait = min(wait * 2, 5.0)
+            unreachable = e
+            if attempt == 0 and seconds > 0:
+                say(f"waiting: {e} Waiting up to {seconds:g} s for it (--metadata-retry-seconds).")
         except UnusableStore as e:
             raise SetupError(str(e)) from e
+    waited = f" (waited {seconds:g} s, --metadata-retry-seconds)" if seconds > 0 else ""
+    raise SetupError(f"{unreachable}{waited}") from unreachable
 
 
 def check_beam_runner(config: PipelineConfig) -> None:

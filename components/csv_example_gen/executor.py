@@ -172,10 +172,8 @@ class Executor(csv_executor.Executor):
                             file_name_suffix=".gz",
                         )
                     )
-        except Exception:
-            check_unchanged(read_files)  # the cause, when a file changed under the reader
-            raise
-        check_unchanged(read_files)
+        finally:  # also the cause of a failed read, when a file changed under the reader
+            check_unchanged(read_files)
         # The artifact properties TFX's Do sets, when the component names the formats.
         payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
         file_format = exec_properties.get(standard_component_specs.OUTPUT_FILE_FORMAT_KEY)
